@@ -1,0 +1,50 @@
+# Two commands for a fresh machine: `make dev` runs chatbox on its embedded default,
+# `make test` runs lint, types, the import contracts and the whole suite (it starts Postgres itself).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test lint types install lock openapi clean postgres-binaries
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Installs exactly what requirements.lock pins (what CI tested), plus chatbox itself, editable.
+$(STAMP): pyproject.toml requirements.lock | $(PY)
+	$(PIP) install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(VENV)/bin/chatbox dev
+
+postgres-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ echo "installing the PostgreSQL server for the test suite"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) postgres-binaries lint types
+	$(VENV)/bin/pytest
+
+# Refresh the pins after changing dependencies in pyproject.toml.
+lock: | $(PY)
+	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+openapi: $(STAMP)
+	$(PY) -m chatbox.web.openapi_export docs/openapi.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The `chatbox` command: set-up, serving, and operator chores."""

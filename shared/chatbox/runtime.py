@@ -1,0 +1,46 @@
+"""What every entry point composes once per process: settings, database, vault."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from chatbox.errors import VaultError
+from chatbox.settings import Settings
+from chatbox.store.database import Database
+from chatbox.vault import Vault, generate_key
+
+log = logging.getLogger(__name__)
+
+
+def resolve_vault_key(settings: Settings, *, generate: bool = False) -> str:
+    """`CHATBOX_VAULT_KEY`, else the key kept under CHATBOX_HOME, else (with `generate`) a new kept key."""
+    if settings.vault_key:
+        return settings.vault_key
+    key_file = settings.vault_key_file
+    if key_file.exists():
+        return key_file.read_text().strip()
+    if not generate:
+        raise VaultError(f"no vault key: set CHATBOX_VAULT_KEY or run `chatbox dev` once to create {key_file}")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_key() + "\n")
+    log.warning("CHATBOX_VAULT_KEY is unset: generated a vault key in %s; back it up, or secrets are lost", key_file)
+    return key_file.read_text().strip()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    vault: Vault
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_runtime(settings: Settings, *, generate_vault_key: bool = False) -> Runtime:
+    vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
+    return Runtime(settings=settings, db=Database(settings.db_url), vault=vault)

@@ -1,0 +1,169 @@
+"""Input and output shapes shared by the REST API, the CLI and the MCP faces (XCreate / XUpdate / XPublic)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+MAX_JSON_BYTES = 16_384
+T = TypeVar("T")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+SecretValue = Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
+TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+TemplateText = Annotated[str, StringConstraints(max_length=8_192)]
+SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+
+
+_http_url_adapter: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
+def _http_url(value: str) -> str:
+    if len(value) > 2048:
+        raise ValueError("URL longer than 2048 characters")
+    try:
+        return str(_http_url_adapter.validate_python(value))
+    except ValidationError as exc:
+        raise ValueError("must be an absolute http:// or https:// URL") from exc
+
+
+WebhookUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value)) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
+    return value
+
+
+SmallObject = Annotated[dict[str, Any], AfterValidator(_small_json)]
+
+
+class Platform(StrEnum):
+    signal = "signal"
+    telegram = "telegram"
+    discord = "discord"
+    slack = "slack"
+
+
+class CredentialKind(StrEnum):
+    hmac_signing = "hmac_signing"
+    webhook_auth = "webhook_auth"
+    mcp_proxy_auth = "mcp_proxy_auth"
+    platform = "platform"
+
+
+class MailboxStatus(StrEnum):
+    active = "active"
+    paused = "paused"
+    archived = "archived"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MailboxCreate(StrictModel):
+    name: Name
+    webhook_url: WebhookUrl | None = None
+    signing_credential_id: str | None = None
+    webhook_auth_credential_id: str | None = None
+    templates: dict[TemplateName, TemplateText] = Field(default_factory=dict, max_length=32)
+
+
+class MailboxUpdate(StrictModel):
+    """Only the fields present are changed; `null` clears an optional field."""
+
+    name: Name | None = None
+    webhook_url: WebhookUrl | None = None
+    signing_credential_id: str | None = None
+    webhook_auth_credential_id: str | None = None
+    templates: dict[TemplateName, TemplateText] | None = Field(default=None, max_length=32)
+
+
+class MailboxPublic(BaseModel):
+    id: str
+    name: str
+    webhook_url: str | None
+    templates: dict[str, str]
+    focal_chat_id: str | None
+    signing_credential_id: str | None
+    webhook_auth_credential_id: str | None
+    status: MailboxStatus
+    mcp_url: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class MailboxCreated(MailboxPublic):
+    mcp_token: str = Field(description="Shown once; only its hash is kept.")
+
+
+class ConnectionCreate(StrictModel):
+    platform: Platform
+    config: SmallObject = Field(default_factory=dict)
+    secrets: dict[SecretName, SecretValue] = Field(default_factory=dict, max_length=16)
+
+
+class ConnectionPublic(BaseModel):
+    id: str
+    mailbox_id: str
+    platform: Platform
+    config: dict[str, Any]
+    secret_names: list[str]
+    status: str
+    ingest_url: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConnectionCreated(ConnectionPublic):
+    inbound_token: str = Field(description="Shown once; only its hash is kept.")
+
+
+class CredentialCreate(StrictModel):
+    name: Name
+    kind: CredentialKind
+    value: SecretValue
+
+
+class CredentialUpdate(StrictModel):
+    name: Name | None = None
+    value: SecretValue | None = None
+
+
+class CredentialPublic(BaseModel):
+    id: str
+    name: str
+    kind: CredentialKind
+    created_at: datetime
+    updated_at: datetime
+
+
+class MailboxHealth(BaseModel):
+    status: MailboxStatus
+    consecutive_failures: int
+    delivered: int
+    pending: int
+    dead_letters: int
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

@@ -1,0 +1,97 @@
+"""Credentials: named secrets sealed by the vault. Values go in, never come back out over the API."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from chatbox.errors import ConflictError, NotFoundError
+from chatbox.ids import is_valid_id, new_id
+from chatbox.schemas import CredentialCreate, CredentialKind, CredentialUpdate
+from chatbox.services.pagination import paginate
+from chatbox.store.models import Connection, Credential, Mailbox
+from chatbox.vault import Sealed, Vault
+
+
+def _seal_into(credential: Credential, vault: Vault, value: str) -> None:
+    sealed = vault.seal(value, credential_id=credential.id, account_id=credential.account_id)
+    credential.key_id, credential.nonce, credential.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+
+
+def add_credential(
+    db: Session, vault: Vault, account_id: str, name: str, kind: CredentialKind, value: str
+) -> Credential:
+    """Seal and stage a credential without committing (callers compose it into their unit of work)."""
+    credential = Credential(id=new_id("credential"), account_id=account_id, name=name, kind=kind.value)
+    _seal_into(credential, vault, value)
+    db.add(credential)
+    return credential
+
+
+def create_credential(db: Session, vault: Vault, account_id: str, data: CredentialCreate) -> Credential:
+    credential = add_credential(db, vault, account_id, data.name, data.kind, data.value)
+    db.commit()
+    return credential
+
+
+def get_credential(db: Session, account_id: str, credential_id: str) -> Credential:
+    """The account's credential. Another account's id is reported exactly like an unknown one."""
+    credential = db.get(Credential, credential_id) if is_valid_id("credential", credential_id) else None
+    if credential is None or credential.account_id != account_id:
+        raise NotFoundError(f"credential {credential_id} not found")
+    return credential
+
+
+def list_credentials(
+    db: Session, account_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[Credential], str | None]:
+    stmt = select(Credential).where(Credential.account_id == account_id)
+    return paginate(db, stmt, Credential.id, kind="credential", limit=limit, cursor=cursor)
+
+
+def update_credential(
+    db: Session, vault: Vault, account_id: str, credential_id: str, data: CredentialUpdate
+) -> Credential:
+    credential = get_credential(db, account_id, credential_id)
+    if data.name is not None:
+        credential.name = data.name
+    if data.value is not None:
+        _seal_into(credential, vault, data.value)
+    db.commit()
+    return credential
+
+
+def delete_credential(db: Session, account_id: str, credential_id: str) -> None:
+    """Delete a credential no mailbox or active connection still uses (ConflictError otherwise)."""
+    credential = get_credential(db, account_id, credential_id)
+    user = db.scalar(
+        select(Mailbox.id).where(
+            or_(Mailbox.signing_credential_id == credential.id, Mailbox.webhook_auth_credential_id == credential.id)
+        )
+    )
+    if user is not None:
+        raise ConflictError(f"credential {credential_id} is used by mailbox {user}; point the mailbox elsewhere first")
+    for connection in db.scalars(select(Connection).where(Connection.account_id == account_id)):
+        if credential.id in connection.secret_refs.values():
+            raise ConflictError(f"credential {credential_id} holds a secret of connection {connection.id}")
+    db.delete(credential)
+    db.commit()
+
+
+def reveal(vault: Vault, credential: Credential) -> str:
+    """The plaintext, for the core's own use (signing, platform calls). Raises VaultError."""
+    sealed = Sealed(credential.key_id, credential.nonce, credential.ciphertext)
+    return vault.open(sealed, credential_id=credential.id, account_id=credential.account_id)
+
+
+def rotate_all(db: Session, vault: Vault, *, batch_size: int = 500) -> int:
+    """Re-seal every credential not sealed by the current key. Returns how many were re-sealed."""
+    rotated = 0
+    while True:
+        batch = list(db.scalars(select(Credential).where(Credential.key_id != vault.current_key_id).limit(batch_size)))
+        if not batch:
+            return rotated
+        for credential in batch:
+            _seal_into(credential, vault, reveal(vault, credential))
+        db.commit()
+        rotated += len(batch)

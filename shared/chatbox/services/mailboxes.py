@@ -1,0 +1,179 @@
+"""Mailboxes: where an agent's inbound is delivered (webhook) and from where it acts (MCP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from chatbox.errors import ConflictError, InvalidInputError, NotFoundError
+from chatbox.ids import hash_token, is_valid_id, new_id, new_token
+from chatbox.schemas import CredentialKind, MailboxCreate, MailboxHealth, MailboxStatus, MailboxUpdate
+from chatbox.services.credentials import get_credential
+from chatbox.services.pagination import paginate
+from chatbox.store.models import Delivery, Mailbox
+
+
+@dataclass(frozen=True)
+class CreatedMailbox:
+    mailbox: Mailbox
+    mcp_token: str
+
+
+def _check_credential_ref(
+    db: Session, account_id: str, credential_id: str | None, kind: CredentialKind, field: str
+) -> None:
+    if credential_id is None:
+        return
+    try:
+        credential = get_credential(db, account_id, credential_id)
+    except NotFoundError as exc:
+        raise InvalidInputError(f"{field}: credential {credential_id} not found") from exc
+    if credential.kind != kind.value:
+        raise InvalidInputError(
+            f"{field}: credential {credential_id} is of kind {credential.kind}, expected {kind.value}"
+        )
+
+
+def create_mailbox(db: Session, account_id: str, data: MailboxCreate) -> CreatedMailbox:
+    """Create a mailbox and its MCP token (returned once; only the hash is kept)."""
+    _check_credential_ref(
+        db, account_id, data.signing_credential_id, CredentialKind.hmac_signing, "signing_credential_id"
+    )
+    _check_credential_ref(
+        db, account_id, data.webhook_auth_credential_id, CredentialKind.webhook_auth, "webhook_auth_credential_id"
+    )
+    token = new_token("mcp")
+    mailbox = Mailbox(
+        id=new_id("mailbox"),
+        account_id=account_id,
+        name=data.name,
+        webhook_url=data.webhook_url,
+        templates=dict(data.templates),
+        signing_credential_id=data.signing_credential_id,
+        webhook_auth_credential_id=data.webhook_auth_credential_id,
+        mcp_token_hash=hash_token(token),
+        status=MailboxStatus.active.value,
+    )
+    db.add(mailbox)
+    db.commit()
+    return CreatedMailbox(mailbox, token)
+
+
+def get_mailbox(db: Session, account_id: str, mailbox_id: str) -> Mailbox:
+    """The account's mailbox; another account's id is reported exactly like an unknown one."""
+    mailbox = db.get(Mailbox, mailbox_id) if is_valid_id("mailbox", mailbox_id) else None
+    if mailbox is None or mailbox.account_id != account_id:
+        raise NotFoundError(f"mailbox {mailbox_id} not found")
+    return mailbox
+
+
+def list_mailboxes(
+    db: Session, account_id: str | None, *, limit: int, cursor: str | None, include_archived: bool = False
+) -> tuple[list[Mailbox], str | None]:
+    """One page of mailboxes: the account's, or every account's when `account_id` is None (operators)."""
+    stmt = select(Mailbox)
+    if account_id is not None:
+        stmt = stmt.where(Mailbox.account_id == account_id)
+    if not include_archived:
+        stmt = stmt.where(Mailbox.status != MailboxStatus.archived.value)
+    return paginate(db, stmt, Mailbox.id, kind="mailbox", limit=limit, cursor=cursor)
+
+
+def _require_live(mailbox: Mailbox) -> None:
+    if mailbox.status == MailboxStatus.archived.value:
+        raise ConflictError(f"mailbox {mailbox.id} is archived")
+
+
+def update_mailbox(db: Session, account_id: str, mailbox_id: str, data: MailboxUpdate) -> Mailbox:
+    mailbox = get_mailbox(db, account_id, mailbox_id)
+    _require_live(mailbox)
+    fields = data.model_fields_set
+    if "name" in fields:
+        if data.name is None:
+            raise InvalidInputError("name cannot be null")
+        mailbox.name = data.name
+    if "webhook_url" in fields:
+        mailbox.webhook_url = data.webhook_url
+    if "signing_credential_id" in fields:
+        _check_credential_ref(
+            db, account_id, data.signing_credential_id, CredentialKind.hmac_signing, "signing_credential_id"
+        )
+        mailbox.signing_credential_id = data.signing_credential_id
+    if "webhook_auth_credential_id" in fields:
+        _check_credential_ref(
+            db, account_id, data.webhook_auth_credential_id, CredentialKind.webhook_auth, "webhook_auth_credential_id"
+        )
+        mailbox.webhook_auth_credential_id = data.webhook_auth_credential_id
+    if "templates" in fields:
+        mailbox.templates = dict(data.templates or {})
+    db.commit()
+    return mailbox
+
+
+def archive_mailbox(db: Session, account_id: str, mailbox_id: str) -> Mailbox:
+    """Archive a mailbox: it keeps its history but accepts and delivers nothing more. Idempotent."""
+    mailbox = get_mailbox(db, account_id, mailbox_id)
+    mailbox.status = MailboxStatus.archived.value
+    db.commit()
+    return mailbox
+
+
+def regenerate_mcp_token(db: Session, mailbox_id: str) -> str:
+    """Replace a mailbox's MCP token (the old one stops working at once); the new one is returned once."""
+    mailbox = get_mailbox_any_account(db, mailbox_id)
+    token = new_token("mcp")
+    mailbox.mcp_token_hash = hash_token(token)
+    db.commit()
+    return token
+
+
+def unpause_mailbox(db: Session, account_id: str, mailbox_id: str) -> Mailbox:
+    mailbox = get_mailbox(db, account_id, mailbox_id)
+    _require_live(mailbox)
+    mailbox.status = MailboxStatus.active.value
+    db.commit()
+    return mailbox
+
+
+def mailbox_health(db: Session, account_id: str, mailbox_id: str) -> MailboxHealth:
+    """Delivery counts and the latest outcome, from the core's record of deliveries."""
+    mailbox = get_mailbox(db, account_id, mailbox_id)
+    counts = dict(
+        db.execute(
+            select(Delivery.status, func.count()).where(Delivery.mailbox_id == mailbox.id).group_by(Delivery.status)
+        ).all()
+    )
+    last_success: datetime | None = db.scalar(
+        select(func.max(Delivery.delivered_at)).where(Delivery.mailbox_id == mailbox.id)
+    )
+    return MailboxHealth(
+        status=MailboxStatus(mailbox.status),
+        consecutive_failures=0,
+        delivered=counts.get("delivered", 0),
+        pending=counts.get("pending", 0) + counts.get("held", 0),
+        dead_letters=counts.get("dead", 0),
+        last_success_at=last_success,
+        last_error=None,
+        last_error_at=None,
+    )
+
+
+def queue_depths(db: Session) -> dict[str, int]:
+    """Deliveries still in the pipeline, by status, across all mailboxes (for /metrics)."""
+    rows = db.execute(
+        select(Delivery.status, func.count()).where(Delivery.status.in_(("pending", "held"))).group_by(Delivery.status)
+    ).all()
+    depths = {"pending": 0, "held": 0}
+    depths.update({status: int(count) for status, count in rows})
+    return depths
+
+
+def get_mailbox_any_account(db: Session, mailbox_id: str) -> Mailbox:
+    """A mailbox by id regardless of account (operator tools only)."""
+    mailbox = db.get(Mailbox, mailbox_id) if is_valid_id("mailbox", mailbox_id) else None
+    if mailbox is None:
+        raise NotFoundError(f"mailbox {mailbox_id} not found")
+    return mailbox

@@ -1,0 +1,183 @@
+"""The domain's tables. One migration history (chatbox/store/migrations) serves every backend."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chatbox.store.types import PortableJSON, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(40)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Credential(Base):
+    __tablename__ = "credentials"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    templates: Mapped[dict[str, str]] = mapped_column(PortableJSON, default=dict)
+    # No foreign key: mailbox and chat would reference each other, and chats are never deleted.
+    focal_chat_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    mcp_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    signing_credential_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
+    webhook_auth_credential_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Connection(Base):
+    __tablename__ = "connections"
+    __table_args__ = (
+        # At most one active connection per platform per mailbox; archived ones are history.
+        Index(
+            "uq_connections_active_platform",
+            "mailbox_id",
+            "platform",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    mailbox_id: Mapped[str] = mapped_column(ForeignKey("mailboxes.id"), index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    # Secret name -> credential id; the values live sealed in `credentials`.
+    secret_refs: Mapped[dict[str, str]] = mapped_column(PortableJSON, default=dict)
+    inbound_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+    __table_args__ = (UniqueConstraint("connection_id", "external_id", name="uq_chats_connection_external"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
+    mailbox_id: Mapped[str] = mapped_column(ForeignKey("mailboxes.id"), index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16), default="direct")
+    muted: Mapped[bool] = mapped_column(Boolean, default=False)
+    unread_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def address(self) -> str:
+        """How agents and the API name a chat: `<platform>:<external_id>`."""
+        return f"{self.platform}:{self.external_id}"
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The idempotency key: a platform's message id is accepted once per connection and direction.
+        UniqueConstraint("connection_id", "direction", "external_id", name="uq_messages_connection_external"),
+        Index("ix_messages_chat_created", "chat_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
+    direction: Mapped[str] = mapped_column(String(4))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    sender_id: Mapped[str | None] = mapped_column(String(255))
+    sender_name: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str | None] = mapped_column(Text)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+    reply_to_external_id: Mapped[str | None] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(32), default="message")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("message_id", "mailbox_id", name="uq_deliveries_message_mailbox"),
+        Index("ix_deliveries_mailbox_status", "mailbox_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
+    mailbox_id: Mapped[str] = mapped_column(ForeignKey("mailboxes.id"))
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id"))
+    # pending -> delivered | dead; held while the mailbox is paused.
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,48 @@
+"""Connections of a mailbox: one per platform; the inbound token is shown once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chatbox.schemas import ConnectionCreate, ConnectionCreated, ConnectionPublic, Page
+from chatbox.services import connections
+from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
+from chatbox.web.presenters import connection_public
+
+router = APIRouter(prefix="/v1", tags=["connections"])
+
+
+@router.post("/mailboxes/{mailbox_id}/connections", status_code=201, summary="Attach a platform to a mailbox")
+def create_connection(
+    mailbox_id: str, body: ConnectionCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
+) -> ConnectionCreated:
+    created = connections.create_connection(db, runtime.vault, account, mailbox_id, body)
+    public = connection_public(created.connection, runtime.settings)
+    return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)
+
+
+@router.get("/mailboxes/{mailbox_id}/connections", summary="List a mailbox's connections")
+def list_connections(
+    mailbox_id: str,
+    db: SessionDep,
+    account: CurrentAccount,
+    runtime: RuntimeDep,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> Page[ConnectionPublic]:
+    rows, next_cursor = connections.list_connections(db, account, mailbox_id, limit=limit, cursor=cursor)
+    return Page(items=[connection_public(c, runtime.settings) for c in rows], next_cursor=next_cursor)
+
+
+@router.get("/connections/{connection_id}", summary="Read a connection")
+def get_connection(
+    connection_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
+) -> ConnectionPublic:
+    return connection_public(connections.get_connection(db, account, connection_id), runtime.settings)
+
+
+@router.delete("/connections/{connection_id}", summary="Archive a connection")
+def archive_connection(
+    connection_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
+) -> ConnectionPublic:
+    return connection_public(connections.archive_connection(db, account, connection_id), runtime.settings)

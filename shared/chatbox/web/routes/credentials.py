@@ -1,0 +1,45 @@
+"""/v1/credentials: secrets go in sealed and never come back out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from chatbox.schemas import CredentialCreate, CredentialPublic, CredentialUpdate, Page
+from chatbox.services import credentials
+from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
+from chatbox.web.presenters import credential_public
+
+router = APIRouter(prefix="/v1/credentials", tags=["credentials"])
+
+
+@router.post("", status_code=201, summary="Store a secret (sealed at rest; the value is never returned)")
+def create_credential(
+    body: CredentialCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
+) -> CredentialPublic:
+    return credential_public(credentials.create_credential(db, runtime.vault, account, body))
+
+
+@router.get("", summary="List credentials (names and kinds only)")
+def list_credentials(
+    db: SessionDep, account: CurrentAccount, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+) -> Page[CredentialPublic]:
+    rows, next_cursor = credentials.list_credentials(db, account, limit=limit, cursor=cursor)
+    return Page(items=[credential_public(c) for c in rows], next_cursor=next_cursor)
+
+
+@router.get("/{credential_id}", summary="Read a credential's metadata")
+def get_credential(credential_id: str, db: SessionDep, account: CurrentAccount) -> CredentialPublic:
+    return credential_public(credentials.get_credential(db, account, credential_id))
+
+
+@router.put("/{credential_id}", summary="Rename a credential or replace its value")
+def update_credential(
+    credential_id: str, body: CredentialUpdate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
+) -> CredentialPublic:
+    return credential_public(credentials.update_credential(db, runtime.vault, account, credential_id, body))
+
+
+@router.delete("/{credential_id}", status_code=204, summary="Delete a credential nothing uses")
+def delete_credential(credential_id: str, db: SessionDep, account: CurrentAccount) -> Response:
+    credentials.delete_credential(db, account, credential_id)
+    return Response(status_code=204)

@@ -1,0 +1,61 @@
+"""/v1/mailboxes: create, list, read, update, archive; health and unpause."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chatbox.schemas import MailboxCreate, MailboxCreated, MailboxHealth, MailboxPublic, MailboxUpdate, Page
+from chatbox.services import mailboxes
+from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
+from chatbox.web.presenters import mailbox_public
+
+router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"])
+
+
+@router.post("", status_code=201, summary="Create a mailbox; the MCP token is shown once")
+def create_mailbox(body: MailboxCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxCreated:
+    created = mailboxes.create_mailbox(db, account, body)
+    public = mailbox_public(created.mailbox, runtime.settings)
+    return MailboxCreated(**public.model_dump(), mcp_token=created.mcp_token)
+
+
+@router.get("", summary="List mailboxes (archived ones only when asked)")
+def list_mailboxes(
+    db: SessionDep,
+    account: CurrentAccount,
+    runtime: RuntimeDep,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+    include_archived: bool = False,
+) -> Page[MailboxPublic]:
+    rows, next_cursor = mailboxes.list_mailboxes(
+        db, account, limit=limit, cursor=cursor, include_archived=include_archived
+    )
+    return Page(items=[mailbox_public(m, runtime.settings) for m in rows], next_cursor=next_cursor)
+
+
+@router.get("/{mailbox_id}", summary="Read a mailbox")
+def get_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxPublic:
+    return mailbox_public(mailboxes.get_mailbox(db, account, mailbox_id), runtime.settings)
+
+
+@router.put("/{mailbox_id}", summary="Update name, webhook_url, templates or credential references")
+def update_mailbox(
+    mailbox_id: str, body: MailboxUpdate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
+) -> MailboxPublic:
+    return mailbox_public(mailboxes.update_mailbox(db, account, mailbox_id, body), runtime.settings)
+
+
+@router.delete("/{mailbox_id}", summary="Archive a mailbox")
+def archive_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxPublic:
+    return mailbox_public(mailboxes.archive_mailbox(db, account, mailbox_id), runtime.settings)
+
+
+@router.get("/{mailbox_id}/health", summary="Delivery health of a mailbox")
+def mailbox_health(mailbox_id: str, db: SessionDep, account: CurrentAccount) -> MailboxHealth:
+    return mailboxes.mailbox_health(db, account, mailbox_id)
+
+
+@router.post("/{mailbox_id}/unpause", summary="Resume a paused mailbox")
+def unpause_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxPublic:
+    return mailbox_public(mailboxes.unpause_mailbox(db, account, mailbox_id), runtime.settings)
