@@ -1,7 +1,9 @@
 """Resource ids and bearer tokens.
 
 Ids are a type prefix plus a ULID-style body (48-bit milliseconds + 80 random bits in Crockford
-base32), so they sort by creation time and serve directly as pagination cursors.
+base32), so they sort by creation time and serve directly as pagination cursors. Within one
+process, ids made in the same millisecond are monotonic (the random part is incremented, as the
+ULID spec's monotonic mode does), so a list paged by id is in creation order.
 Tokens are random and only their SHA-256 is stored; a high-entropy secret needs no slow hash.
 """
 
@@ -11,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -28,9 +31,23 @@ PREFIXES = {
 }
 
 
+_RANDOM_BITS = 80
+_last_value = 0
+_lock = threading.Lock()
+
+
+def _next_value() -> int:
+    global _last_value
+    candidate = (time.time_ns() // 1_000_000) << _RANDOM_BITS | secrets.randbits(_RANDOM_BITS)
+    with _lock:
+        # Same millisecond (or a clock step back): one more than the last, never a smaller id.
+        _last_value = candidate if candidate > _last_value else _last_value + 1
+        return _last_value
+
+
 def new_id(kind: str) -> str:
-    """A fresh, time-ordered id such as `mbx_01JD3…`."""
-    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    """A fresh, time-ordered id such as `mbx_01JD3…`; strictly increasing within a process."""
+    value = _next_value()
     body = "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
     return f"{PREFIXES[kind]}_{body}"
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatbox.errors import VaultError
+from chatbox.queues import DeliveryQueue
+from chatbox.queues.factory import build_queue
+from chatbox.services.delivery import Deliverer, DeliveryPolicy
 from chatbox.settings import Settings
 from chatbox.store.database import Database
 from chatbox.vault import Vault, generate_key
+from chatbox.webhook_client import AddressPolicy, WebhookClient
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +40,39 @@ class Runtime:
     settings: Settings
     db: Database
     vault: Vault
+    queue: DeliveryQueue
+    _deliverer: Deliverer | None = field(default=None, init=False)
+
+    @property
+    def address_policy(self) -> AddressPolicy:
+        return AddressPolicy(
+            allow_private=self.settings.allow_private_webhooks, allow_loopback=self.settings.allow_loopback_webhooks
+        )
+
+    @property
+    def deliverer(self) -> Deliverer:
+        """The webhook deliverer, built on first use (it owns a pooled HTTP client)."""
+        if self._deliverer is None:
+            settings = self.settings
+            self._deliverer = Deliverer(
+                self.db,
+                self.vault,
+                WebhookClient(self.address_policy, timeout=settings.delivery_timeout_seconds),
+                DeliveryPolicy(
+                    max_attempts=settings.delivery_max_attempts,
+                    retry_base_seconds=settings.delivery_retry_base_seconds,
+                    pause_after_failures=settings.pause_after_failures,
+                ),
+            )
+        return self._deliverer
 
     def close(self) -> None:
+        if self._deliverer is not None:
+            self._deliverer.client.close()
         self.db.dispose()
 
 
 def build_runtime(settings: Settings, *, generate_vault_key: bool = False) -> Runtime:
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
-    return Runtime(settings=settings, db=Database(settings.db_url), vault=vault)
+    db = Database(settings.db_url)
+    return Runtime(settings=settings, db=db, vault=vault, queue=build_queue(settings, db))

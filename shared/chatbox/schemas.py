@@ -19,13 +19,25 @@ from pydantic import (
 )
 
 MAX_JSON_BYTES = 16_384
+MAX_JSON_DEPTH = 32
 T = TypeVar("T")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def _no_nul(value: str) -> str:
+    # Postgres text and jsonb cannot hold U+0000; refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+# Secret values are sealed before they are stored, so any character may appear in them.
 SecretValue = Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
 TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-TemplateText = Annotated[str, StringConstraints(max_length=8_192)]
+TemplateText = Annotated[str, StringConstraints(max_length=8_192), AfterValidator(_no_nul)]
 SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+# A reference to a resource by id; malformed ids are reported as unknown by the services.
+ResourceRef = Annotated[str, StringConstraints(max_length=64)]
 
 
 _http_url_adapter: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
@@ -43,8 +55,33 @@ def _http_url(value: str) -> str:
 WebhookUrl = Annotated[str, AfterValidator(_http_url)]
 
 
+def _check_json_value(value: Any, depth: int) -> None:
+    """Refuse what a JSON column cannot store or the API cannot echo: deep nesting and NUL characters.
+
+    `depth` counts the objects and arrays that enclose `value`, itself included when it is one.
+    """
+    if isinstance(value, str):
+        _no_nul(value)
+        return
+    if isinstance(value, dict | list) and depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _check_json_value(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_value(item, depth + 1)
+
+
 def _small_json(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value)) > MAX_JSON_BYTES:
+    _check_json_value(value, 1)
+    try:
+        # Python's JSON parser accepts NaN and Infinity; JSON columns (and JSON clients) do not.
+        encoded = json.dumps(value, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError("must not contain NaN or Infinity") from exc
+    if len(encoded) > MAX_JSON_BYTES:
         raise ValueError(f"larger than {MAX_JSON_BYTES} bytes as JSON")
     return value
 
@@ -79,8 +116,8 @@ class StrictModel(BaseModel):
 class MailboxCreate(StrictModel):
     name: Name
     webhook_url: WebhookUrl | None = None
-    signing_credential_id: str | None = None
-    webhook_auth_credential_id: str | None = None
+    signing_credential_id: ResourceRef | None = None
+    webhook_auth_credential_id: ResourceRef | None = None
     templates: dict[TemplateName, TemplateText] = Field(default_factory=dict, max_length=32)
 
 
@@ -89,8 +126,8 @@ class MailboxUpdate(StrictModel):
 
     name: Name | None = None
     webhook_url: WebhookUrl | None = None
-    signing_credential_id: str | None = None
-    webhook_auth_credential_id: str | None = None
+    signing_credential_id: ResourceRef | None = None
+    webhook_auth_credential_id: ResourceRef | None = None
     templates: dict[TemplateName, TemplateText] | None = Field(default=None, max_length=32)
 
 
@@ -162,6 +199,10 @@ class MailboxHealth(BaseModel):
     last_success_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+
+
+class RedriveResult(BaseModel):
+    requeued: int = Field(description="Dead deliveries put back on the queue")
 
 
 class Page(BaseModel, Generic[T]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,20 @@ class Settings(BaseSettings):
     public_url: str = ""
     bootstrap_api_key: str = ""
     log_level: str = "INFO"
+
+    # The delivery pipeline
+    queue: Literal["local", "sqs"] = "local"
+    delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    delivery_retry_base_seconds: float = Field(default=5.0, ge=0)
+    delivery_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    pause_after_failures: int = Field(default=20, ge=1)
+    allow_private_webhooks: bool = False
+    allow_loopback_webhooks: bool = False
+    local_queue_visibility_seconds: float = Field(default=30.0, gt=0)
+    sweep_grace_seconds: float = Field(default=30.0, ge=0)
+    sqs_queue_url: str = ""
+    sqs_dead_letter_queue_url: str = ""
+    aws_endpoint_url: str = ""
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:

@@ -50,7 +50,8 @@ def decode_key(encoded: str) -> bytes:
 
 
 def _associated_data(credential_id: str, account_id: str) -> bytes:
-    return f"chatbox:credential:{credential_id}:{account_id}".encode()
+    # Length-prefixed, so no pair of ids can run together into another pair's bytes.
+    return f"chatbox:credential:{len(credential_id)}:{credential_id}:{len(account_id)}:{account_id}".encode()
 
 
 class Vault:
@@ -85,7 +86,7 @@ class Vault:
             plaintext = AESGCM(key).decrypt(
                 sealed.nonce, sealed.ciphertext, _associated_data(credential_id, account_id)
             )
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:  # ValueError: a nonce of an impossible length
             raise VaultError(f"credential {credential_id} failed authentication (tampered or wrong key)") from exc
         return plaintext.decode()
 

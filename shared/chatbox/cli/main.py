@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import OperationalError
 
 from chatbox.errors import ChatboxError
 from chatbox.runtime import Runtime, build_runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
 from chatbox.settings import Settings, get_settings
+from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
 
 app = typer.Typer(help="chatbox: messaging platforms behind one API for AI agents.", no_args_is_help=True)
@@ -27,43 +33,103 @@ app.add_typer(vault_cli, name="vault")
 out = Console()
 err = Console(stderr=True)
 
+_ID_COLUMNS = frozenset({"id", "account"})
+
+# Libraries that narrate every run at INFO; their warnings still show.
+_QUIET_LOGGERS = ("alembic",)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    """Print `error: <message>` on stderr (verbatim: ids and names may contain markup) and exit with `code`."""
+    err.print(f"[red]error:[/red] {escape(message)}", emoji=False, soft_wrap=True, highlight=False)
+    return typer.Exit(code)
+
+
+def _echo(line: str) -> None:
+    """Print a line exactly as given: secrets and user data must not be read as rich markup or emoji codes."""
+    typer.echo(line)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"CHATBOX_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise _fail(f"invalid configuration: {problems}", 2) from exc
+
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    except ValueError as exc:  # an unknown level name
+        raise _fail(f"invalid configuration: CHATBOX_LOG_LEVEL: {exc}", 2) from exc
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def _reporting_errors() -> Iterator[None]:
+    """Turn the errors an operator can act on into one clear line and a non-zero exit, not a traceback."""
+    try:
+        yield
+    except ChatboxError as exc:
+        raise _fail(exc.message, 1) from exc
+    except OperationalError as exc:
+        raise _fail(f"database unavailable: {exc.orig or exc}", 1) from exc
 
 
 @contextmanager
 def _runtime(*, generate_vault_key: bool = False) -> Iterator[Runtime]:
-    settings = get_settings()
+    settings = _settings()
     _configure_logging(settings)
     try:
         runtime = build_runtime(settings, generate_vault_key=generate_vault_key)
     except ChatboxError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from exc
+        raise _fail(exc.message, 2) from exc
     try:
-        yield runtime
-    except ChatboxError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from exc
+        with _reporting_errors():
+            yield runtime
     finally:
         runtime.close()
 
 
 def _print_first_key(issued: accounts.IssuedKey, *, as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps({"account_id": issued.account_id, "api_key": issued.secret}))
+        _echo(json.dumps({"account_id": issued.account_id, "api_key": issued.secret}))
         return
-    out.print(f"Created account [bold]{issued.account_id}[/bold].")
-    out.print(f"API key (shown once, keep it safe): [bold]{issued.secret}[/bold]", soft_wrap=True)
+    _echo(f"Created account {issued.account_id}.")
+    _echo(f"API key (shown once, keep it safe): {issued.secret}")
+
+
+def _print_rows(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table on a terminal; tab-separated lines otherwise, so ids are never cut and output pipes into tools."""
+    if not out.is_terminal:
+        for row in (headers, *rows):
+            _echo("\t".join(" ".join(cell.split()) for cell in row))
+        return
+    table = Table(title=title)
+    for index, header in enumerate(headers):
+        # Ids must stay whole to be copied into the next command; the other columns wrap.
+        is_id = header in _ID_COLUMNS
+        width = max((len(row[index]) for row in rows), default=0) if is_id else None
+        table.add_column(header, no_wrap=is_id, min_width=width, overflow="ellipsis" if is_id else "fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: names are data, never markup
+    out.print(table)
 
 
 @app.command()
 def migrate() -> None:
-    """Bring the database schema up to date (safe to run repeatedly)."""
-    with _runtime() as runtime:
-        upgrade_to_head(runtime.db.engine)
-        out.print("database is up to date")
+    """Bring the database schema up to date (safe to run repeatedly). Needs no vault key."""
+    settings = _settings()
+    _configure_logging(settings)
+    database = Database(settings.db_url)
+    try:
+        with _reporting_errors():
+            upgrade_to_head(database.engine)
+    finally:
+        database.dispose()
+    _echo("database is up to date")
 
 
 @app.command()
@@ -71,14 +137,16 @@ def bootstrap(
     as_json: Annotated[bool, typer.Option("--json", help='Print {"account_id", "api_key"}')] = False,
     name: Annotated[str, typer.Option(help="Account name")] = "default",
 ) -> None:
-    """Create the first account and its API key (printed once). Uses CHATBOX_BOOTSTRAP_API_KEY when set."""
+    """Create the first account and its API key (printed once). Uses CHATBOX_BOOTSTRAP_API_KEY when set.
+
+    Exits 1 when an account already exists: bootstrap never issues a second key.
+    """
     with _runtime() as runtime:
         upgrade_to_head(runtime.db.engine)
         with runtime.db.session() as db:
             issued = accounts.bootstrap(db, api_key=runtime.settings.bootstrap_api_key or None, name=name)
         if issued is None:
-            err.print("an account already exists; nothing to do")
-            raise typer.Exit(1)
+            raise _fail("an account already exists; bootstrap only creates the first one (nothing changed)", 1)
         _print_first_key(issued, as_json=as_json)
 
 
@@ -94,77 +162,97 @@ def api() -> None:
 @app.command()
 def dev() -> None:
     """One process, zero set-up: home folder, vault key, migrations, first account, and every face served."""
-    from chatbox.cli.serve import prepare_dev_home, serve
+    from chatbox.cli.serve import WorkerProcess, prepare_dev_home, serve
 
-    settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    # On one machine the agent harness usually listens on localhost: allow it unless told otherwise.
+    os.environ.setdefault("CHATBOX_ALLOW_LOOPBACK_WEBHOOKS", "1")
+    get_settings.cache_clear()
+    settings = _settings()
+    if settings.queue != "local":
+        raise _fail("chatbox dev runs the local queue; unset CHATBOX_QUEUE", 2)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the vault key and the database
     with _runtime(generate_vault_key=True) as runtime:
         issued = prepare_dev_home(runtime)
         if issued is not None:
             _print_first_key(issued, as_json=False)
-        out.print(f"chatbox dev serving on {runtime.settings.public_url} (docs at {runtime.settings.public_url}/docs)")
-        serve(runtime)
+        _echo(f"chatbox dev serving on {runtime.settings.public_url} (docs at {runtime.settings.public_url}/docs)")
+        with WorkerProcess():
+            serve(runtime)
+
+
+@app.command()
+def worker() -> None:
+    """Consume the local delivery queue: POST webhooks, retry, dead-letter, sweep (`chatbox dev` starts one)."""
+    from chatbox.cli.serve import run_worker
+
+    settings = _settings()
+    if settings.queue != "local":
+        raise _fail("chatbox worker consumes the local queue; with CHATBOX_QUEUE=sqs the delivery Lambda does", 2)
+    with _runtime() as runtime:
+        run_worker(runtime)
 
 
 @operator.command("mailbox-list")
 def mailbox_list(include_archived: Annotated[bool, typer.Option(help="Show archived mailboxes too")] = False) -> None:
-    """Every mailbox of every account."""
-    table = Table("id", "account", "name", "status", "webhook_url", title="mailboxes")
+    """Every mailbox of every account (tab-separated when not printed to a terminal)."""
+    found: list[list[str]] = []
     with _runtime() as runtime, runtime.db.session() as db:
         cursor: str | None = None
         while True:
             rows, cursor = mailboxes.list_mailboxes(
                 db, None, limit=200, cursor=cursor, include_archived=include_archived
             )
-            for m in rows:
-                table.add_row(m.id, m.account_id, m.name, m.status, m.webhook_url or "-")
+            found += [[m.id, m.account_id, m.name, m.status, m.webhook_url or "-"] for m in rows]
             if cursor is None:
                 break
-    out.print(table)
+    _print_rows("mailboxes", ["id", "account", "name", "status", "webhook_url"], found)
 
 
 @operator.command("connection-list")
 def connection_list(mailbox_id: str) -> None:
-    """The connections of one mailbox."""
-    table = Table("id", "platform", "status", "secrets", "created", title=f"connections of {mailbox_id}")
+    """The connections of one mailbox (tab-separated when not printed to a terminal). Exits 1 for an unknown id."""
+    found: list[list[str]] = []
     with _runtime() as runtime, runtime.db.session() as db:
         mailboxes.get_mailbox_any_account(db, mailbox_id)
         cursor: str | None = None
         while True:
             rows, cursor = connections.list_connections(db, None, mailbox_id, limit=200, cursor=cursor)
-            for c in rows:
-                table.add_row(
-                    c.id, c.platform, c.status, ", ".join(sorted(c.secret_refs)) or "-", c.created_at.isoformat()
-                )
+            found += [
+                [c.id, c.platform, c.status, ", ".join(sorted(c.secret_refs)) or "-", c.created_at.isoformat()]
+                for c in rows
+            ]
             if cursor is None:
                 break
-    out.print(table)
+    _print_rows(f"connections of {mailbox_id}", ["id", "platform", "status", "secrets", "created"], found)
 
 
 @operator.command("connection-archive")
 def connection_archive(connection_id: str) -> None:
-    """Archive a connection: its inbound token stops working."""
+    """Archive a connection: its inbound token stops working. Exits 1 for an unknown id."""
     with _runtime() as runtime, runtime.db.session() as db:
         connection = connections.archive_connection(db, None, connection_id)
-    out.print(f"connection {connection.id} archived")
+    _echo(f"connection {connection.id} archived")
 
 
 @operator.command("mailbox-regenerate-mcp-token")
 def mailbox_regenerate_mcp_token(mailbox_id: str) -> None:
-    """Issue a new MCP token for a mailbox (printed once); the old one stops working."""
+    """Issue a new MCP token for a mailbox (printed once); the old one stops working. Exits 1 for an unknown id."""
     with _runtime() as runtime, runtime.db.session() as db:
         token = mailboxes.regenerate_mcp_token(db, mailbox_id)
         url = runtime.settings.mcp_url(mailbox_id)
-    out.print(f"MCP URL:   {url}")
-    out.print(f"MCP token (shown once): [bold]{token}[/bold]", soft_wrap=True)
+    _echo(f"MCP URL:   {url}")
+    _echo(f"MCP token (shown once): {token}")
 
 
 @vault_cli.command("rotate")
 def vault_rotate() -> None:
-    """Re-encrypt every credential under CHATBOX_VAULT_KEY (old keys stay readable via CHATBOX_VAULT_OLD_KEYS)."""
+    """Re-encrypt every credential under CHATBOX_VAULT_KEY (old keys stay readable via CHATBOX_VAULT_OLD_KEYS).
+
+    Exits 1, naming the credential, when one was sealed by a key that is not configured.
+    """
     with _runtime() as runtime, runtime.db.session() as db:
         count = credentials.rotate_all(db, runtime.vault)
-    out.print(f"re-encrypted {count} credential(s) under key {runtime.vault.current_key_id}")
+    _echo(f"re-encrypted {count} credential(s) under key {runtime.vault.current_key_id}")
 
 
 @vault_cli.command("generate-key")
@@ -172,7 +260,7 @@ def vault_generate_key() -> None:
     """Print a new random vault key (base64 of 32 bytes) for CHATBOX_VAULT_KEY."""
     from chatbox.vault import generate_key
 
-    out.print(generate_key())
+    _echo(generate_key())
 
 
 if __name__ == "__main__":

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType, TracebackType
+
 import uvicorn
 
+from chatbox.queues.consumer import LocalConsumer
+from chatbox.queues.local import LocalQueue
 from chatbox.runtime import Runtime
 from chatbox.services import accounts
 from chatbox.store.migrate import upgrade_to_head
 from chatbox.web.app import create_app
+
+log = logging.getLogger(__name__)
 
 
 def prepare_dev_home(runtime: Runtime) -> accounts.IssuedKey | None:
@@ -17,8 +30,16 @@ def prepare_dev_home(runtime: Runtime) -> accounts.IssuedKey | None:
         return accounts.bootstrap(db, api_key=runtime.settings.bootstrap_api_key or None)
 
 
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(runtime: Runtime) -> None:
+    """Serve the app until SIGINT or SIGTERM; either unwinds normally, so a `with` around this cleans up."""
     settings = runtime.settings
+    # uvicorn re-raises the signal it caught once it has shut down; with the default SIGTERM action that
+    # would kill the process before the caller's cleanup (stopping the worker child) runs.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         create_app(runtime),
         host=settings.api_host,
@@ -26,3 +47,70 @@ def serve(runtime: Runtime) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=True,
     )
+
+
+def run_worker(runtime: Runtime) -> None:
+    """Run the local queue consumer until SIGTERM or SIGINT, finishing deliveries in flight."""
+    queue = runtime.queue
+    assert isinstance(queue, LocalQueue)
+    settings = runtime.settings
+    consumer = LocalConsumer(queue, runtime.deliverer, sweep_grace=settings.sweep_grace_seconds)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=_stop_when_orphaned, args=(consumer,), daemon=True).start()
+    log.info("delivery worker consuming the local queue")
+    consumer.run()
+
+
+def _stop_when_orphaned(consumer: LocalConsumer, interval: float = 1.0) -> None:
+    """A worker started by `chatbox dev` stops when its parent is gone, even if the parent was killed."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(interval)
+    log.warning("parent process %d is gone; stopping the delivery worker", parent)
+    consumer.stop()
+
+
+class WorkerProcess:
+    """`chatbox worker` as a child process, restarted if it dies, stopped with its parent."""
+
+    def __init__(self, restart_delay: float = 1.0) -> None:
+        self.restart_delay = restart_delay
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+
+    def __enter__(self) -> WorkerProcess:
+        self._spawn()
+        self._supervisor.start()
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _value: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self._stopping.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _spawn(self) -> None:
+        self._process = subprocess.Popen([sys.executable, "-m", "chatbox.cli.main", "worker"])
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            process = self._process
+            if process is not None and process.poll() is not None and not self._stopping.is_set():
+                log.warning("delivery worker exited with %s; restarting it", process.returncode)
+                self._stopping.wait(self.restart_delay)
+                if not self._stopping.is_set():
+                    self._spawn()
+            self._stopping.wait(0.5)

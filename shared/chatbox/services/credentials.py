@@ -9,11 +9,19 @@ from chatbox.errors import ConflictError, NotFoundError
 from chatbox.ids import is_valid_id, new_id
 from chatbox.schemas import CredentialCreate, CredentialKind, CredentialUpdate
 from chatbox.services.pagination import paginate
+from chatbox.signing import decode_signing_secret
 from chatbox.store.models import Connection, Credential, Mailbox
 from chatbox.vault import Sealed, Vault
 
 
+def _check_value(kind: str, value: str) -> None:
+    """Refuse values that could never work for their kind, at the door rather than at first use."""
+    if kind == CredentialKind.hmac_signing.value:
+        decode_signing_secret(value)
+
+
 def _seal_into(credential: Credential, vault: Vault, value: str) -> None:
+    _check_value(credential.kind, value)
     sealed = vault.seal(value, credential_id=credential.id, account_id=credential.account_id)
     credential.key_id, credential.nonce, credential.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
 
@@ -71,7 +79,9 @@ def delete_credential(db: Session, account_id: str, credential_id: str) -> None:
     )
     if user is not None:
         raise ConflictError(f"credential {credential_id} is used by mailbox {user}; point the mailbox elsewhere first")
-    for connection in db.scalars(select(Connection).where(Connection.account_id == account_id)):
+    # Archived connections are history: their secrets may go (their inbound tokens no longer work).
+    live = select(Connection).where(Connection.account_id == account_id, Connection.status == "active")
+    for connection in db.scalars(live):
         if credential.id in connection.secret_refs.values():
             raise ConflictError(f"credential {credential_id} holds a secret of connection {connection.id}")
     db.delete(credential)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from chatbox.errors import ConflictError, InvalidInputError, NotFoundError
 from chatbox.ids import hash_token, is_valid_id, new_id, new_token
+from chatbox.queues import DeliveryQueue
+from chatbox.rendering import validate_templates
 from chatbox.schemas import CredentialKind, MailboxCreate, MailboxHealth, MailboxStatus, MailboxUpdate
 from chatbox.services.credentials import get_credential
+from chatbox.services.delivery import redrive_dead_letters, release_held
 from chatbox.services.pagination import paginate
 from chatbox.store.models import Delivery, Mailbox
+from chatbox.webhook_client import AddressPolicy, check_url_statically
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,18 @@ def _check_credential_ref(
         )
 
 
-def create_mailbox(db: Session, account_id: str, data: MailboxCreate) -> CreatedMailbox:
-    """Create a mailbox and its MCP token (returned once; only the hash is kept)."""
+def _check_webhook_url(url: str | None, policy: AddressPolicy) -> None:
+    if url is not None:
+        check_url_statically(url, policy)
+
+
+def create_mailbox(db: Session, account_id: str, data: MailboxCreate, *, policy: AddressPolicy) -> CreatedMailbox:
+    """Create a mailbox and its MCP token (returned once; only the hash is kept).
+
+    Raises InvalidInputError for a forbidden webhook target, an unusable template or credential.
+    """
+    _check_webhook_url(data.webhook_url, policy)
+    validate_templates(data.templates)
     _check_credential_ref(
         db, account_id, data.signing_credential_id, CredentialKind.hmac_signing, "signing_credential_id"
     )
@@ -87,7 +100,10 @@ def _require_live(mailbox: Mailbox) -> None:
         raise ConflictError(f"mailbox {mailbox.id} is archived")
 
 
-def update_mailbox(db: Session, account_id: str, mailbox_id: str, data: MailboxUpdate) -> Mailbox:
+def update_mailbox(
+    db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str, data: MailboxUpdate, *, policy: AddressPolicy
+) -> Mailbox:
+    """Change only the fields present. Setting a webhook_url sends what was held for the lack of one."""
     mailbox = get_mailbox(db, account_id, mailbox_id)
     _require_live(mailbox)
     fields = data.model_fields_set
@@ -96,6 +112,7 @@ def update_mailbox(db: Session, account_id: str, mailbox_id: str, data: MailboxU
             raise InvalidInputError("name cannot be null")
         mailbox.name = data.name
     if "webhook_url" in fields:
+        _check_webhook_url(data.webhook_url, policy)
         mailbox.webhook_url = data.webhook_url
     if "signing_credential_id" in fields:
         _check_credential_ref(
@@ -108,8 +125,11 @@ def update_mailbox(db: Session, account_id: str, mailbox_id: str, data: MailboxU
         )
         mailbox.webhook_auth_credential_id = data.webhook_auth_credential_id
     if "templates" in fields:
+        validate_templates(data.templates or {})
         mailbox.templates = dict(data.templates or {})
     db.commit()
+    if mailbox.webhook_url and mailbox.status == MailboxStatus.active.value:
+        release_held(db, queue, mailbox.id)
     return mailbox
 
 
@@ -130,12 +150,22 @@ def regenerate_mcp_token(db: Session, mailbox_id: str) -> str:
     return token
 
 
-def unpause_mailbox(db: Session, account_id: str, mailbox_id: str) -> Mailbox:
+def unpause_mailbox(db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str) -> Mailbox:
+    """Resume deliveries: the failure streak resets and held deliveries are sent, each chat in order."""
     mailbox = get_mailbox(db, account_id, mailbox_id)
     _require_live(mailbox)
     mailbox.status = MailboxStatus.active.value
+    mailbox.consecutive_failures = 0
     db.commit()
+    release_held(db, queue, mailbox.id)
     return mailbox
+
+
+def redrive_mailbox(db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str) -> int:
+    """Re-queue the mailbox's dead letters with a fresh set of attempts. Returns how many."""
+    mailbox = get_mailbox(db, account_id, mailbox_id)
+    _require_live(mailbox)
+    return redrive_dead_letters(db, queue, mailbox.id)
 
 
 def mailbox_health(db: Session, account_id: str, mailbox_id: str) -> MailboxHealth:
@@ -146,18 +176,15 @@ def mailbox_health(db: Session, account_id: str, mailbox_id: str) -> MailboxHeal
             select(Delivery.status, func.count()).where(Delivery.mailbox_id == mailbox.id).group_by(Delivery.status)
         ).all()
     )
-    last_success: datetime | None = db.scalar(
-        select(func.max(Delivery.delivered_at)).where(Delivery.mailbox_id == mailbox.id)
-    )
     return MailboxHealth(
         status=MailboxStatus(mailbox.status),
-        consecutive_failures=0,
+        consecutive_failures=mailbox.consecutive_failures,
         delivered=counts.get("delivered", 0),
         pending=counts.get("pending", 0) + counts.get("held", 0),
         dead_letters=counts.get("dead", 0),
-        last_success_at=last_success,
-        last_error=None,
-        last_error_at=None,
+        last_success_at=mailbox.last_success_at,
+        last_error=mailbox.last_error,
+        last_error_at=mailbox.last_error_at,
     )
 
 

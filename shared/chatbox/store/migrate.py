@@ -20,8 +20,19 @@ def alembic_config(url: str = "") -> Config:
 
 
 def upgrade_to_head(engine: Engine) -> None:
-    """Bring the schema to the newest revision; safe to run on every start."""
+    """Bring the schema to the newest revision in one transaction; safe to run on every start."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Python's sqlite3 runs DDL outside any transaction, so a migration failing halfway would
+            # leave tables behind with no version recorded. Open the transaction ourselves.
+            driver = connection.connection.driver_connection
+            connection.connection.detach()  # this connection's settings must not return to the pool
+            driver.isolation_level = None  # type: ignore[union-attr]
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.begin()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        connection.commit()

@@ -85,6 +85,11 @@ class Mailbox(Base):
     signing_credential_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
     webhook_auth_credential_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # Delivery health, kept with the mailbox so pausing is one row update.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -174,6 +179,8 @@ class Delivery(Base):
     chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id"))
     # pending -> delivered | dead; held while the mailbox is paused.
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    # Set once the queue has the job; pending rows without it are what the sweeper re-sends.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -181,3 +188,23 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class QueueMessage(Base):
+    """The local queue adapter's durable store: SQS semantics kept in the database (chatbox dev)."""
+
+    __tablename__ = "queue_messages"
+    __table_args__ = (
+        Index("ix_queue_messages_queue_group", "queue", "group_id", "id"),
+        Index("ix_queue_messages_queue_visible", "queue", "visible_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[str] = mapped_column(String(128))
+    deduplication_id: Mapped[str] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    visible_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    receive_count: Mapped[int] = mapped_column(Integer, default=0)
+    receipt: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,9 +11,15 @@ from chatbox.runtime import Runtime
 from chatbox.services.mailboxes import queue_depths
 from chatbox.web.errors import install_error_handlers
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
-from chatbox.web.routes import connections, credentials, health, mailboxes
+from chatbox.web.routes import connections, credentials, health, inbound, mailboxes
 
-API_ROUTERS: tuple[APIRouter, ...] = (health.router, mailboxes.router, connections.router, credentials.router)
+API_ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    mailboxes.router,
+    connections.router,
+    credentials.router,
+    inbound.router,
+)
 
 DESCRIPTION = """\
 chatbox puts Signal, Telegram, Discord and Slack behind one API for agents.

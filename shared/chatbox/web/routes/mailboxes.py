@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chatbox.schemas import MailboxCreate, MailboxCreated, MailboxHealth, MailboxPublic, MailboxUpdate, Page
+from chatbox.schemas import (
+    MailboxCreate,
+    MailboxCreated,
+    MailboxHealth,
+    MailboxPublic,
+    MailboxUpdate,
+    Page,
+    RedriveResult,
+)
 from chatbox.services import mailboxes
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.presenters import mailbox_public
@@ -14,7 +22,7 @@ router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"])
 
 @router.post("", status_code=201, summary="Create a mailbox; the MCP token is shown once")
 def create_mailbox(body: MailboxCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxCreated:
-    created = mailboxes.create_mailbox(db, account, body)
+    created = mailboxes.create_mailbox(db, account, body, policy=runtime.address_policy)
     public = mailbox_public(created.mailbox, runtime.settings)
     return MailboxCreated(**public.model_dump(), mcp_token=created.mcp_token)
 
@@ -43,7 +51,8 @@ def get_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtim
 def update_mailbox(
     mailbox_id: str, body: MailboxUpdate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> MailboxPublic:
-    return mailbox_public(mailboxes.update_mailbox(db, account, mailbox_id, body), runtime.settings)
+    updated = mailboxes.update_mailbox(db, runtime.queue, account, mailbox_id, body, policy=runtime.address_policy)
+    return mailbox_public(updated, runtime.settings)
 
 
 @router.delete("/{mailbox_id}", summary="Archive a mailbox")
@@ -58,4 +67,9 @@ def mailbox_health(mailbox_id: str, db: SessionDep, account: CurrentAccount) -> 
 
 @router.post("/{mailbox_id}/unpause", summary="Resume a paused mailbox")
 def unpause_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxPublic:
-    return mailbox_public(mailboxes.unpause_mailbox(db, account, mailbox_id), runtime.settings)
+    return mailbox_public(mailboxes.unpause_mailbox(db, runtime.queue, account, mailbox_id), runtime.settings)
+
+
+@router.post("/{mailbox_id}/redrive", summary="Re-queue the mailbox's dead letters")
+def redrive_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> RedriveResult:
+    return RedriveResult(requeued=mailboxes.redrive_mailbox(db, runtime.queue, account, mailbox_id))

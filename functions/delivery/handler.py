@@ -1,0 +1,32 @@
+"""Lambda entry for deliveries: SQS FIFO records -> the core's record handler, via Powertools' batch processor.
+
+A record that must be retried raises; the processor reports it (and, to keep each chat in order,
+the later records of its group) in `batchItemFailures`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from chatbox.queues.sqs import record_from_lambda
+from chatbox.runtime import build_runtime
+from chatbox.services.delivery import deliver_record
+from chatbox.settings import get_settings
+
+runtime = build_runtime(get_settings())
+
+
+def record_handler(record: SQSRecord) -> None:
+    deliver_record(record_from_lambda(record.raw_event), runtime.deliverer, runtime.queue)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+    # A batch whose every record stays is still a normal answer, not an invocation error.
+    processor.raise_on_entire_batch_failure = False
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )

@@ -1,0 +1,199 @@
+"""The local queue adapter: SQS FIFO semantics kept durably in the database.
+
+Visibility timeout, receive count, max receives -> dead letter, and per-group order: a group's
+next message is handed out only when no earlier message of that group remains in the queue, so
+a message waiting out its retry delay blocks its chat and nothing else.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import and_, delete, event, select, update
+from sqlalchemy.orm import Session, aliased
+
+from chatbox.queues import DeliveryJob, QueueRecord
+from chatbox.store.database import Database
+from chatbox.store.models import QueueMessage
+from chatbox.store.types import utcnow
+
+WORK_QUEUE = "deliveries"
+DEAD_LETTER_QUEUE = "deliveries-dead"
+
+
+class LocalQueue:
+    """A durable FIFO queue in the chatbox database.
+
+    `wake_path` names a Unix datagram socket the consumer listens on, so a send wakes it at once
+    instead of waiting for its next poll.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        visibility_timeout: float = 30.0,
+        max_receives: int = 0,
+        wake_path: Path | None = None,
+        queue: str = WORK_QUEUE,
+        dead_letter_queue: str = DEAD_LETTER_QUEUE,
+    ) -> None:
+        self.db = db
+        self.visibility_timeout = visibility_timeout
+        self.max_receives = max_receives
+        self.wake_path = wake_path
+        self.queue = queue
+        self.dead_letter_queue = dead_letter_queue
+
+    # -- producer side -------------------------------------------------------------------------
+
+    def stage(self, db: Session, jobs: Sequence[DeliveryJob]) -> bool:
+        if jobs:
+            event.listen(db, "after_commit", self._wake_after_commit, once=True)
+        now = utcnow()
+        for job in jobs:
+            db.add(
+                QueueMessage(
+                    queue=self.queue,
+                    group_id=job.group_id,
+                    deduplication_id=job.delivery_id,
+                    body=job.body(),
+                    visible_at=now,
+                    receive_count=0,
+                )
+            )
+        return True
+
+    def send(self, jobs: Sequence[DeliveryJob]) -> None:
+        if not jobs:
+            return
+        with self.db.session() as db:
+            if not self._contains_all(db, jobs):
+                self.stage(db, [job for job in jobs if not self._contains(db, job)])
+                db.commit()
+        self.wake()
+
+    def _contains(self, db: Session, job: DeliveryJob) -> bool:
+        found = db.scalar(
+            select(QueueMessage.id).where(
+                QueueMessage.queue == self.queue, QueueMessage.deduplication_id == job.delivery_id
+            )
+        )
+        return found is not None
+
+    def _contains_all(self, db: Session, jobs: Sequence[DeliveryJob]) -> bool:
+        return all(self._contains(db, job) for job in jobs)
+
+    def _wake_after_commit(self, _session: Session) -> None:
+        self.wake()
+
+    def wake(self) -> None:
+        """Nudge a consumer waiting on the wake socket; harmless when none listens."""
+        if self.wake_path is None:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.sendto(b"1", str(self.wake_path))
+        except OSError:
+            pass
+
+    # -- consumer side -------------------------------------------------------------------------
+
+    def receive(self, max_messages: int = 10) -> list[QueueRecord]:
+        """Claim up to `max_messages` visible heads of distinct groups, hiding them for the visibility timeout."""
+        now = utcnow()
+        earlier = aliased(QueueMessage)
+        heads = (
+            select(QueueMessage.id)
+            .where(
+                QueueMessage.queue == self.queue,
+                QueueMessage.visible_at <= now,
+                ~select(earlier.id)
+                .where(
+                    and_(
+                        earlier.queue == QueueMessage.queue,
+                        earlier.group_id == QueueMessage.group_id,
+                        earlier.id < QueueMessage.id,
+                    )
+                )
+                .exists(),
+            )
+            .order_by(QueueMessage.id)
+            .limit(max_messages)
+        )
+        records: list[QueueRecord] = []
+        with self.db.session() as db:
+            for message_id in list(db.scalars(heads)):
+                receipt = secrets.token_hex(16)
+                claimed = db.execute(
+                    update(QueueMessage)
+                    .where(QueueMessage.id == message_id, QueueMessage.visible_at <= now)
+                    .values(
+                        visible_at=now + timedelta(seconds=self.visibility_timeout),
+                        receive_count=QueueMessage.receive_count + 1,
+                        receipt=receipt,
+                    )
+                    .returning(QueueMessage)
+                ).scalar_one_or_none()
+                if claimed is None:  # another consumer got it first
+                    continue
+                records.append(
+                    QueueRecord(
+                        message_id=str(claimed.id),
+                        receipt=receipt,
+                        body=claimed.body,
+                        group_id=claimed.group_id,
+                        receive_count=claimed.receive_count,
+                    )
+                )
+            db.commit()
+        if self.max_receives:
+            records = self._dead_letter_exhausted(records)
+        return records
+
+    def _dead_letter_exhausted(self, records: list[QueueRecord]) -> list[QueueRecord]:
+        """SQS redrive: a message received more than max_receives times goes to the dead-letter queue."""
+        keep = []
+        for record in records:
+            if record.receive_count > self.max_receives:
+                self.dead_letter(record)
+            else:
+                keep.append(record)
+        return keep
+
+    def delete(self, record: QueueRecord) -> None:
+        with self.db.session() as db:
+            db.execute(
+                delete(QueueMessage).where(
+                    QueueMessage.id == int(record.message_id), QueueMessage.receipt == record.receipt
+                )
+            )
+            db.commit()
+
+    def retry_later(self, record: QueueRecord, delay_seconds: float) -> None:
+        with self.db.session() as db:
+            db.execute(
+                update(QueueMessage)
+                .where(QueueMessage.id == int(record.message_id), QueueMessage.receipt == record.receipt)
+                .values(visible_at=utcnow() + timedelta(seconds=max(0.0, delay_seconds)))
+            )
+            db.commit()
+
+    def dead_letter(self, record: QueueRecord) -> None:
+        with self.db.session() as db:
+            db.execute(
+                update(QueueMessage)
+                .where(QueueMessage.id == int(record.message_id))
+                .values(queue=self.dead_letter_queue, receipt=None)
+            )
+            db.commit()
+
+    def depth(self, queue: str | None = None) -> int:
+        with self.db.session() as db:
+            rows = db.scalars(select(QueueMessage.id).where(QueueMessage.queue == (queue or self.queue)))
+            return len(list(rows))

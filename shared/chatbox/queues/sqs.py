@@ -1,0 +1,119 @@
+"""The SQS adapter: a FIFO delivery queue (MessageGroupId = chat) with a dead-letter queue.
+
+Used by the Lambda functions; the delivery function is driven by SQS event records, which
+`record_from_lambda` turns into the core's QueueRecord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chatbox.queues import DeliveryJob, QueueError, QueueRecord
+from chatbox.settings import Settings
+
+MAX_VISIBILITY_SECONDS = 43_200
+SEND_BATCH = 10
+
+
+class SqsQueue:
+    def __init__(self, client: Any, queue_url: str, dead_letter_queue_url: str) -> None:
+        if not queue_url:
+            raise QueueError("CHATBOX_SQS_QUEUE_URL is not set")
+        self.client = client
+        self.queue_url = queue_url
+        self.dead_letter_queue_url = dead_letter_queue_url
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SqsQueue:
+        client = boto3.client(
+            "sqs",
+            endpoint_url=settings.aws_endpoint_url or None,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10),
+        )
+        return cls(client, settings.sqs_queue_url, settings.sqs_dead_letter_queue_url)
+
+    def stage(self, db: object, jobs: Sequence[DeliveryJob]) -> bool:  # noqa: ARG002 - nothing to stage in SQS
+        return False
+
+    def send(self, jobs: Sequence[DeliveryJob]) -> None:
+        for start in range(0, len(jobs), SEND_BATCH):
+            chunk = jobs[start : start + SEND_BATCH]
+            entries = [
+                {
+                    "Id": str(index),
+                    "MessageBody": job.body(),
+                    "MessageGroupId": job.group_id,
+                    "MessageDeduplicationId": job.delivery_id,
+                }
+                for index, job in enumerate(chunk)
+            ]
+            response = self._call("send_message_batch", QueueUrl=self.queue_url, Entries=entries)
+            if response.get("Failed"):
+                reasons = ", ".join(f"{f.get('Code')}: {f.get('Message')}" for f in response["Failed"])
+                raise QueueError(f"SQS refused {len(response['Failed'])} message(s): {reasons}")
+
+    def receive(self, max_messages: int = 10, wait_seconds: int = 0) -> list[QueueRecord]:
+        response = self._call(
+            "receive_message",
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max(1, min(max_messages, 10)),
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+        )
+        return [
+            QueueRecord(
+                message_id=m["MessageId"],
+                receipt=m["ReceiptHandle"],
+                body=m["Body"],
+                group_id=m.get("Attributes", {}).get("MessageGroupId", ""),
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+            )
+            for m in response.get("Messages", [])
+        ]
+
+    def delete(self, record: QueueRecord) -> None:
+        self._call("delete_message", QueueUrl=self.queue_url, ReceiptHandle=record.receipt)
+
+    def retry_later(self, record: QueueRecord, delay_seconds: float) -> None:
+        seconds = int(min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS))
+        self._call(
+            "change_message_visibility",
+            QueueUrl=self.queue_url,
+            ReceiptHandle=record.receipt,
+            VisibilityTimeout=seconds,
+        )
+
+    def dead_letter(self, record: QueueRecord) -> None:
+        if self.dead_letter_queue_url:
+            self._call(
+                "send_message",
+                QueueUrl=self.dead_letter_queue_url,
+                MessageBody=record.body,
+                MessageGroupId=record.group_id or "dead",
+                MessageDeduplicationId=record.message_id,
+            )
+        self.delete(record)
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise QueueError(f"SQS {operation} failed: {exc}") from exc
+        return response
+
+
+def record_from_lambda(record: Mapping[str, Any]) -> QueueRecord:
+    """An SQS event record (as Lambda delivers it) as the core's QueueRecord."""
+    attributes = record.get("attributes", {})
+    return QueueRecord(
+        message_id=record["messageId"],
+        receipt=record["receiptHandle"],
+        body=record["body"],
+        group_id=attributes.get("MessageGroupId", ""),
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+    )

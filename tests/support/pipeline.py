@@ -1,0 +1,63 @@
+"""Pipeline test helpers: a consumer thread over the local queue, inbound posts, bounded polling."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from fastapi.testclient import TestClient
+
+from chatbox.queues.consumer import LocalConsumer
+from chatbox.queues.local import LocalQueue
+from chatbox.runtime import Runtime
+
+T = TypeVar("T")
+
+
+def new_signing_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@contextmanager
+def running_consumer(runtime: Runtime) -> Iterator[LocalConsumer]:
+    assert isinstance(runtime.queue, LocalQueue)
+    consumer = LocalConsumer(runtime.queue, runtime.deliverer, poll_interval=0.02, sweep_every=0.2, sweep_grace=0.0)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "consumer did not stop"
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Poll `check` until it returns a truthy value (bounded); returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def post_inbound(
+    client: TestClient, connection: dict[str, Any], external_message_id: str, text: str = "hello", **fields: Any
+) -> dict[str, Any]:
+    body = {"external_chat_id": "chat-1", "external_message_id": external_message_id, "text": text, **fields}
+    response = client.post(
+        f"/v1/connections/{connection['id']}/messages",
+        json=body,
+        headers={"Authorization": f"Bearer {connection['inbound_token']}"},
+    )
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = response.json()
+    return result

@@ -1,0 +1,126 @@
+"""`chatbox dev` from an empty folder: zero set-up, one process, a key printed once, data kept."""
+
+from __future__ import annotations
+
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.cli import CHATBOX, clean_env, wait_for
+from tests.support.postgres import free_port
+
+STARTUP_SECONDS = 60
+KEY_LINE = re.compile(r"^API key \(shown once, keep it safe\): (\S+)$", re.MULTILINE)
+
+
+@dataclass
+class DevRun:
+    base_url: str
+    stdout: Path
+    stderr: Path
+
+    def output(self) -> str:
+        return self.stdout.read_text()
+
+    def errors(self) -> str:
+        return self.stderr.read_text()
+
+    def printed_keys(self) -> list[str]:
+        return KEY_LINE.findall(self.output())
+
+
+def _health(base_url: str, process: subprocess.Popen[bytes], run: DevRun) -> bool | None:
+    if process.poll() is not None:
+        raise AssertionError(f"chatbox dev exited with {process.returncode}:\n{run.output()}\n{run.errors()}")
+    try:
+        response = httpx.get(f"{base_url}/health", timeout=2)
+    except httpx.TransportError:
+        return None
+    return True if response.status_code == 200 else None
+
+
+@contextmanager
+def chatbox_dev(workdir: Path, name: str, **chatbox_vars: str) -> Iterator[DevRun]:
+    """Start `chatbox dev` in `workdir`, wait until /health answers, and always stop it afterwards."""
+    port = free_port()
+    env = clean_env(api_port=str(port), **chatbox_vars)
+    run = DevRun(f"http://127.0.0.1:{port}", workdir.parent / f"{name}.out", workdir.parent / f"{name}.err")
+    with run.stdout.open("wb") as stdout, run.stderr.open("wb") as stderr:
+        process = subprocess.Popen([str(CHATBOX), "dev"], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
+        try:
+            wait_for(lambda: _health(run.base_url, process, run), timeout=STARTUP_SECONDS, what="chatbox dev /health")
+            yield run
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+def _workdir(tmp_path: Path) -> Path:
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    return workdir
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_dev_sets_up_an_empty_folder_and_serves_with_the_printed_key(tmp_path: Path) -> None:
+    workdir = _workdir(tmp_path)
+
+    with chatbox_dev(workdir, "first") as run:
+        health = httpx.get(f"{run.base_url}/health", timeout=5)
+        [key] = run.printed_keys()
+        listed = httpx.get(f"{run.base_url}/v1/mailboxes", headers=_bearer(key), timeout=5)
+        refused = httpx.get(f"{run.base_url}/v1/mailboxes", headers=_bearer("cbk_wrong"), timeout=5)
+
+    assert health.json() == {"status": "ok", "database": "ok"}
+    assert listed.status_code == 200, listed.text
+    assert refused.status_code == 401
+    home = workdir / ".chatbox"
+    key_file = home / "vault.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip()
+    assert (home / "chatbox.db").exists()
+    assert "generated a vault key" in run.errors()
+    assert key not in run.errors()
+    assert "alembic" not in run.errors()
+
+
+def test_dev_restart_keeps_data_and_prints_no_new_key(tmp_path: Path) -> None:
+    workdir = _workdir(tmp_path)
+    with chatbox_dev(workdir, "first") as first:
+        [key] = first.printed_keys()
+        created = httpx.post(f"{first.base_url}/v1/mailboxes", json={"name": "agent"}, headers=_bearer(key), timeout=5)
+    vault_key = (workdir / ".chatbox" / "vault.key").read_text()
+
+    with chatbox_dev(workdir, "second") as second:
+        listed = httpx.get(f"{second.base_url}/v1/mailboxes", headers=_bearer(key), timeout=5)
+
+    assert created.status_code == 201, created.text
+    assert second.printed_keys() == []
+    assert "cbk_" not in second.output()
+    assert "generated a vault key" not in second.errors()
+    assert (workdir / ".chatbox" / "vault.key").read_text() == vault_key
+    assert listed.status_code == 200, listed.text
+    assert [mailbox["id"] for mailbox in listed.json()["items"]] == [created.json()["id"]]
+
+
+def test_dev_uses_the_chosen_bootstrap_key(tmp_path: Path) -> None:
+    chosen = "cbk_dev-chosen-key-0123456789abcdefghijkl"
+
+    with chatbox_dev(_workdir(tmp_path), "chosen", bootstrap_api_key=chosen) as run:
+        listed = httpx.get(f"{run.base_url}/v1/mailboxes", headers=_bearer(chosen), timeout=5)
+
+    assert run.printed_keys() == [chosen]
+    assert listed.status_code == 200, listed.text

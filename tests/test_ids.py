@@ -1,0 +1,30 @@
+"""Resource ids and tokens."""
+
+from __future__ import annotations
+
+from chatbox.ids import hash_token, is_valid_id, new_id, new_token, token_matches
+
+
+def test_ids_made_in_a_burst_sort_in_creation_order() -> None:
+    made = [new_id("mailbox") for _ in range(5_000)]
+
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+
+
+def test_new_ids_are_valid_for_their_kind_only() -> None:
+    mailbox_id = new_id("mailbox")
+
+    assert mailbox_id.startswith("mbx_")
+    assert is_valid_id("mailbox", mailbox_id)
+    assert not is_valid_id("connection", mailbox_id)
+    assert not is_valid_id("mailbox", mailbox_id.lower())
+    assert not is_valid_id("mailbox", mailbox_id + "0")
+
+
+def test_tokens_match_their_hash_only() -> None:
+    token = new_token("mcp")
+
+    assert token.startswith("mcp_")
+    assert token_matches(token, hash_token(token))
+    assert not token_matches(new_token("mcp"), hash_token(token))
