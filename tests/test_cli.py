@@ -11,12 +11,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select
 
 from chatbox.ids import new_id, token_matches
+from chatbox.normalized import InboundMessage
 from chatbox.runtime import Runtime
 from chatbox.schemas import ConnectionCreate, CredentialCreate, CredentialKind, MailboxCreate, Platform
 from chatbox.services import connections, credentials, mailboxes
+from chatbox.services.inbound import accept_inbound
 from chatbox.settings import Settings
 from chatbox.store.database import Database
-from chatbox.store.models import Base, Credential, Mailbox
+from chatbox.store.models import Base, Credential, Delivery, Mailbox
 from chatbox.vault import Vault, decode_key, generate_key, key_id_of
 from chatbox.webhook_client import AddressPolicy
 from tests.conftest import AccountKey
@@ -268,6 +270,10 @@ def test_regenerating_the_mcp_token_replaces_the_old_one(
         ("connection-list", "mailbox"),
         ("connection-archive", "connection"),
         ("mailbox-regenerate-mcp-token", "mailbox"),
+        ("mailbox-health", "mailbox"),
+        ("mailbox-unpause", "mailbox"),
+        ("tail-deliveries", "mailbox"),
+        ("redrive", "mailbox"),
     ],
 )
 def test_unknown_ids_are_a_clear_error(cli_env: dict[str, str], tmp_path: Path, command: str, kind: str) -> None:
@@ -345,3 +351,48 @@ def test_vault_rotate_without_the_old_key_fails_clearly(
     result = chatbox("vault", "rotate", env={**cli_env, "CHATBOX_VAULT_KEY": generate_key()}, cwd=tmp_path)
 
     assert_clean_failure(result, f"credential {credential_id} was sealed with key")
+
+
+# --- delivery operations --------------------------------------------------------------------------
+
+
+def _dead_and_held(runtime: Runtime, account: AccountKey) -> str:
+    """A paused mailbox with one dead and one held delivery, as the pipeline would leave them."""
+    mailbox_id, _ = _mailbox(runtime, account)
+    connection_id = _connection(runtime, account, mailbox_id, Platform.signal)
+    with runtime.db.session() as db:
+        for n, status in enumerate(("dead", "held")):
+            inbound = InboundMessage(external_chat_id="c", external_message_id=f"m-{n}", text=f"t{n}")
+            accept_inbound(db, runtime.queue, connection_id, inbound)
+            delivery = db.scalars(select(Delivery).order_by(Delivery.id.desc())).first()
+            assert delivery is not None
+            delivery.status, delivery.attempts, delivery.last_error = status, 8, "HTTP 500"
+        mailbox = db.get(Mailbox, mailbox_id)
+        assert mailbox is not None
+        mailbox.status, mailbox.consecutive_failures, mailbox.last_error = "paused", 20, "HTTP 500"
+        db.commit()
+    return mailbox_id
+
+
+def test_operator_sees_health_then_unpauses_and_redrives(
+    cli_env: dict[str, str], tmp_path: Path, runtime: Runtime, account: AccountKey
+) -> None:
+    mailbox_id = _dead_and_held(runtime, account)
+
+    health = chatbox("operator", "mailbox-health", mailbox_id, env=cli_env, cwd=tmp_path)
+    tail = chatbox("operator", "tail-deliveries", mailbox_id, env=cli_env, cwd=tmp_path)
+    unpaused = chatbox("operator", "mailbox-unpause", mailbox_id, env=cli_env, cwd=tmp_path)
+    redriven = chatbox("operator", "redrive", mailbox_id, env=cli_env, cwd=tmp_path)
+
+    assert health.returncode == 0, health.stderr
+    assert "status: paused" in health.stdout and "dead_letters: 1" in health.stdout
+    assert "consecutive_failures: 20" in health.stdout and "last_error: HTTP 500" in health.stdout
+    rows = _rows(tail.stdout)
+    assert rows[0] == ["id", "status", "attempts", "updated", "last_error"]
+    assert [row[1] for row in rows[1:]] == ["dead", "held"]
+    assert unpaused.returncode == 0 and redriven.returncode == 0, unpaused.stderr + redriven.stderr
+    assert "requeued 1 dead deliveries" in redriven.stdout
+    with runtime.db.session() as db:
+        mailbox = db.get(Mailbox, mailbox_id)
+        assert mailbox is not None and mailbox.status == "active" and mailbox.consecutive_failures == 0
+        assert sorted(d.status for d in db.scalars(select(Delivery))) == ["pending", "pending"]

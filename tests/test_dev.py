@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from standardwebhooks import Webhook
 
 from tests.support.cli import CHATBOX, clean_env, wait_for
+from tests.support.pipeline import new_signing_secret
 from tests.support.postgres import free_port
+from tests.support.receiver import running_receiver
 
 STARTUP_SECONDS = 60
+BOOTSTRAP_KEY = "dev-bootstrap-key-for-the-e2e-test-0001"
 KEY_LINE = re.compile(r"^API key \(shown once, keep it safe\): (\S+)$", re.MULTILINE)
 
 
@@ -124,3 +128,32 @@ def test_dev_uses_the_chosen_bootstrap_key(tmp_path: Path) -> None:
 
     assert run.printed_keys() == [chosen]
     assert listed.status_code == 200, listed.text
+
+
+def test_dev_delivers_an_inbound_message_to_a_local_webhook_through_its_worker(tmp_path: Path) -> None:
+    """The whole one-process runtime: API, durable local queue, the worker child, a signed POST."""
+    secret = new_signing_secret()
+    with (
+        running_receiver() as receiver,
+        chatbox_dev(_workdir(tmp_path), "e2e", bootstrap_api_key=BOOTSTRAP_KEY) as run,
+        httpx.Client(base_url=run.base_url, headers=_bearer(BOOTSTRAP_KEY), timeout=10) as api,
+    ):
+        credential = api.post("/v1/credentials", json={"name": "sig", "kind": "hmac_signing", "value": secret})
+        mailbox = api.post(
+            "/v1/mailboxes",
+            json={"name": "agent", "webhook_url": receiver.url, "signing_credential_id": credential.json()["id"]},
+        )
+        assert mailbox.status_code == 201, mailbox.text  # loopback webhooks are allowed under chatbox dev
+        connection = api.post(f"/v1/mailboxes/{mailbox.json()['id']}/connections", json={"platform": "signal"}).json()
+
+        accepted = httpx.post(
+            f"{run.base_url}/v1/connections/{connection['id']}/messages",
+            json={"external_chat_id": "+15550001", "external_message_id": "1700000000000", "text": "hello agent"},
+            headers=_bearer(connection["inbound_token"]),
+        )
+        assert accepted.status_code == 202, accepted.text
+        [request] = receiver.wait_for(1, timeout=30)
+
+    payload = Webhook(secret).verify(request.body, request.headers)
+    assert payload["chat_id"] == "signal:+15550001"
+    assert payload["message"]["text"] == "hello agent"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated
@@ -16,13 +17,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from chatbox.errors import ChatboxError
 from chatbox.runtime import Runtime, build_runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
+from chatbox.services import delivery as delivery_service
 from chatbox.settings import Settings, get_settings
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
+from chatbox.store.models import Delivery, Mailbox
 
 app = typer.Typer(help="chatbox: messaging platforms behind one API for AI agents.", no_args_is_help=True)
 operator = typer.Typer(help="Operator chores across all accounts.", no_args_is_help=True)
@@ -242,6 +246,71 @@ def mailbox_regenerate_mcp_token(mailbox_id: str) -> None:
         url = runtime.settings.mcp_url(mailbox_id)
     _echo(f"MCP URL:   {url}")
     _echo(f"MCP token (shown once): {token}")
+
+
+def _operator_mailbox(db: Session, mailbox_id: str) -> Mailbox:
+    return mailboxes.get_mailbox_any_account(db, mailbox_id)
+
+
+@operator.command("mailbox-health")
+def mailbox_health(mailbox_id: str) -> None:
+    """Delivery health of a mailbox: status, failure streak, counts, last success and last error."""
+    with _runtime() as runtime, runtime.db.session() as db:
+        mailbox = _operator_mailbox(db, mailbox_id)
+        health = mailboxes.mailbox_health(db, mailbox.account_id, mailbox.id)
+    for name, value in health.model_dump(mode="json").items():
+        _echo(f"{name}: {'-' if value is None else value}")
+
+
+@operator.command("mailbox-unpause")
+def mailbox_unpause(mailbox_id: str) -> None:
+    """Resume a paused mailbox and send what it held, each chat in order."""
+    with _runtime() as runtime, runtime.db.session() as db:
+        mailbox = _operator_mailbox(db, mailbox_id)
+        mailboxes.unpause_mailbox(db, runtime.queue, mailbox.account_id, mailbox.id)
+    _echo(f"mailbox {mailbox_id} is active")
+
+
+@operator.command("redrive")
+def redrive(mailbox_id: str) -> None:
+    """Re-queue a mailbox's dead letters with a fresh set of attempts."""
+    with _runtime() as runtime, runtime.db.session() as db:
+        mailbox = _operator_mailbox(db, mailbox_id)
+        count = mailboxes.redrive_mailbox(db, runtime.queue, mailbox.account_id, mailbox.id)
+    _echo(f"requeued {count} dead deliveries")
+
+
+def _delivery_row(delivery: Delivery) -> list[str]:
+    return [
+        delivery.id,
+        delivery.status,
+        str(delivery.attempts),
+        delivery.updated_at.isoformat(timespec="seconds"),
+        delivery.last_error or "-",
+    ]
+
+
+@operator.command("tail-deliveries")
+def tail_deliveries(
+    mailbox_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many recent deliveries")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new deliveries")] = False,
+) -> None:
+    """The mailbox's latest deliveries: id, status, attempts, last change, last error."""
+    headers = ["id", "status", "attempts", "updated", "last_error"]
+    with _runtime() as runtime:
+        with runtime.db.session() as db:
+            _operator_mailbox(db, mailbox_id)
+            rows = delivery_service.recent_deliveries(db, mailbox_id, limit=limit)
+        _print_rows(f"deliveries of {mailbox_id}", headers, [_delivery_row(d) for d in rows])
+        last = rows[-1].id if rows else None
+        while follow:
+            time.sleep(1.0)
+            with runtime.db.session() as db:
+                rows = delivery_service.recent_deliveries(db, mailbox_id, limit=500, after=last)
+            for delivery in rows:
+                _echo("\t".join(_delivery_row(delivery)))
+            last = rows[-1].id if rows else last
 
 
 @vault_cli.command("rotate")

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, delete, event, select, update
+from sqlalchemy import and_, delete, event, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from chatbox.queues import DeliveryJob, QueueRecord
 from chatbox.store.database import Database
-from chatbox.store.models import QueueMessage
+from chatbox.store.models import QueueMessage, table_of
 from chatbox.store.types import utcnow
 
 WORK_QUEUE = "deliveries"
@@ -55,17 +55,21 @@ class LocalQueue:
         if jobs:
             event.listen(db, "after_commit", self._wake_after_commit, once=True)
         now = utcnow()
-        for job in jobs:
-            db.add(
-                QueueMessage(
-                    queue=self.queue,
-                    group_id=job.group_id,
-                    deduplication_id=job.delivery_id,
-                    body=job.body(),
-                    visible_at=now,
-                    receive_count=0,
-                )
-            )
+        db.connection().execute(
+            insert(table_of(QueueMessage)),
+            [
+                {
+                    "queue": self.queue,
+                    "group_id": job.group_id,
+                    "deduplication_id": job.delivery_id,
+                    "body": job.body(),
+                    "visible_at": now,
+                    "receive_count": 0,
+                    "created_at": now,
+                }
+                for job in jobs
+            ],
+        )
         return True
 
     def send(self, jobs: Sequence[DeliveryJob]) -> None:

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.errors import AuthenticationError, ConflictError, NotFoundError
-from chatbox.ids import hash_token, is_valid_id, new_id, new_token, token_matches
+from chatbox.errors import ConflictError, NotFoundError
+from chatbox.ids import hash_token, is_valid_id, new_id, new_token
 from chatbox.schemas import ConnectionCreate, CredentialKind, MailboxStatus
 from chatbox.services.credentials import add_credential
 from chatbox.services.mailboxes import get_mailbox
@@ -102,12 +102,4 @@ def archive_connection(db: Session, account_id: str | None, connection_id: str) 
     connection = get_connection(db, account_id, connection_id)
     connection.status = ARCHIVED
     db.commit()
-    return connection
-
-
-def authenticate_inbound(db: Session, connection_id: str, presented: str) -> Connection:
-    """The active connection the inbound token opens. AuthenticationError otherwise, whatever the reason."""
-    connection = db.get(Connection, connection_id) if is_valid_id("connection", connection_id) else None
-    if connection is None or not token_matches(presented, connection.inbound_token_hash) or connection.status != ACTIVE:
-        raise AuthenticationError("invalid inbound token for this connection")
     return connection

@@ -421,3 +421,12 @@ def redrive_dead_letters(db: Session, queue: DeliveryQueue, mailbox_id: str) -> 
     for delivery in dead:
         delivery.attempts = 0
     return requeue(db, queue, dead)
+
+
+def recent_deliveries(db: Session, mailbox_id: str, *, limit: int = 20, after: str | None = None) -> list[Delivery]:
+    """The mailbox's newest deliveries (oldest first), or those created after the id `after`."""
+    stmt = select(Delivery).where(Delivery.mailbox_id == mailbox_id)
+    if after is not None:
+        return list(db.scalars(stmt.where(Delivery.id > after).order_by(Delivery.id).limit(limit)))
+    newest = list(db.scalars(stmt.order_by(Delivery.id.desc()).limit(limit)))
+    return newest[::-1]

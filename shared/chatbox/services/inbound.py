@@ -1,20 +1,28 @@
-"""Accepting inbound: the message and its pending delivery commit together (transactional outbox)."""
+"""Accepting inbound: the message and its pending delivery commit together (transactional outbox).
+
+This is the hottest path in chatbox, so it speaks SQL Core rather than the ORM: one joined read to
+authenticate, an upsert for the chat, an insert-or-nothing for the message (the idempotency key),
+and the delivery (plus, for the local queue, its queue row) in the same commit.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from chatbox import metrics
-from chatbox.errors import ConflictError
-from chatbox.ids import new_id
+from chatbox.errors import AuthenticationError, ConflictError
+from chatbox.ids import is_valid_id, new_id, token_matches
 from chatbox.normalized import AcceptResult, ChatType, InboundMessage
 from chatbox.queues import DeliveryJob, DeliveryQueue, QueueError
 from chatbox.schemas import MailboxStatus
-from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message
+from chatbox.store.database import Database
+from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message, table_of
 from chatbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -23,112 +31,179 @@ PENDING = "pending"
 HELD = "held"
 
 
-def accept_inbound(db: Session, queue: DeliveryQueue, connection: Connection, inbound: InboundMessage) -> AcceptResult:
-    """Store one inbound event and hand its delivery to the queue.
+@dataclass(frozen=True)
+class InboundTarget:
+    """What accepting needs to know about the connection a message arrived on."""
+
+    connection_id: str
+    platform: str
+    mailbox_id: str
+    mailbox_status: str
+    focal_chat_id: str | None
+
+
+def _read_target(db: Session, connection_id: str) -> Any:
+    if not is_valid_id("connection", connection_id):
+        return None
+    return db.execute(
+        select(
+            Connection.inbound_token_hash,
+            Connection.status,
+            Connection.platform,
+            Connection.mailbox_id,
+            Mailbox.status.label("mailbox_status"),
+            Mailbox.focal_chat_id,
+        )
+        .join(Mailbox, Mailbox.id == Connection.mailbox_id)
+        .where(Connection.id == connection_id)
+    ).first()
+
+
+def authenticate_inbound(db: Session, connection_id: str, presented: str) -> None:
+    """Check the inbound token of an active connection; AuthenticationError otherwise, whatever the reason."""
+    row = _read_target(db, connection_id)
+    if row is None or not token_matches(presented, row.inbound_token_hash) or row.status != "active":
+        raise AuthenticationError("invalid inbound token for this connection")
+
+
+def accept_inbound(db: Session, queue: DeliveryQueue, connection_id: str, inbound: InboundMessage) -> AcceptResult:
+    """Store one inbound event for an authenticated connection and hand its delivery to the queue.
 
     The same `external_message_id` on the same connection is accepted once; later copies answer
-    `duplicate=True` and deliver nothing. Raises ConflictError when the mailbox is archived.
+    `duplicate=True` and deliver nothing. The connection and mailbox are read afresh, so an archived
+    connection raises AuthenticationError and an archived mailbox ConflictError.
     """
-    for attempt in range(2):
-        try:
-            result, job = _store(db, queue, connection, inbound)
-            break
-        except IntegrityError:
-            # A concurrent request created the same chat or message first: look again.
-            db.rollback()
-            if attempt == 1:
-                raise
+    row = _read_target(db, connection_id)
+    if row is None or row.status != "active":
+        raise AuthenticationError("invalid inbound token for this connection")
+    target = InboundTarget(connection_id, row.platform, row.mailbox_id, row.mailbox_status, row.focal_chat_id)
+    if target.mailbox_status == MailboxStatus.archived.value:
+        raise ConflictError(f"mailbox {target.mailbox_id} is archived; it accepts no messages")
+    address = f"{target.platform}:{inbound.external_chat_id}"
+    with Database.write_lock_for(db):
+        result, job = _store(db, queue, target, inbound, address)
     if job is not None:
         _send_after_commit(db, queue, job)
-    metrics.inbound_messages.labels(connection.platform, "duplicate" if result.duplicate else "accepted").inc()
+    metrics.inbound_messages.labels(target.platform, "duplicate" if result.duplicate else "accepted").inc()
     return result
 
 
+@dataclass(frozen=True)
+class _Statements:
+    upsert_chat: Any
+    insert_message: Any
+    insert_delivery: Any
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(dialect: str) -> _Statements:
+    """The accept path's statements, built once per dialect with bound parameters so SQLAlchemy's
+    compiled cache serves every request (building `.values(...)` per call costs more than SQLite)."""
+    if dialect in _STATEMENTS:
+        return _STATEMENTS[dialect]
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    chats, messages = table_of(Chat), table_of(Message)
+    chat_insert = dialect_insert(chats)
+    upsert_chat = chat_insert.on_conflict_do_update(
+        index_elements=["connection_id", "external_id"],
+        set_={
+            "last_activity_at": chat_insert.excluded.last_activity_at,
+            # The focal chat's messages arrive in full, so they are never unread.
+            "unread_count": chats.c.unread_count
+            + case((chats.c.id == bindparam("focal_chat_id"), 0), else_=chat_insert.excluded.unread_count),
+            "name": func.coalesce(chat_insert.excluded.name, chats.c.name),
+            "type": case((bindparam("type_given"), chat_insert.excluded.type), else_=chats.c.type),
+        },
+    ).returning(chats.c.id)
+    insert_message = (
+        dialect_insert(messages)
+        .on_conflict_do_nothing(index_elements=["connection_id", "direction", "external_id"])
+        .returning(messages.c.id)
+    )
+    built = _Statements(upsert_chat, insert_message, insert(table_of(Delivery)))
+    _STATEMENTS[dialect] = built
+    return built
+
+
 def _store(
-    db: Session, queue: DeliveryQueue, connection: Connection, inbound: InboundMessage
+    db: Session, queue: DeliveryQueue, target: InboundTarget, inbound: InboundMessage, address: str
 ) -> tuple[AcceptResult, DeliveryJob | None]:
-    mailbox = db.get(Mailbox, connection.mailbox_id)
-    if mailbox is None or mailbox.status == MailboxStatus.archived.value:
-        raise ConflictError(f"mailbox {connection.mailbox_id} is archived; it accepts no messages")
-    chat = _upsert_chat(db, connection, inbound)
-    address = chat.address
-    existing = db.scalar(
-        select(Message.id).where(
-            Message.connection_id == connection.id,
-            Message.direction == "in",
-            Message.external_id == inbound.external_message_id,
-        )
-    )
-    if existing is not None:
-        db.rollback()
-        return AcceptResult(message_id=existing, chat_id=address, duplicate=True), None
-
+    connection = db.connection()
+    statements = _statements(connection.dialect.name)
     now = utcnow()
-    message = Message(
-        id=new_id("message"),
-        chat_id=chat.id,
-        connection_id=connection.id,
-        direction="in",
-        external_id=inbound.external_message_id,
-        sender_id=inbound.sender_id,
-        sender_name=inbound.sender_name,
-        text=inbound.text,
-        attachments=inbound.attachments_json(),
-        reply_to_external_id=inbound.reply_to_external_id,
-        event_type=inbound.event_type,
-        sent_at=inbound.sent_at,
-        received_at=now,
-    )
-    db.add(message)
-    db.flush()  # the delivery row references the message
-    chat.last_activity_at = now
-    if mailbox.focal_chat_id != chat.id and inbound.event_type == "message":
-        chat.unread_count += 1
-    held = mailbox.status == MailboxStatus.paused.value
-    delivery = Delivery(
-        id=new_id("delivery"),
-        message_id=message.id,
-        mailbox_id=mailbox.id,
-        chat_id=chat.id,
-        status=HELD if held else PENDING,
-        attempts=0,
-        attempt_log=[],
-    )
-    db.add(delivery)
-    job: DeliveryJob | None = None
-    if not held:
-        job = DeliveryJob(delivery_id=delivery.id, group_id=chat.id)
-        if queue.stage(db, [job]):
-            delivery.enqueued_at = now
-            job = None
-    db.commit()
-    return AcceptResult(message_id=message.id, chat_id=address, duplicate=False), job
+    chat_id: str = connection.execute(
+        statements.upsert_chat,
+        {
+            "id": new_id("chat"),
+            "connection_id": target.connection_id,
+            "mailbox_id": target.mailbox_id,
+            "platform": target.platform,
+            "external_id": inbound.external_chat_id,
+            "name": inbound.chat_name,
+            "type": (inbound.chat_type or ChatType.direct).value,
+            "type_given": inbound.chat_type is not None,
+            "muted": False,
+            "unread_count": 1 if inbound.event_type == "message" else 0,
+            "focal_chat_id": target.focal_chat_id or "",
+            "last_activity_at": now,
+            "created_at": now,
+        },
+    ).scalar_one()
 
-
-def _upsert_chat(db: Session, connection: Connection, inbound: InboundMessage) -> Chat:
-    chat = db.scalar(
-        select(Chat).where(Chat.connection_id == connection.id, Chat.external_id == inbound.external_chat_id)
-    )
-    if chat is None:
-        chat = Chat(
-            id=new_id("chat"),
-            connection_id=connection.id,
-            mailbox_id=connection.mailbox_id,
-            platform=connection.platform,
-            external_id=inbound.external_chat_id,
-            name=inbound.chat_name,
-            type=(inbound.chat_type or ChatType.direct).value,
-            muted=False,
-            unread_count=0,
+    message_id = new_id("message")
+    inserted = connection.execute(
+        statements.insert_message,
+        {
+            "id": message_id,
+            "chat_id": chat_id,
+            "connection_id": target.connection_id,
+            "direction": "in",
+            "external_id": inbound.external_message_id,
+            "sender_id": inbound.sender_id,
+            "sender_name": inbound.sender_name,
+            "text": inbound.text,
+            "attachments": inbound.attachments_json(),
+            "reply_to_external_id": inbound.reply_to_external_id,
+            "event_type": inbound.event_type,
+            "sent_at": inbound.sent_at,
+            "received_at": now,
+        },
+    ).scalar_one_or_none()
+    if inserted is None:
+        # Seen before: undo the chat touch and answer with the message first accepted.
+        db.rollback()
+        existing = db.scalar(
+            select(Message.id).where(
+                Message.connection_id == target.connection_id,
+                Message.direction == "in",
+                Message.external_id == inbound.external_message_id,
+            )
         )
-        db.add(chat)
-        db.flush()
-        return chat
-    if inbound.chat_name and inbound.chat_name != chat.name:
-        chat.name = inbound.chat_name
-    if inbound.chat_type and inbound.chat_type.value != chat.type:
-        chat.type = inbound.chat_type.value
-    return chat
+        return AcceptResult(message_id=existing or "", chat_id=address, duplicate=True), None
+
+    held = target.mailbox_status == MailboxStatus.paused.value
+    delivery_id = new_id("delivery")
+    job = None if held else DeliveryJob(delivery_id=delivery_id, group_id=chat_id)
+    staged = job is not None and queue.stage(db, [job])
+    connection.execute(
+        statements.insert_delivery,
+        {
+            "id": delivery_id,
+            "message_id": message_id,
+            "mailbox_id": target.mailbox_id,
+            "chat_id": chat_id,
+            "status": HELD if held else PENDING,
+            "attempts": 0,
+            "attempt_log": [],
+            "enqueued_at": now if staged else None,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    db.commit()
+    return AcceptResult(message_id=message_id, chat_id=address, duplicate=False), None if staged else job
 
 
 def _send_after_commit(db: Session, queue: DeliveryQueue, job: DeliveryJob) -> None:
@@ -138,7 +213,5 @@ def _send_after_commit(db: Session, queue: DeliveryQueue, job: DeliveryJob) -> N
     except QueueError:
         log.warning("queue send failed for delivery %s; the sweeper will re-send it", job.delivery_id, exc_info=True)
         return
-    delivery = db.get(Delivery, job.delivery_id)
-    if delivery is not None and delivery.enqueued_at is None:
-        delivery.enqueued_at = utcnow()
-        db.commit()
+    db.execute(update(Delivery).where(Delivery.id == job.delivery_id).values(enqueued_at=utcnow()))
+    db.commit()

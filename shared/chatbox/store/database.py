@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +38,25 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        # Enough pooled connections for every request thread: an overflow connection is closed on
+        # return, and reconnecting (with its pragmas) on every request is a large share of the work.
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=48, max_overflow=16
+        )
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_guard = threading.Lock()
+
+
+def _write_lock(engine: Engine) -> AbstractContextManager[object]:
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _guard:
+        return _sqlite_write_locks.setdefault(engine, threading.Lock())
 
 
 class Database:
@@ -47,9 +66,31 @@ class Database:
         self.url = normalize_url(url)
         self.engine = create_db_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """Threads for hot-path database work from async code. One on SQLite, its single writer,
+        so requests queue in order instead of contending for the lock; more elsewhere."""
+        if self._executor is None:
+            workers = 1 if self.engine.dialect.name == "sqlite" else 16
+            self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+        return self._executor
+
+    @staticmethod
+    def write_lock_for(db: Session) -> AbstractContextManager[object]:
+        """Serialize this process's write transactions on SQLite (a no-op elsewhere).
+
+        SQLite has one writer at a time; threads that collide otherwise wait in its busy handler,
+        which sleeps in growing steps and leaves the lock idle meanwhile.
+        """
+        bind = db.get_bind()
+        return _write_lock(bind if isinstance(bind, Engine) else bind.engine)
 
     def session(self) -> Session:
         return self.sessions()
 
     def dispose(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self.engine.dispose()

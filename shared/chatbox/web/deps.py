@@ -15,7 +15,7 @@ from chatbox.services.accounts import authenticate_api_key
 from chatbox.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
