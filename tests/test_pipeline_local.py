@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from standardwebhooks import Webhook
 
 from chatbox.queues.local import DEAD_LETTER_QUEUE, LocalQueue
 from chatbox.runtime import Runtime
+from chatbox.services.delivery import deliver_record
 from chatbox.settings import Settings
 from chatbox.store.models import Delivery, Mailbox
 from chatbox.vault import generate_key
@@ -22,6 +24,7 @@ from tests.support.pipeline import eventually, new_signing_secret, post_inbound,
 from tests.support.receiver import Reply, WebhookReceiver, running_receiver
 
 MAX_ATTEMPTS = 3
+SLOW_SECONDS = 1.5
 
 
 @pytest.fixture
@@ -217,3 +220,40 @@ def _mailbox(runtime: Runtime, mailbox_id: str) -> Mailbox:
         mailbox = db.get(Mailbox, mailbox_id)
         assert mailbox is not None
         return mailbox
+
+
+def test_a_record_received_too_often_is_given_up_visibly(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver
+) -> None:
+    mailbox, connection = _mailbox_with_connection(client, account, receiver)
+    post_inbound(client, connection, "m-1")
+    queue = runtime.queue
+    assert isinstance(queue, LocalQueue)
+    [record] = queue.receive(10)
+    crashing = replace(record, receive_count=MAX_ATTEMPTS + 3)  # as if each earlier receive crashed the worker
+
+    deliver_record(crashing, runtime.deliverer, queue)
+
+    [delivery] = _deliveries(runtime, mailbox["id"])
+    assert delivery.status == "dead" and "gave up" in (delivery.last_error or "")
+    assert queue.depth(DEAD_LETTER_QUEUE) == 1 and queue.depth() == 0
+    assert receiver.requests == []
+
+
+def test_a_slow_failing_mailbox_does_not_delay_another(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver
+) -> None:
+    with running_receiver() as slow:
+        slow.default = Reply(status=500, delay=SLOW_SECONDS)
+        _, slow_connection = _mailbox_with_connection(client, account, slow)
+        healthy, healthy_connection = _mailbox_with_connection(client, account, receiver)
+
+        with running_consumer(runtime):
+            post_inbound(client, slow_connection, "s-1", external_chat_id="slow-1")
+            post_inbound(client, slow_connection, "s-2", external_chat_id="slow-2")
+            post_inbound(client, healthy_connection, "h-1")
+            [delivered] = receiver.wait_for(1)
+            first_slow = slow.wait_for(1)[0]
+
+    assert delivered.json()["mailbox_id"] == healthy["id"]
+    assert delivered.at < first_slow.at + SLOW_SECONDS  # before the slow receiver had answered even once

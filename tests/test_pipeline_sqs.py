@@ -209,3 +209,51 @@ def test_lambda_entry_reports_failed_record_and_the_rest_of_its_group(
     assert second["batchItemFailures"] == []
     texts = [r.json()["message"]["text"] for r in receiver.wait_for(4)]
     assert texts == ["a one", "b one", "a one", "a two"]
+
+
+def test_scheduled_invocation_sweeps_deliveries_whose_send_was_lost(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver, delivery_handler: ModuleType
+) -> None:
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    good_queue = _queue(runtime)
+    runtime.queue = SqsQueue(good_queue.client, good_queue.queue_url + "-missing.fifo", "")
+    post_inbound(client, connection, "m-1", "lost hand-off")
+    delivery_handler.runtime.settings.sweep_grace_seconds = 0
+
+    result = delivery_handler.handler(json.loads((EVENTS / "eventbridge_scheduled.json").read_text()), None)
+
+    assert result == {"swept": 1}
+    [record] = _receive_all(good_queue, 1)
+    assert json.loads(record.body)["delivery_id"].startswith("dlv_")
+
+
+def _deduplication_ids(sqs: SqsStack) -> list[str]:
+    response = sqs.client().receive_message(
+        QueueUrl=sqs.queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["MessageDeduplicationId"]
+    )
+    return [m["Attributes"]["MessageDeduplicationId"] for m in response.get("Messages", [])]
+
+
+def test_redrive_uses_a_fresh_deduplication_id_so_fifo_does_not_drop_it(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver, sqs: SqsStack
+) -> None:
+    # Real SQS FIFO silently drops a message whose deduplication id it saw in the last 5 minutes.
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    receiver.default = Reply(status=500)
+    post_inbound(client, connection, "m-1")
+    queue = _queue(runtime)
+    [record] = _receive_all(queue, 1)
+    with runtime.db.session() as db:
+        delivery = db.scalars(select(Delivery)).one()
+        delivery.attempts = runtime.settings.delivery_max_attempts - 1
+        db.commit()
+    assert handle_delivery_batch([record], runtime.deliverer, queue) == []  # the last attempt: dead-lettered
+    first_send = json.loads(record.body)["delivery_id"]
+
+    requeued = client.post(f"/v1/mailboxes/{mailbox['id']}/redrive", headers=account.headers).json()
+
+    assert requeued == {"requeued": 1}
+    [dedupe] = eventually(lambda: _deduplication_ids(sqs), timeout=5)
+    assert dedupe.startswith(first_send) and dedupe != first_send

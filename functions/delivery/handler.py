@@ -1,5 +1,6 @@
 """Lambda entry for deliveries: SQS FIFO records -> the core's record handler, via Powertools' batch processor.
 
+On a schedule (an EventBridge "Scheduled Event") it runs the sweeper instead.
 A record that must be retried raises; the processor reports it (and, to keep each chat in order,
 the later records of its group) in `batchItemFailures`.
 """
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chatbox.queues.sqs import record_from_lambda
 from chatbox.runtime import build_runtime
-from chatbox.services.delivery import deliver_record
+from chatbox.services.delivery import deliver_record, sweep_unenqueued
 from chatbox.settings import get_settings
 
 runtime = build_runtime(get_settings())
@@ -24,6 +25,11 @@ def record_handler(record: SQSRecord) -> None:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("detail-type") == "Scheduled Event":
+        # The same function, on a schedule, runs the sweeper: deliveries whose hand-off to SQS was lost.
+        with runtime.db.session() as db:
+            swept = sweep_unenqueued(db, runtime.queue, grace_seconds=runtime.settings.sweep_grace_seconds)
+        return {"swept": swept}
     processor = SqsFifoPartialProcessor(skip_group_on_error=True)
     # A batch whose every record stays is still a normal answer, not an invocation error.
     processor.raise_on_entire_batch_failure = False

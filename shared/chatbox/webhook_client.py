@@ -26,9 +26,10 @@ class AddressPolicy:
             address = address.ipv4_mapped
         if address.is_loopback:
             return self.allow_loopback or self.allow_private
-        if address.is_private or address.is_link_local or address.is_reserved or address.is_unspecified:
-            return self.allow_private
-        return not address.is_multicast
+        if address.is_multicast:
+            return False
+        # Anything not globally routable: private, link-local (cloud metadata), shared 100.64/10, reserved...
+        return address.is_global or self.allow_private
 
 
 def check_url_statically(url: str, policy: AddressPolicy) -> None:

@@ -20,6 +20,12 @@ class DeliveryJob:
 
     delivery_id: str
     group_id: str
+    # What a FIFO queue dedupes on (for 5 minutes). The delivery id by default, so a racing re-send of
+    # the same hand-off is dropped; a deliberate re-queue (unpause, redrive) must use a fresh one.
+    deduplication_id: str = ""
+
+    def dedupe_key(self) -> str:
+        return self.deduplication_id or self.delivery_id
 
     def body(self) -> str:
         return json.dumps({"delivery_id": self.delivery_id})

@@ -16,6 +16,6 @@ def build_queue(settings: Settings, db: Database) -> DeliveryQueue:
     return LocalQueue(
         db,
         visibility_timeout=settings.local_queue_visibility_seconds,
-        max_receives=settings.delivery_max_attempts + 2,
+        max_receives=settings.delivery_max_attempts + 4,  # a backstop behind the core's own crash check
         wake_path=settings.home / "queue.wake",
     )

@@ -52,8 +52,9 @@ class LocalQueue:
     # -- producer side -------------------------------------------------------------------------
 
     def stage(self, db: Session, jobs: Sequence[DeliveryJob]) -> bool:
-        if jobs:
-            event.listen(db, "after_commit", self._wake_after_commit, once=True)
+        if not jobs:
+            return True
+        event.listen(db, "after_commit", self._wake_after_commit, once=True)
         now = utcnow()
         db.connection().execute(
             insert(table_of(QueueMessage)),

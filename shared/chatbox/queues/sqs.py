@@ -48,7 +48,7 @@ class SqsQueue:
                     "Id": str(index),
                     "MessageBody": job.body(),
                     "MessageGroupId": job.group_id,
-                    "MessageDeduplicationId": job.delivery_id,
+                    "MessageDeduplicationId": job.dedupe_key(),
                 }
                 for index, job in enumerate(chunk)
             ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from chatbox.webhook_client import PostResult, WebhookClient
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 12 * 3600
+# Receives beyond max attempts tolerated before a record is treated as crashing its consumer.
+CRASH_ALLOWANCE = 2
 ATTEMPT_LOG_LIMIT = 50
 CHAT_LIST_LIMIT = 50
 
@@ -96,6 +99,14 @@ class Deliverer:
             db.commit()
         metrics.deliveries.labels("delivered" if result.ok else "failed").inc()
         return decision
+
+    def give_up(self, delivery_id: str, reason: str) -> None:
+        """Mark a delivery dead without another attempt (it is headed for the dead-letter queue)."""
+        with self.db.session() as db:
+            delivery = db.get(Delivery, delivery_id)
+            if delivery is not None and delivery.status not in ("delivered", "dead"):
+                _mark_dead(delivery, reason)
+                db.commit()
 
     def _prepare(self, db: Session, delivery_id: str) -> _Prepared | Decision:
         delivery = db.get(Delivery, delivery_id)
@@ -262,9 +273,7 @@ def build_webhook_body(
     """The webhook JSON: type, delivery id, mailbox, chat, focal flag, rendered content, structured message."""
     focal = mailbox.focal_chat_id == chat.id
     timestamp = message.sent_at or message.received_at
-    attachments = "".join(
-        f"\n[{a.get('kind', 'file')} {a.get('name') or ''}".rstrip() + "]" for a in message.attachments
-    )
+    attachments = "".join(_attachment_line(a) for a in message.attachments)
     variables = {
         "TEXT": message.text or "",
         "SENDER_NAME": message.sender_name or message.sender_id or "someone",
@@ -329,6 +338,12 @@ def deliver_record(record: QueueRecord, deliverer: Deliverer, queue: DeliveryQue
         log.error("queue record %s carries no delivery id; dead-lettering it", record.message_id)
         queue.dead_letter(record)
         return
+    if record.receive_count > deliverer.policy.max_attempts + CRASH_ALLOWANCE:
+        # Received far more often than attempts were recorded: the delivery keeps crashing the
+        # consumer. Give up visibly instead of looping.
+        deliverer.give_up(delivery_id, f"gave up after {record.receive_count} receives without a recorded outcome")
+        queue.dead_letter(record)
+        return
     decision = deliverer.deliver(delivery_id)
     if decision.outcome is Outcome.RETRY:
         queue.retry_later(record, decision.delay)
@@ -363,14 +378,17 @@ def handle_delivery_batch(records: Sequence[QueueRecord], deliverer: Deliverer, 
     return failed
 
 
-def requeue(db: Session, queue: DeliveryQueue, deliveries: Iterable[Delivery]) -> int:
+def requeue(db: Session, queue: DeliveryQueue, deliveries: Iterable[Delivery], *, fresh: bool = True) -> int:
     """Put deliveries back on the queue as pending, in id order so each chat keeps its order.
 
-    A queue outside the database that cannot be reached leaves them pending and un-enqueued: the
-    sweeper sends them later, so nothing is lost.
+    `fresh` gives each job a new deduplication id, so a FIFO queue does not drop a deliberate
+    re-queue that follows an earlier send within its deduplication window. A queue outside the
+    database that cannot be reached leaves them pending and un-enqueued: the sweeper sends them
+    later, so nothing is lost.
     """
     ordered = sorted(deliveries, key=lambda d: d.id)
-    jobs = [DeliveryJob(d.id, d.chat_id) for d in ordered]
+    suffix = f".{secrets.token_hex(6)}" if fresh else ""
+    jobs = [DeliveryJob(d.id, d.chat_id, f"{d.id}{suffix}" if suffix else "") for d in ordered]
     for delivery in ordered:
         delivery.status = "pending"
         delivery.enqueued_at = None
@@ -406,7 +424,8 @@ def sweep_unenqueued(db: Session, queue: DeliveryQueue, *, grace_seconds: float,
     if not stuck:
         return 0
     log.info("sweeper re-sending %d deliveries that never reached the queue", len(stuck))
-    return requeue(db, queue, stuck)
+    # Same deduplication id as the lost send: if that send did reach the queue after all, this one is dropped.
+    return requeue(db, queue, stuck, fresh=False)
 
 
 def release_held(db: Session, queue: DeliveryQueue, mailbox_id: str) -> int:
