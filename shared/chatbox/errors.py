@@ -33,3 +33,37 @@ class VaultError(ChatboxError):
     """A secret could not be sealed or opened: missing key, wrong key, or tampered ciphertext."""
 
     code = "vault_error"
+
+
+class NoFocusError(ChatboxError):
+    """An action needed the focal chat and the mailbox has none."""
+
+    code = "no_focus"
+
+
+class ConnectorError(ChatboxError):
+    """Base of the errors a platform connector reports for a send (see chatbox.connectors_port)."""
+
+    code = "connector_error"
+
+
+class ConnectorUnavailableError(ConnectorError):
+    """No connector for the platform, or it cannot be reached (down, timeout, misconfigured); retry later."""
+
+    code = "connector_unavailable"
+
+
+class PlatformRefusedError(ConnectorError):
+    """The platform refused the message (unknown chat, blocked, too long, ...); retrying the same call won't help."""
+
+    code = "platform_refused"
+
+
+class RateLimitedError(ConnectorError):
+    """The platform asks to slow down; `retry_after` is the wait in seconds when it said so."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -6,6 +6,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from chatbox.connectors_port import ConnectorRegistry
+from chatbox.container_connector import CONTAINER_PLATFORMS, HttpContainerConnector
 from chatbox.errors import VaultError
 from chatbox.queues import DeliveryQueue
 from chatbox.queues.factory import build_queue
@@ -42,6 +44,7 @@ class Runtime:
     vault: Vault
     queue: DeliveryQueue
     _deliverer: Deliverer | None = field(default=None, init=False)
+    _connectors: ConnectorRegistry | None = field(default=None, init=False)
 
     @property
     def address_policy(self) -> AddressPolicy:
@@ -66,9 +69,23 @@ class Runtime:
             )
         return self._deliverer
 
+    @property
+    def connectors(self) -> ConnectorRegistry:
+        """The outbound connectors: container platforms over HTTP (built on first use, pooled).
+
+        Webhook-mode platforms (telegram, slack) join when their connectors exist; until then sending
+        there is a clear ConnectorUnavailableError.
+        """
+        if self._connectors is None:
+            http = HttpContainerConnector(self.address_policy)
+            self._connectors = ConnectorRegistry(dict.fromkeys(CONTAINER_PLATFORMS, http))
+        return self._connectors
+
     def close(self) -> None:
         if self._deliverer is not None:
             self._deliverer.client.close()
+        if self._connectors is not None:
+            self._connectors.close()
         self.db.dispose()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,11 @@ class Settings(BaseSettings):
     sqs_dead_letter_queue_url: str = ""
     aws_endpoint_url: str = ""
 
+    # The MCP servers
+    mcp_allowed_hosts: str = ""
+    mcp_allowed_origins: str = ""
+    mcp_recap_messages: int = Field(default=20, ge=0, le=100)
+
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:
         if not self.db_url:
@@ -53,8 +59,32 @@ class Settings(BaseSettings):
         """Where `chatbox dev` keeps a generated vault key when `CHATBOX_VAULT_KEY` is unset."""
         return self.home / "vault.key"
 
+    def mcp_hosts(self) -> list[str]:
+        """Host header values the MCP endpoints accept: CHATBOX_PUBLIC_URL's host, loopback, and
+        CHATBOX_MCP_ALLOWED_HOSTS (comma-separated; `name:*` allows any port)."""
+        public = urlsplit(self.public_url)
+        hosts = [public.netloc, f"{self.api_host}:{self.api_port}", "127.0.0.1:*", "localhost:*", "[::1]:*"]
+        if public.hostname and public.port is None:
+            hosts.append(f"{public.hostname}:{443 if public.scheme == 'https' else 80}")
+        return _dedupe(hosts + _split(self.mcp_allowed_hosts))
+
+    def mcp_origins(self) -> list[str]:
+        """Origin header values the MCP endpoints accept (requests without Origin are not browsers and pass):
+        CHATBOX_PUBLIC_URL's origin, loopback origins, and CHATBOX_MCP_ALLOWED_ORIGINS (comma-separated)."""
+        public = urlsplit(self.public_url)
+        origins = [f"{public.scheme}://{public.netloc}", "http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+        return _dedupe(origins + _split(self.mcp_allowed_origins))
+
     def mcp_url(self, mailbox_id: str) -> str:
         return f"{self.public_url}/mcp/{mailbox_id}"
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _dedupe(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import httpx2
 from fastapi.testclient import TestClient
 
 from tests.conftest import AccountKey
@@ -80,7 +81,7 @@ def collect_pages(client: TestClient, account: AccountKey, path: str, limit: int
     raise AssertionError(f"{path} never reached a last page")
 
 
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> Json:
+def assert_error(response: httpx.Response | httpx2.Response, status: int, code: str | None = None) -> Json:
     """The response is a JSON error body `{"code", "message"}` with this status (and code, when given)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")

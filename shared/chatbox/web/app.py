@@ -28,11 +28,17 @@ Lists paginate with `limit` and `cursor` (pass back `next_cursor`).
 """
 
 
-def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS) -> FastAPI:
+def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS, *, mcp: bool = True) -> FastAPI:
+    """The app: `routers`, plus the MCP endpoints (`/mcp/{mailbox_id}`) unless `mcp=False`."""
     app = FastAPI(title="chatbox", version=__version__, description=DESCRIPTION)
     app.state.runtime = runtime
     for router in routers:
         app.include_router(router)
+    if mcp:
+        # Imported here so an API-only composition never loads the MCP SDK.
+        from chatbox.mcp.server import mcp_routes
+
+        app.router.routes.extend(mcp_routes(runtime))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(MetricsMiddleware)

@@ -1,0 +1,125 @@
+"""The HTTP client side of the container-connector contract (`connectors/CONTRACT.md`).
+
+Signal and Discord connectors are long-running programs of their own; chatbox reaches them with
+one POST per message to the `outbound_url` stored on the connection, authenticated with the
+account's `mcp_proxy_auth` credential named by `outbound_credential_id`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from chatbox.connectors_port import SendTarget
+from chatbox.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.webhook_client import AddressPolicy, check_url_statically, parse_retry_after
+
+OUTBOUND_URL = "outbound_url"
+OUTBOUND_CREDENTIAL = "outbound_credential_id"
+OUTBOUND_AUTH_SECRET = "outbound_auth"
+CONTAINER_PLATFORMS = frozenset({"signal", "discord"})
+
+
+class HttpContainerConnector:
+    """A `Connector` for every container platform: `POST {outbound_url}` with a JSON body.
+
+    Thread-safe; keeps one pooled HTTP client. No redirects are followed.
+    """
+
+    def __init__(self, policy: AddressPolicy, *, timeout: float = 10.0) -> None:
+        self.policy = policy
+        self.client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def send(
+        self,
+        connection: SendTarget,
+        chat_external_id: str,
+        text: str,
+        reply_to: str | None,
+        options: Mapping[str, Any],
+    ) -> str:
+        url = connection.config.get(OUTBOUND_URL)
+        if not isinstance(url, str) or not url:
+            raise ConnectorUnavailableError(
+                f"the {connection.platform} connection {connection.connection_id} has no config.{OUTBOUND_URL}; "
+                "the operator must set it to the connector's send URL"
+            )
+        try:
+            check_url_statically(url, self.policy)
+        except InvalidInputError as exc:
+            raise ConnectorUnavailableError(f"config.{OUTBOUND_URL} is not allowed: {exc.message}") from exc
+        headers = {"content-type": "application/json", "user-agent": "chatbox-connector-client/1"}
+        token = connection.secrets.get(OUTBOUND_AUTH_SECRET)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        body = {
+            "request_id": str(uuid.uuid4()),
+            "connection_id": connection.connection_id,
+            "platform": connection.platform,
+            "chat_id": chat_external_id,
+            "text": text,
+            "reply_to": reply_to,
+            "options": dict(options),
+        }
+        try:
+            response = self.client.post(url, content=json.dumps(body).encode(), headers=headers)
+        except httpx.TimeoutException as exc:
+            raise ConnectorUnavailableError(f"the {connection.platform} connector timed out; try again") from exc
+        except httpx.HTTPError as exc:
+            raise ConnectorUnavailableError(
+                f"the {connection.platform} connector cannot be reached ({type(exc).__name__}); try again later"
+            ) from exc
+        return _message_id_or_raise(connection.platform, response)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        code = body.get("code")
+        return f"{body['message']} ({code})" if isinstance(code, str) else str(body["message"])
+    return f"HTTP {response.status_code}"
+
+
+def _message_id_or_raise(platform: str, response: httpx.Response) -> str:
+    """Translate the connector's answer per the contract: an id on 2xx, typed errors otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ConnectorUnavailableError(f"the {platform} connector answered {status} without JSON") from exc
+        message_id = body.get("message_id") if isinstance(body, dict) else None
+        if isinstance(message_id, int) and not isinstance(message_id, bool):
+            message_id = str(message_id)
+        if not isinstance(message_id, str) or not message_id:
+            raise ConnectorUnavailableError(f"the {platform} connector answered {status} without a message_id")
+        return message_id
+    detail = _error_message(response)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if retry_after is None:
+            try:
+                raw = response.json().get("retry_after")
+                retry_after = float(raw) if isinstance(raw, int | float) else None
+            except (ValueError, AttributeError):
+                retry_after = None
+        wait = f"; wait {retry_after:g}s before sending again" if retry_after is not None else "; slow down"
+        raise RateLimitedError(f"{platform} rate limit: {detail}{wait}", retry_after)
+    if status == 401:
+        raise ConnectorUnavailableError(
+            f"the {platform} connector rejected chatbox's credential; the operator must fix "
+            f"config.{OUTBOUND_CREDENTIAL}"
+        )
+    if 400 <= status < 500:
+        raise PlatformRefusedError(f"{platform} refused the message: {detail}")
+    raise ConnectorUnavailableError(f"the {platform} connector failed ({detail}); try again later")

@@ -1,0 +1,409 @@
+"""The mailbox MCP server's tools: typed inputs, the service each calls, and the text an agent reads.
+
+Every tool runs in a worker thread (the services are synchronous SQLAlchemy) and answers with a
+readable text block plus the same facts as `structuredContent`. Every failure becomes a tool error
+(`isError`) whose message says what to do next; see `ERROR_ADVICE` for the one table from error
+types to advice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from chatbox.errors import (
+    ChatboxError,
+    ConflictError,
+    ConnectorUnavailableError,
+    InvalidInputError,
+    NoFocusError,
+    NotFoundError,
+    PlatformRefusedError,
+    RateLimitedError,
+)
+from chatbox.normalized import MAX_TEXT
+from chatbox.runtime import Runtime
+from chatbox.services import focus, sending
+
+log = logging.getLogger(__name__)
+
+PlatformName = Literal["signal", "telegram", "discord", "slack"]
+ChatAddress = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
+MessageText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+ExternalRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+CHAT_ID_HELP = "The chat id exactly as list_chats shows it: `<platform>:<external_id>`, e.g. `telegram:-1001234567`."
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListChatsInput(_Input):
+    platform: PlatformName | None = Field(default=None, description="Only chats on this platform.")
+    include_muted: bool = Field(default=False, description="Also list muted chats (the focal chat is always listed).")
+
+
+class SwitchChatInput(_Input):
+    chat_id: ChatAddress | None = Field(description=CHAT_ID_HELP + " Pass null to clear the focus.")
+
+
+class GetFocusInput(_Input):
+    pass
+
+
+class ReadChatInput(_Input):
+    chat_id: ChatAddress = Field(description=CHAT_ID_HELP)
+    before: str | None = Field(
+        default=None, max_length=64, description="A message id (`msg_…`): return only older messages (paging)."
+    )
+    limit: int = Field(default=focus.DEFAULT_RECAP, ge=1, le=focus.MAX_PAGE, description="How many messages.")
+
+
+class SendMessageInput(_Input):
+    text: MessageText = Field(description="The message to send, as plain text.")
+    chat_id: ChatAddress | None = Field(default=None, description=CHAT_ID_HELP + " Default: the focal chat.")
+    reply_to: ExternalRef | None = Field(
+        default=None, description="The platform id (`external_id`) of a message in that chat to reply to."
+    )
+
+
+class TelegramSendInput(SendMessageInput):
+    parse_mode: Literal["MarkdownV2", "HTML"] | None = Field(
+        default=None, description="Telegram formatting of `text`; omit for plain text."
+    )
+    disable_notification: bool = Field(default=False, description="Deliver silently (no sound on the phone).")
+
+
+class SlackSendInput(SendMessageInput):
+    thread_ts: ExternalRef | None = Field(default=None, description="Reply in this thread (the parent's `ts`).")
+    reply_broadcast: bool = Field(default=False, description="With thread_ts: also post the reply to the channel.")
+    unfurl_links: bool = Field(default=True, description="Let Slack expand link previews.")
+
+
+class SignalSendInput(SendMessageInput):
+    pass
+
+
+class DiscordSendInput(SendMessageInput):
+    silent: bool = Field(default=False, description="Send without a push notification (@silent).")
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    runtime: Runtime
+    mailbox_id: str
+    mailbox_name: str
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    text: str
+    structured: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    title: str
+    description: str
+    input_model: type[_Input]
+    run: Callable[[ToolContext, Any], ToolOutput]
+    read_only: bool
+    platform: str | None = None  # listed only when the mailbox has an active connection on it
+
+    def input_schema(self) -> dict[str, Any]:
+        schema = self.input_model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        schema.setdefault("properties", {})
+        return schema
+
+
+# --- readable output -------------------------------------------------------------------------
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+def _chat_label(chat: focus.ChatSummary) -> str:
+    return f"{chat.name} ({chat.id})" if chat.name else chat.id
+
+
+def _chat_line(chat: focus.ChatSummary) -> str:
+    flags = [chat.type, f"{chat.unread} unread"] + (["muted"] if chat.muted else [])
+    line = f"{'*' if chat.focal else '-'} {_chat_label(chat)} [{chat.platform}; {', '.join(flags)}]"
+    if chat.last_message_preview is not None:
+        who = "you" if chat.last_message_direction == "out" else "them"
+        line += f"\n    last {_when(chat.last_message_at)} ({who}): {chat.last_message_preview}"
+    return line
+
+
+def _json_chat(chat: focus.ChatSummary | None) -> dict[str, Any] | None:
+    if chat is None:
+        return None
+    data = asdict(chat)
+    data["last_message_at"] = chat.last_message_at.isoformat() if chat.last_message_at else None
+    return data
+
+
+def _json_message(message: focus.MessageView) -> dict[str, Any]:
+    data = asdict(message)
+    data["at"] = message.at.isoformat()
+    return data
+
+
+def _lines(messages: list[focus.MessageView]) -> str:
+    return "\n".join(m.line() for m in messages) if messages else "(no messages yet)"
+
+
+# --- the tools -------------------------------------------------------------------------------
+
+
+def run_list_chats(ctx: ToolContext, args: ListChatsInput) -> ToolOutput:
+    with ctx.runtime.db.session() as db:
+        chats = focus.list_chats(db, ctx.mailbox_id, platform=args.platform, include_muted=args.include_muted)
+    if not chats:
+        text = "No chats yet. A chat appears here once someone writes to this mailbox on a connected platform."
+    else:
+        header = f"{len(chats)} chat(s), most recent first (* = focal):"
+        text = "\n".join([header, *(_chat_line(c) for c in chats)])
+        if not any(c.focal for c in chats):
+            text += "\nNo chat is focal: call switch_chat with one of these ids to focus on it."
+    return ToolOutput(text, {"chats": [_json_chat(c) for c in chats]})
+
+
+def run_switch_chat(ctx: ToolContext, args: SwitchChatInput) -> ToolOutput:
+    recap = ctx.runtime.settings.mcp_recap_messages
+    with ctx.runtime.db.session() as db:
+        result = focus.switch_chat(db, ctx.mailbox_id, args.chat_id, recap=recap)
+    if result.chat is None:
+        text = "Focus cleared. Every inbound message now arrives as a notification with the chat list."
+    else:
+        text = (
+            f"Focus is now on {_chat_label(result.chat)}, a {result.chat.type} chat on {result.chat.platform}. "
+            "Its new messages arrive in full; send_message without chat_id answers here.\n\n"
+            f"Last {len(result.recap)} message(s), oldest first:\n{_lines(result.recap)}"
+        )
+    return ToolOutput(text, {"focus": _json_chat(result.chat), "recap": [_json_message(m) for m in result.recap]})
+
+
+def run_get_focus(ctx: ToolContext, _args: GetFocusInput) -> ToolOutput:
+    with ctx.runtime.db.session() as db:
+        chat = focus.get_focus(db, ctx.mailbox_id)
+    if chat is None:
+        text = "No chat is focal. Call list_chats, then switch_chat to focus on one."
+    else:
+        text = f"Focal chat: {_chat_line(chat)}"
+    return ToolOutput(text, {"focus": _json_chat(chat)})
+
+
+def run_read_chat(ctx: ToolContext, args: ReadChatInput) -> ToolOutput:
+    with ctx.runtime.db.session() as db:
+        page = focus.read_chat(db, ctx.mailbox_id, args.chat_id, before=args.before, limit=args.limit)
+    text = f"{_chat_label(page.chat)}: {len(page.messages)} message(s), oldest first:\n{_lines(page.messages)}"
+    if page.next_before:
+        text += f"\nOlder messages exist: call read_chat with before={page.next_before}."
+    return ToolOutput(
+        text,
+        {
+            "chat": _json_chat(page.chat),
+            "messages": [_json_message(m) for m in page.messages],
+            "next_before": page.next_before,
+        },
+    )
+
+
+def _send(ctx: ToolContext, args: SendMessageInput, platform: str | None, options: Mapping[str, Any]) -> ToolOutput:
+    with ctx.runtime.db.session() as db:
+        sent = sending.send_message(
+            db,
+            ctx.runtime.vault,
+            ctx.runtime.connectors,
+            ctx.mailbox_id,
+            args.text,
+            chat=args.chat_id,
+            reply_to=args.reply_to,
+            platform=platform,
+            options=options,
+        )
+    return ToolOutput(
+        f"Sent to {sent.chat_id} (platform message id {sent.external_id}).",
+        {"chat_id": sent.chat_id, "message_id": sent.message_id, "external_id": sent.external_id},
+    )
+
+
+def run_send_message(ctx: ToolContext, args: SendMessageInput) -> ToolOutput:
+    return _send(ctx, args, None, {})
+
+
+def _platform_chat(args: SendMessageInput, platform: str) -> None:
+    # A bare external id is read as a chat of the tool's own platform.
+    if args.chat_id is not None and ":" not in args.chat_id:
+        args.chat_id = f"{platform}:{args.chat_id}"
+
+
+def run_telegram_send(ctx: ToolContext, args: TelegramSendInput) -> ToolOutput:
+    _platform_chat(args, "telegram")
+    options: dict[str, Any] = {"disable_notification": args.disable_notification}
+    if args.parse_mode:
+        options["parse_mode"] = args.parse_mode
+    return _send(ctx, args, "telegram", options)
+
+
+def run_slack_send(ctx: ToolContext, args: SlackSendInput) -> ToolOutput:
+    _platform_chat(args, "slack")
+    options: dict[str, Any] = {"unfurl_links": args.unfurl_links}
+    if args.thread_ts:
+        options["thread_ts"] = args.thread_ts
+        options["reply_broadcast"] = args.reply_broadcast
+    return _send(ctx, args, "slack", options)
+
+
+def run_signal_send(ctx: ToolContext, args: SignalSendInput) -> ToolOutput:
+    _platform_chat(args, "signal")
+    return _send(ctx, args, "signal", {})
+
+
+def run_discord_send(ctx: ToolContext, args: DiscordSendInput) -> ToolOutput:
+    _platform_chat(args, "discord")
+    return _send(ctx, args, "discord", {"silent": args.silent})
+
+
+_PLATFORM_SEND = (
+    "Send a {label} message with {label}'s own options. chat_id defaults to the focal chat and must be a "
+    "{platform} chat (a bare {label} chat id is accepted too). Returns the platform's message id."
+)
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "list_chats",
+        "List chats",
+        "List this mailbox's chats, most recently active first: id (`<platform>:<external_id>`), name, type, "
+        "unread count, the last message with its time, which one is focal, and which are muted. "
+        "Use it to find the chat_id for switch_chat, read_chat and send_message.",
+        ListChatsInput,
+        run_list_chats,
+        read_only=True,
+    ),
+    ToolSpec(
+        "switch_chat",
+        "Switch the focal chat",
+        "Make a chat the focal one: its new messages then arrive in full, every other chat arrives as a short "
+        "notification. Marks the chat read and returns a recap of its latest messages (both sides, with sender "
+        "and time). Pass chat_id null to clear the focus.",
+        SwitchChatInput,
+        run_switch_chat,
+        read_only=False,
+    ),
+    ToolSpec(
+        "get_focus",
+        "Get the focal chat",
+        "Which chat is focal right now (or that none is), with its unread count and last message.",
+        GetFocusInput,
+        run_get_focus,
+        read_only=True,
+    ),
+    ToolSpec(
+        "read_chat",
+        "Read a chat's history",
+        "Read a chat's messages, oldest first, without changing the focus or marking anything read. "
+        "Page back with `before` set to the `next_before` of the previous answer.",
+        ReadChatInput,
+        run_read_chat,
+        read_only=True,
+    ),
+    ToolSpec(
+        "send_message",
+        "Send a message",
+        "Send a text message to the focal chat, or to chat_id when given, through that chat's platform. "
+        "reply_to quotes a message by its platform id (`external_id` in read_chat). The message is recorded, "
+        "so recaps show your side too. Returns the platform's message id.",
+        SendMessageInput,
+        run_send_message,
+        read_only=False,
+    ),
+    ToolSpec(
+        "telegram_send",
+        "Send on Telegram",
+        _PLATFORM_SEND.format(label="Telegram", platform="telegram")
+        + " Options: parse_mode (MarkdownV2 or HTML), disable_notification.",
+        TelegramSendInput,
+        run_telegram_send,
+        read_only=False,
+        platform="telegram",
+    ),
+    ToolSpec(
+        "slack_send",
+        "Send on Slack",
+        _PLATFORM_SEND.format(label="Slack", platform="slack")
+        + " Options: thread_ts (reply in a thread), reply_broadcast, unfurl_links.",
+        SlackSendInput,
+        run_slack_send,
+        read_only=False,
+        platform="slack",
+    ),
+    ToolSpec(
+        "signal_send",
+        "Send on Signal",
+        _PLATFORM_SEND.format(label="Signal", platform="signal") + " reply_to is the quoted message's timestamp.",
+        SignalSendInput,
+        run_signal_send,
+        read_only=False,
+        platform="signal",
+    ),
+    ToolSpec(
+        "discord_send",
+        "Send on Discord",
+        _PLATFORM_SEND.format(label="Discord", platform="discord") + " Options: silent (no push notification).",
+        DiscordSendInput,
+        run_discord_send,
+        read_only=False,
+        platform="discord",
+    ),
+)
+
+TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
+
+
+def tools_for(platforms: frozenset[str]) -> list[ToolSpec]:
+    """The tools a mailbox sees: the common ones, plus `<platform>_send` for each connected platform."""
+    return [tool for tool in TOOLS if tool.platform is None or tool.platform in platforms]
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+# The one table from error types to the advice appended to a tool error (most specific first).
+ERROR_ADVICE: tuple[tuple[type[ChatboxError], str], ...] = (
+    (NoFocusError, "Call list_chats, then switch_chat (or pass chat_id)."),
+    (NotFoundError, "Call list_chats for valid chat ids."),
+    (InvalidInputError, "Fix the arguments and call again."),
+    (RateLimitedError, "Wait, then send again."),
+    (PlatformRefusedError, "Change the message or the chat; sending the same again will fail again."),
+    (ConnectorUnavailableError, "Try again later, or answer on another platform."),
+    (ConflictError, "This cannot be done in the current state."),
+)
+
+
+def describe_error(exc: ChatboxError) -> str:
+    for error_type, advice in ERROR_ADVICE:
+        if isinstance(exc, error_type):
+            return f"{exc.message} [{exc.code}] {advice}"
+    return f"{exc.message} [{exc.code}]"
+
+
+def describe_validation_error(tool: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return (
+        f"invalid arguments for {tool}: " + "; ".join(problems) + " [invalid_input] Fix the arguments and call again."
+    )

@@ -1,0 +1,147 @@
+"""Sending as the agent: through the chat's connector, then stored as an outbound message.
+
+The outbound message is stored only after the platform accepted it, so recaps show exactly what
+the other side received. A send the platform refused stores nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from chatbox.connectors_port import ConnectorRegistry, SendTarget
+from chatbox.container_connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL
+from chatbox.errors import ConflictError, ConnectorUnavailableError, InvalidInputError, NoFocusError, NotFoundError
+from chatbox.ids import new_id
+from chatbox.normalized import MAX_TEXT
+from chatbox.schemas import CredentialKind
+from chatbox.services.credentials import get_credential, reveal
+from chatbox.services.focus import find_chat, require_live_mailbox
+from chatbox.store.models import Chat, Connection, Credential, Mailbox, Message
+from chatbox.store.types import utcnow
+from chatbox.vault import Vault
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message_id: str  # chatbox's id of the stored outbound message
+    external_id: str  # the platform's id of the sent message
+    chat_id: str  # the chat address
+
+
+def _target_chat(db: Session, mailbox: Mailbox, address: str | None) -> Chat:
+    if address is not None:
+        return find_chat(db, mailbox.id, address)
+    if mailbox.focal_chat_id is None:
+        raise NoFocusError("no focal chat: pass chat_id, or call switch_chat first (list_chats shows the chat ids)")
+    chat = db.get(Chat, mailbox.focal_chat_id)
+    if chat is None:
+        raise NoFocusError("the focal chat no longer exists: call list_chats and switch_chat")
+    return chat
+
+
+def _open_secrets(db: Session, vault: Vault, connection: Connection) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    for name, credential_id in connection.secret_refs.items():
+        credential = db.get(Credential, credential_id)
+        if credential is not None:
+            secrets[name] = reveal(vault, credential)
+    credential_ref = connection.config.get(OUTBOUND_CREDENTIAL)
+    if isinstance(credential_ref, str) and credential_ref:
+        try:
+            credential = get_credential(db, connection.account_id, credential_ref)
+        except NotFoundError as exc:
+            raise ConnectorUnavailableError(
+                f"config.{OUTBOUND_CREDENTIAL} of connection {connection.id} names no credential of this account"
+            ) from exc
+        if credential.kind != CredentialKind.mcp_proxy_auth.value:
+            raise ConnectorUnavailableError(
+                f"config.{OUTBOUND_CREDENTIAL} of connection {connection.id} must be an mcp_proxy_auth credential"
+            )
+        secrets[OUTBOUND_AUTH_SECRET] = reveal(vault, credential)
+    return secrets
+
+
+def send_message(
+    db: Session,
+    vault: Vault,
+    connectors: ConnectorRegistry,
+    mailbox_id: str,
+    text: str,
+    *,
+    chat: str | None = None,
+    reply_to: str | None = None,
+    platform: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> SentMessage:
+    """Send `text` to the chat at address `chat` (default: the focal chat) and store it as outbound.
+
+    `platform`, when given, requires the chat to be on that platform (the `<platform>_send` tools).
+    `options` are platform options passed to the connector as they are.
+
+    Raises:
+        NoFocusError: no `chat` given and no focal chat.
+        InvalidInputError / NotFoundError: an empty text, a malformed or unknown chat, a platform mismatch.
+        ConflictError: the mailbox or the chat's connection is archived.
+        ConnectorUnavailableError, PlatformRefusedError, RateLimitedError: from the connector.
+    """
+    if not text.strip():
+        raise InvalidInputError("text is empty: write the message to send")
+    if len(text) > MAX_TEXT:
+        raise InvalidInputError(f"text is longer than {MAX_TEXT} characters; split it into several messages")
+    mailbox = db.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise NotFoundError(f"mailbox {mailbox_id} not found")
+    require_live_mailbox(mailbox)
+    target_chat = _target_chat(db, mailbox, chat)
+    if platform is not None and target_chat.platform != platform:
+        raise InvalidInputError(
+            f"{target_chat.address} is a {target_chat.platform} chat; use {target_chat.platform}_send or send_message"
+        )
+    connection = db.get(Connection, target_chat.connection_id)
+    if connection is None or connection.status != "active":
+        raise ConflictError(
+            f"the {target_chat.platform} connection of {target_chat.address} is archived; "
+            "this chat can no longer be answered from this mailbox"
+        )
+    connector = connectors.get(target_chat.platform)
+    send_target = SendTarget(
+        connection_id=connection.id,
+        platform=connection.platform,
+        config=dict(connection.config),
+        secrets=_open_secrets(db, vault, connection),
+    )
+    # Nothing is written before the platform answers: the session holds no transaction open across the call.
+    db.rollback()
+    external_id = connector.send(send_target, target_chat.external_id, text, reply_to, dict(options or {}))
+    now = utcnow()
+    message = Message(
+        id=new_id("message"),
+        chat_id=target_chat.id,
+        connection_id=connection.id,
+        direction="out",
+        external_id=external_id,
+        sender_id=None,
+        sender_name=mailbox.name,
+        text=text,
+        attachments=[],
+        reply_to_external_id=reply_to,
+        event_type="message",
+        sent_at=now,
+        received_at=now,
+    )
+    db.add(message)
+    target_chat.last_activity_at = now
+    try:
+        db.commit()
+    except IntegrityError as exc:
+        db.rollback()
+        raise ConflictError(
+            f"the platform reported message id {external_id}, which this connection already used; "
+            "the message was sent but not recorded"
+        ) from exc
+    return SentMessage(message_id=message.id, external_id=external_id, chat_id=target_chat.address)

@@ -1,0 +1,149 @@
+"""The MCP Lambda entry (functions/mcp/handler.py) driven in-process with API Gateway HTTP API v2 events."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from chatbox.schemas import ConnectionCreate, MailboxCreate, Platform
+from chatbox.services.accounts import create_account
+from chatbox.services.connections import create_connection
+from chatbox.services.mailboxes import create_mailbox
+from chatbox.settings import get_settings
+from chatbox.store.database import Database
+from chatbox.store.migrate import upgrade_to_head
+from chatbox.vault import Vault, generate_key
+from chatbox.webhook_client import AddressPolicy
+from tests.support.mcp import close_leftover_event_loop
+from tests.test_lambda_api import PUBLIC_URL, LambdaContext, body_of
+
+EVENTS = Path(__file__).parent / "events"
+HANDLER_MODULE = "functions.mcp.handler"
+
+
+@dataclass
+class LoadedMcpHandler:
+    module: ModuleType
+    mailbox_id: str
+    token: str
+
+    def event(self, payload: dict[str, Any], *, token: str | None = None, **headers: str) -> dict[str, Any]:
+        """The recorded MCP POST, re-aimed at this mailbox with another JSON-RPC body."""
+        event: dict[str, Any] = json.loads((EVENTS / "apigw_v2_post_mcp.json").read_text())
+        event = copy.deepcopy(event)
+        path = f"/mcp/{self.mailbox_id}"
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["pathParameters"] = {"mailbox_id": self.mailbox_id}
+        event["headers"]["authorization"] = f"Bearer {self.token if token is None else token}"
+        event["headers"].update(headers)
+        event["body"] = json.dumps(payload)
+        event["headers"]["content-length"] = str(len(event["body"]))
+        return event
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = self.module.handler(event, LambdaContext(function_name="chatbox-mcp"))
+        return response
+
+
+@pytest.fixture
+def mcp_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadedMcpHandler]:
+    """Import the handler as a cold start would: settings from the environment, app built at import."""
+    url = f"sqlite:///{tmp_path / 'lambda.db'}"
+    vault_key = generate_key()
+    database = Database(url)
+    upgrade_to_head(database.engine)
+    with database.session() as db:
+        account_id = create_account(db, "acme").account_id
+        created = create_mailbox(db, account_id, MailboxCreate(name="agent"), policy=AddressPolicy())
+        create_connection(
+            db,
+            Vault.from_strings(vault_key, ""),
+            account_id,
+            created.mailbox.id,
+            ConnectionCreate(platform=Platform.signal),
+        )
+    database.dispose()
+    for name in [name for name in os.environ if name.startswith("CHATBOX_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CHATBOX_DB_URL", url)
+    monkeypatch.setenv("CHATBOX_VAULT_KEY", vault_key)
+    monkeypatch.setenv("CHATBOX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CHATBOX_PUBLIC_URL", PUBLIC_URL)
+    get_settings.cache_clear()
+    sys.modules.pop(HANDLER_MODULE, None)
+    module = importlib.import_module(HANDLER_MODULE)
+    try:
+        yield LoadedMcpHandler(module, created.mailbox.id, created.mcp_token)
+    finally:
+        module.handler.app.state.runtime.close()
+        close_leftover_event_loop()
+        sys.modules.pop(HANDLER_MODULE, None)
+        get_settings.cache_clear()
+
+
+def test_recorded_initialize_then_warm_tool_calls_answer_json_rpc(mcp_handler: LoadedMcpHandler) -> None:
+    initialize = json.loads(json.loads((EVENTS / "apigw_v2_post_mcp.json").read_text())["body"])
+    legacy = {"mcp-protocol-version": "2025-11-25"}
+
+    cold = mcp_handler(mcp_handler.event(initialize))
+    warm = mcp_handler(mcp_handler.event({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, **legacy))
+    warmer = mcp_handler(
+        mcp_handler.event(
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "list_chats", "arguments": {}}},
+            **legacy,
+        )
+    )
+
+    for response in (cold, warm, warmer):
+        assert response["statusCode"] == 200, response["body"]
+        assert response["headers"]["content-type"].startswith("application/json")
+    result = body_of(cold)["result"]
+    assert result["protocolVersion"] == "2025-11-25"
+    assert "focal chat" in result["instructions"] and "signal" in result["instructions"]
+    assert [tool["name"] for tool in body_of(warm)["result"]["tools"]][-1] == "signal_send"
+    listed = body_of(warmer)["result"]
+    assert listed["isError"] is False and "No chats yet" in listed["content"][0]["text"]
+
+
+def test_modern_era_discover_and_call_on_warm_invocations(mcp_handler: LoadedMcpHandler) -> None:
+    modern = {"mcp-protocol-version": "2026-07-28"}
+    # 2026-07-28: every request is self-describing, its envelope in params._meta.
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": envelope}}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "send_message", "arguments": {"text": "hi"}, "_meta": envelope},
+    }
+
+    discovered = mcp_handler(mcp_handler.event(discover, **modern, **{"mcp-method": "server/discover"}))
+    called = mcp_handler(mcp_handler.event(call, **modern, **{"mcp-method": "tools/call", "mcp-name": "send_message"}))
+
+    assert discovered["statusCode"] == 200, discovered["body"]
+    assert "2026-07-28" in body_of(discovered)["result"]["supportedVersions"]
+    assert "focal chat" in body_of(discovered)["result"]["instructions"]
+    assert called["statusCode"] == 200, called["body"]
+    result = body_of(called)["result"]
+    assert result["isError"] is True and "switch_chat" in result["content"][0]["text"]
+
+
+def test_wrong_token_is_401_through_api_gateway(mcp_handler: LoadedMcpHandler) -> None:
+    response = mcp_handler(mcp_handler.event({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, token="mcp_nope"))
+
+    assert response["statusCode"] == 401
+    assert response["headers"]["www-authenticate"].startswith("Bearer")
+    assert body_of(response)["code"] == "unauthorized"
