@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint types install lock openapi clean postgres-binaries
+.PHONY: dev test lint types install lock openapi clean postgres-binaries sam-build deploy coldstart build-ChatboxLayer
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -45,6 +45,25 @@ lock: | $(PY)
 
 openapi: $(STAMP)
 	$(PY) -m chatbox.web.openapi_export docs/openapi.json
+
+# AWS (infra/README.md). Need the AWS SAM CLI and python3.12 first on PATH; not part of `make test`.
+sam-build:
+	sam build --template-file template.yaml
+
+# Called by `sam build` for the ChatboxLayer (BuildMethod: makefile): the chatbox package and the
+# connectors, with the layer's runtime requirements, for python3.12 on arm64 Lambda.
+build-ChatboxLayer:
+	mkdir -p "$(ARTIFACTS_DIR)/python"
+	cp -r shared/chatbox connectors "$(ARTIFACTS_DIR)/python/"
+	python -m pip install --quiet -r shared/requirements.txt -t "$(ARTIFACTS_DIR)/python" \
+		--platform manylinux2014_aarch64 --implementation cp --python-version 3.12 --only-binary=:all:
+	find "$(ARTIFACTS_DIR)/python" -name __pycache__ -prune -exec rm -rf {} +
+
+deploy:  # make deploy ENV=dev (infra/params/dev.json); SAM=samlocal for LocalStack
+	infra/deploy.sh $(or $(ENV),dev)
+
+coldstart: $(STAMP)
+	$(PY) bench/coldstart.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -27,6 +27,7 @@ from tests.support.api import create_connection, create_credential, create_mailb
 from tests.support.pipeline import eventually, new_signing_secret, post_inbound
 from tests.support.receiver import Reply, WebhookReceiver, running_receiver
 from tests.support.sqs import SqsStack, create_queues, moto_server
+from tests.test_lambda_api import LambdaContext
 
 EVENTS = Path(__file__).parent / "events"
 
@@ -198,14 +199,14 @@ def test_lambda_entry_reports_failed_record_and_the_rest_of_its_group(
     receiver.script = [Reply(status=500)]  # the first POST (chat A's head) fails
 
     event = _event_for([(rows[0].id, rows[0].chat_id), (rows[1].id, rows[1].chat_id), (rows[2].id, rows[2].chat_id)])
-    response = delivery_handler.handler(event, None)
+    response = delivery_handler.handler(event, LambdaContext(function_name="chatbox-delivery"))
 
     failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
     assert failed == {event["Records"][0]["messageId"], event["Records"][1]["messageId"]}
     assert [r.json()["message"]["text"] for r in receiver.wait_for(2)] == ["a one", "b one"]
 
     # A warm second invocation with the same records: chat A now goes through, in order; B is not re-sent.
-    second = delivery_handler.handler(event, None)
+    second = delivery_handler.handler(event, LambdaContext(function_name="chatbox-delivery"))
     assert second["batchItemFailures"] == []
     texts = [r.json()["message"]["text"] for r in receiver.wait_for(4)]
     assert texts == ["a one", "b one", "a one", "a two"]
@@ -221,7 +222,9 @@ def test_scheduled_invocation_sweeps_deliveries_whose_send_was_lost(
     post_inbound(client, connection, "m-1", "lost hand-off")
     delivery_handler.runtime.settings.sweep_grace_seconds = 0
 
-    result = delivery_handler.handler(json.loads((EVENTS / "eventbridge_scheduled.json").read_text()), None)
+    result = delivery_handler.handler(
+        json.loads((EVENTS / "eventbridge_scheduled.json").read_text()), LambdaContext(function_name="chatbox-delivery")
+    )
 
     assert result == {"swept": 1}
     [record] = _receive_all(good_queue, 1)

@@ -5,10 +5,13 @@ The MCP endpoints are their own function (functions/mcp), so this one never load
 
 from __future__ import annotations
 
-from mangum import Mangum
-
+from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
 from chatbox.runtime import build_runtime
-from chatbox.settings import get_settings
 from chatbox.web.app import create_app
+from connectors import webhook_connectors
 
-handler = Mangum(create_app(build_runtime(get_settings()), mcp=False), lifespan="off")
+logger = lambda_logger("chatbox-api")
+settings = lambda_settings()
+runtime = build_runtime(settings, webhooks=webhook_connectors(settings))
+app = create_app(runtime, mcp=False)
+handler = http_handler(app, logger)

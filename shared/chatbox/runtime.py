@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from chatbox.connectors_port import ConnectorRegistry
 from chatbox.container_connector import CONTAINER_PLATFORMS, HttpContainerConnector
 from chatbox.errors import VaultError
+from chatbox.ingest_port import WebhookRegistry
 from chatbox.queues import DeliveryQueue
 from chatbox.queues.factory import build_queue
 from chatbox.services.delivery import Deliverer, DeliveryPolicy
@@ -43,6 +44,8 @@ class Runtime:
     db: Database
     vault: Vault
     queue: DeliveryQueue
+    # Webhook-mode platforms (telegram, slack): filled by composition roots (connectors.webhook_connectors).
+    webhooks: WebhookRegistry = field(default_factory=WebhookRegistry)
     _deliverer: Deliverer | None = field(default=None, init=False)
     _connectors: ConnectorRegistry | None = field(default=None, init=False)
 
@@ -73,12 +76,14 @@ class Runtime:
     def connectors(self) -> ConnectorRegistry:
         """The outbound connectors: container platforms over HTTP (built on first use, pooled).
 
-        Webhook-mode platforms (telegram, slack) join when their connectors exist; until then sending
-        there is a clear ConnectorUnavailableError.
+        Webhook-mode platforms (telegram, slack) join from `webhooks` when the composition root registered
+        them; otherwise sending there is a clear ConnectorUnavailableError.
         """
         if self._connectors is None:
             http = HttpContainerConnector(self.address_policy)
-            self._connectors = ConnectorRegistry(dict.fromkeys(CONTAINER_PLATFORMS, http))
+            self._connectors = ConnectorRegistry(
+                {**dict.fromkeys(CONTAINER_PLATFORMS, http), **self.webhooks.senders()}
+            )
         return self._connectors
 
     def close(self) -> None:
@@ -86,10 +91,15 @@ class Runtime:
             self._deliverer.client.close()
         if self._connectors is not None:
             self._connectors.close()
+        self.webhooks.close()
         self.db.dispose()
 
 
-def build_runtime(settings: Settings, *, generate_vault_key: bool = False) -> Runtime:
+def build_runtime(
+    settings: Settings, *, generate_vault_key: bool = False, webhooks: WebhookRegistry | None = None
+) -> Runtime:
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url)
-    return Runtime(settings=settings, db=db, vault=vault, queue=build_queue(settings, db))
+    return Runtime(
+        settings=settings, db=db, vault=vault, queue=build_queue(settings, db), webhooks=webhooks or WebhookRegistry()
+    )

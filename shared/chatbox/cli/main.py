@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from chatbox.errors import ChatboxError
+from chatbox.ingest_port import WebhookRegistry
 from chatbox.runtime import Runtime, build_runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
 from chatbox.services import delivery as delivery_service
@@ -82,12 +83,24 @@ def _reporting_errors() -> Iterator[None]:
         raise _fail(f"database unavailable: {exc.orig or exc}", 1) from exc
 
 
+def _webhook_connectors(settings: Settings) -> WebhookRegistry:
+    """The Telegram and Slack connectors. The CLI is a composition root: it may reach `connectors/`, and
+    does so only here, lazily, so commands without platforms never load their SDKs."""
+    from connectors.webhooks import webhook_connectors
+
+    return webhook_connectors(settings)
+
+
 @contextmanager
-def _runtime(*, generate_vault_key: bool = False) -> Iterator[Runtime]:
+def _runtime(*, generate_vault_key: bool = False, webhooks: bool = False) -> Iterator[Runtime]:
     settings = _settings()
     _configure_logging(settings)
     try:
-        runtime = build_runtime(settings, generate_vault_key=generate_vault_key)
+        runtime = build_runtime(
+            settings,
+            generate_vault_key=generate_vault_key,
+            webhooks=_webhook_connectors(settings) if webhooks else None,
+        )
     except ChatboxError as exc:
         raise _fail(exc.message, 2) from exc
     try:
@@ -159,7 +172,7 @@ def api() -> None:
     """Serve the REST API on CHATBOX_API_HOST:CHATBOX_API_PORT."""
     from chatbox.cli.serve import serve
 
-    with _runtime() as runtime:
+    with _runtime(webhooks=True) as runtime:
         serve(runtime)
 
 
@@ -175,7 +188,7 @@ def dev() -> None:
     if settings.queue != "local":
         raise _fail("chatbox dev runs the local queue; unset CHATBOX_QUEUE", 2)
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the vault key and the database
-    with _runtime(generate_vault_key=True) as runtime:
+    with _runtime(generate_vault_key=True, webhooks=True) as runtime:
         issued = prepare_dev_home(runtime)
         if issued is not None:
             _print_first_key(issued, as_json=False)
@@ -232,10 +245,25 @@ def connection_list(mailbox_id: str) -> None:
 
 @operator.command("connection-archive")
 def connection_archive(connection_id: str) -> None:
-    """Archive a connection: its inbound token stops working. Exits 1 for an unknown id."""
-    with _runtime() as runtime, runtime.db.session() as db:
-        connection = connections.archive_connection(db, None, connection_id)
+    """Archive a connection: its inbound token stops working (Telegram: the webhook is deleted). Exits 1 for an
+    unknown id."""
+    with _runtime(webhooks=True) as runtime, runtime.db.session() as db:
+        connection = connections.archive_connection(
+            db, None, connection_id, webhooks=runtime.webhooks, vault=runtime.vault
+        )
     _echo(f"connection {connection.id} archived")
+
+
+@operator.command("connection-resync")
+def connection_resync(connection_id: str) -> None:
+    """Register an active Telegram or Slack connection with its platform again (Telegram: setWebhook to the current
+    CHATBOX_PUBLIC_URL with a new secret token; Slack: auth.test). Exits 1 for an unknown id or a refusal."""
+    with _runtime(webhooks=True) as runtime, runtime.db.session() as db:
+        connection = connections.resync_connection(
+            db, runtime.vault, connection_id, webhooks=runtime.webhooks, public_url=runtime.settings.public_url
+        )
+        ingest_url = runtime.settings.public_url + connections.ingest_path(connection)
+    _echo(f"connection {connection.id} resynced; the platform delivers to {ingest_url}")
 
 
 @operator.command("mailbox-regenerate-mcp-token")

@@ -217,8 +217,13 @@ class MailboxMcpEndpoint:
 
 def mcp_routes(runtime: Runtime) -> list[BaseRoute]:
     """The MCP routes; the bare path and a trailing slash are both served (no redirect)."""
+    from chatbox.mcp.admin import AdminMcpEndpoint
+
     endpoint = MailboxMcpEndpoint(runtime)
+    admin = AdminMcpEndpoint(runtime)
     return [
+        Route("/mcp/admin/{account_id}", endpoint=admin, methods=MCP_METHODS, include_in_schema=False),
+        Route("/mcp/admin/{account_id}/", endpoint=admin, methods=MCP_METHODS, include_in_schema=False),
         Route("/mcp/{mailbox_id}", endpoint=endpoint, methods=MCP_METHODS, include_in_schema=False),
         Route("/mcp/{mailbox_id}/", endpoint=endpoint, methods=MCP_METHODS, include_in_schema=False),
     ]

@@ -11,7 +11,7 @@ from chatbox.runtime import Runtime
 from chatbox.services.mailboxes import queue_depths
 from chatbox.web.errors import install_error_handlers
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
-from chatbox.web.routes import connections, credentials, health, inbound, mailboxes
+from chatbox.web.routes import connections, credentials, health, inbound, ingest, mailboxes
 
 API_ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -19,6 +19,7 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     connections.router,
     credentials.router,
     inbound.router,
+    ingest.router,
 )
 
 DESCRIPTION = """\

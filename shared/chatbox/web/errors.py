@@ -15,6 +15,7 @@ from chatbox.errors import (
     AuthenticationError,
     ChatboxError,
     ConflictError,
+    ConnectorUnavailableError,
     InvalidInputError,
     NotFoundError,
     VaultError,
@@ -28,6 +29,8 @@ STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
     ConflictError: 409,
     InvalidInputError: 422,
     VaultError: 503,
+    # Creating a telegram/slack connection calls the platform (chatbox.ingest_port.WebhookPlatform.provision).
+    ConnectorUnavailableError: 502,
 }
 
 _HTTP_CODES = {

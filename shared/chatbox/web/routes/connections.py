@@ -16,7 +16,9 @@ router = APIRouter(prefix="/v1", tags=["connections"])
 def create_connection(
     mailbox_id: str, body: ConnectionCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionCreated:
-    created = connections.create_connection(db, runtime.vault, account, mailbox_id, body)
+    created = connections.create_connection(
+        db, runtime.vault, account, mailbox_id, body, webhooks=runtime.webhooks, public_url=runtime.settings.public_url
+    )
     public = connection_public(created.connection, runtime.settings)
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)
 
@@ -45,4 +47,7 @@ def get_connection(
 def archive_connection(
     connection_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionPublic:
-    return connection_public(connections.archive_connection(db, account, connection_id), runtime.settings)
+    archived = connections.archive_connection(
+        db, account, connection_id, webhooks=runtime.webhooks, vault=runtime.vault
+    )
+    return connection_public(archived, runtime.settings)

@@ -1,0 +1,270 @@
+"""Benchmark of Telegram webhook ingest on one machine, over loopback.
+
+wrk drives `POST /v1/ingest/telegram/{connection_id}` with real update JSON (a new update_id and
+message_id per request, the secret token header set) against:
+
+- the baseline, `bench/bare_telegram.py`: a bare FastAPI endpoint that checks the header in constant
+  time and parses the update with PTB's `Update.de_json`, then answers 200;
+- `chatbox api` on its embedded default (SQLite in a temporary CHATBOX_HOME, the local queue), with a
+  telegram connection created through the REST API. CHATBOX_TELEGRAM_API_URL points at a stand-in
+  Bot API in this process, which answers getMe and setWebhook and hands back the secret token
+  chatbox registered; the ingest path itself calls no platform API.
+
+Both under uvicorn with one worker, same wrk shape, same run. Reported: req/s, p50, p99 and the ratio.
+
+Run by hand: `.venv/bin/python bench/telegram_ingest.py` (needs `wrk`: `apt-get install wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from pipeline import (
+    RESULT_MARKER,
+    LoadResult,
+    LoadShape,
+    bootstrap_account,
+    chatbox_command,
+    chatbox_env,
+    free_port,
+    running_server,
+    say,
+    verdict,
+)
+
+from chatbox.vault import generate_key
+
+BENCH_DIR = Path(__file__).resolve().parent
+WRK_SCRIPT = BENCH_DIR / "telegram.lua"
+BOT_TOKEN = "7012345678:AAHbenchbenchbenchbenchbenchbench00"
+
+# The targets of the issue "Telegram and Slack connectors in webhook mode".
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 25.0
+
+
+class StandInBotApi:
+    """Enough of the Bot API for connection create: getMe and setWebhook (whose secret_token it keeps)."""
+
+    def __init__(self) -> None:
+        self.secret_token: str | None = None
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                params = dict(parse_qsl(raw.decode()))
+                method = self.path.rsplit("/", 1)[-1]
+                result: Any = True
+                if method == "getMe":
+                    result = {"id": 7012345678, "is_bot": True, "first_name": "Bench", "username": "bench_bot"}
+                elif method == "setWebhook":
+                    stand_in.secret_token = params.get("secret_token")
+                payload = json.dumps({"ok": True, "result": result}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base signature
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.root = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @contextmanager
+    def serving(self) -> Iterator[StandInBotApi]:
+        thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+            thread.join(timeout=5)
+
+
+def create_telegram_connection(base_url: str, api_key: str) -> str:
+    """A mailbox and a telegram connection through the REST API; returns the connection's ingest URL."""
+    headers = {"authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as client:
+        mailbox = client.post("/v1/mailboxes", json={"name": "bench"})
+        mailbox.raise_for_status()
+        connection = client.post(
+            f"/v1/mailboxes/{mailbox.json()['id']}/connections",
+            json={"platform": "telegram", "secrets": {"bot_token": BOT_TOKEN}},
+        )
+        connection.raise_for_status()
+        connection_id: str = connection.json()["id"]
+    return f"{base_url}/v1/ingest/telegram/{connection_id}"
+
+
+def run_wrk(url: str, secret: str, run: int, seconds: float, shape: LoadShape) -> LoadResult:
+    command = [
+        "wrk",
+        f"-t{shape.threads}",
+        f"-c{shape.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        secret,
+        str(run),
+        str(shape.chats),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds + 60)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+    errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    return LoadResult(
+        requests=raw["requests"],
+        duration_s=raw["duration_us"] / 1e6,
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+        errors=errors,
+    )
+
+
+def measure(url: str, secret: str, name: str, runs: Iterator[int], shape: LoadShape) -> LoadResult:
+    say(f"  {name}: warm-up {shape.warmup:.0f}s, then {shape.duration:.0f}s measured")
+    run_wrk(url, secret, next(runs), shape.warmup, shape)
+    return run_wrk(url, secret, next(runs), shape.duration, shape)
+
+
+def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[LoadResult, LoadResult]:
+    """Returns (bare endpoint, chatbox) under the same wrk load."""
+    say(f"telegram ingest: wrk -t{shape.threads} -c{shape.connections}, a new update_id per request")
+    bare_port, chatbox_port = free_port(), free_port()
+    bare_home, chatbox_home = scratch / "bare", scratch / "chatbox"
+    bare_home.mkdir()
+    chatbox_home.mkdir(mode=0o700)
+    runs = iter(range(1, 100))
+    with ExitStack() as stack:
+        bot_api = stack.enter_context(StandInBotApi().serving())
+        env = chatbox_env(
+            chatbox_home, chatbox_port, CHATBOX_VAULT_KEY=generate_key(), CHATBOX_TELEGRAM_API_URL=bot_api.root
+        )
+        api_key = bootstrap_account(env, chatbox_home)
+        chatbox_url = f"http://127.0.0.1:{chatbox_port}"
+        stack.enter_context(
+            running_server("chatbox-api", chatbox_command("api"), env, chatbox_home, f"{chatbox_url}/health")
+        )
+        ingest_url = create_telegram_connection(chatbox_url, api_key)
+        secret = bot_api.secret_token
+        if not secret:
+            raise RuntimeError("chatbox did not call setWebhook with a secret_token")
+        bare_command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_telegram:app",
+            "--app-dir",
+            str(BENCH_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(bare_port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ]
+        bare_env = {**env, "BENCH_TELEGRAM_SECRET": secret}
+        stack.enter_context(
+            running_server("bare", bare_command, bare_env, bare_home, f"http://127.0.0.1:{bare_port}/health")
+        )
+        bare_url = ingest_url.replace(chatbox_url, f"http://127.0.0.1:{bare_port}")
+        bare = measure(bare_url, secret, "bare", runs, shape)
+        chatbox = measure(ingest_url, secret, "chatbox", runs, shape)
+        stored = _count_messages(chatbox_home)
+        say(f"  chatbox stored {stored} messages")
+    return bare, chatbox
+
+
+def _count_messages(home: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(home / "chatbox.db") as connection:
+        count: int = connection.execute("SELECT count(*) FROM messages").fetchone()[0]
+    return count
+
+
+def report(shape: LoadShape, bare: LoadResult, chatbox: LoadResult) -> None:
+    import os
+    import platform
+
+    say()
+    say(f"machine: {os.cpu_count()} cores, {platform.platform()}, python {platform.python_version()}")
+    say(
+        "telegram ingest (POST /v1/ingest/telegram/{id}, 200; "
+        f"wrk -t{shape.threads} -c{shape.connections} -d{shape.duration:.0f}s)"
+    )
+    say(f"  {'server':<30}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'errors':>8}")
+    for name, result in (("bare FastAPI + PTB de_json", bare), ("chatbox api (SQLite, local)", chatbox)):
+        say(
+            f"  {name:<30}{result.per_second:>10.0f}{result.p50_ms:>10.2f}{result.p99_ms:>10.2f}"
+            f"{result.max_ms:>10.1f}{result.errors:>8}"
+        )
+    ratio = chatbox.per_second / bare.per_second
+    say(f"  ratio chatbox/bare: {ratio:.2f}x   target >= {TARGET_RATIO}x   {verdict(ratio >= TARGET_RATIO)}")
+    say(
+        f"  chatbox p99: {chatbox.p99_ms:.1f} ms   target <= {TARGET_P99_MS:.0f} ms   "
+        f"{verdict(chatbox.p99_ms <= TARGET_P99_MS)}"
+    )
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the server keeps a core)")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server (default 10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per server (default 3)")
+    parser.add_argument("--chats", type=int, default=16, help="chats the updates are spread over (default 16)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs, database)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        say("wrk is not installed: `apt-get install wrk` (Debian/Ubuntu) or see https://github.com/wg/wrk")
+        return 2
+    shape = LoadShape(args.connections, args.threads, args.duration, args.warmup, args.chats)
+    scratch = Path(tempfile.mkdtemp(prefix="cbtg-"))
+    started = time.monotonic()
+    try:
+        bare, chatbox = measure_ingest(shape, scratch)
+        report(shape, bare, chatbox)
+        say(f"(took {time.monotonic() - started:.0f}s)")
+    finally:
+        if args.keep:
+            say(f"\nscratch folder kept: {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

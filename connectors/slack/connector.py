@@ -1,0 +1,312 @@
+"""The Slack connector: signed Events API ingest, auth.test at create, chat.postMessage via slack-sdk.
+
+Names of users and channels are not on the ingest path: `parse` reads them from a cache, and a
+name it has not seen yet is fetched (users.info / conversations.info) on a background thread, so
+the next message from that person or channel carries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web import SlackResponse, WebClient
+
+from chatbox.connectors_port import SendTarget
+from chatbox.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.ingest_port import (
+    IngestOutcome,
+    Provisioned,
+    ProvisionRequest,
+    WebhookConnection,
+    WebhookForbiddenError,
+    WebhookRequest,
+    WebhookUnauthenticatedError,
+)
+from chatbox.message_split import split_text
+from connectors.slack.translate import (
+    SlackIdentity,
+    channel_display_name,
+    envelope_to_outcome,
+    escape_text,
+    message_external_id,
+    parse_event_body,
+    thread_root,
+    user_display_name,
+)
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+BOT_TOKEN = "bot_token"
+SIGNING_SECRET = "signing_secret"
+MAX_MESSAGE = 40_000  # chat.postMessage truncates beyond this (counted after escaping)
+
+# Errors that mean: this message or this channel will not work, whatever the timing.
+REFUSALS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "no_text",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "cannot_reply_to_message",
+        "thread_reply_not_found",
+        "user_not_found",
+        "cannot_dm_bot",
+        "messages_tab_disabled",
+        "duplicate_message_not_found",
+    }
+)
+_HINTS = {
+    "not_in_channel": "invite the bot to the channel first (/invite @bot)",
+    "channel_not_found": "check the channel id, and that the bot was added to that private channel",
+    "is_archived": "the channel is archived",
+    "msg_too_long": "shorten the message",
+}
+
+
+class NameCache:
+    """Slack names by (connection, kind, id): read without blocking, filled in the background, kept `ttl` s."""
+
+    def __init__(self, clients: SlackClients, *, ttl: float = 3600.0, capacity: int = 10_000) -> None:
+        self.clients = clients
+        self.ttl = ttl
+        self.capacity = capacity
+        self._names: OrderedDict[tuple[str, str, str], tuple[float, str | None]] = OrderedDict()
+        self._pending: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slack-names")
+
+    def lookup(self, connection: WebhookConnection, kind: str, item_id: str) -> str | None:
+        """The cached name, or None (and a background fetch when it is unknown or stale)."""
+        key = (connection.connection_id, kind, item_id)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._names.get(key)
+            if cached is not None and now - cached[0] < self.ttl:
+                return cached[1]
+            if key in self._pending:
+                return cached[1] if cached else None
+            self._pending.add(key)
+        token = connection.secrets.get(BOT_TOKEN)
+        if token:
+            try:
+                self._executor.submit(self._fetch, key, token)
+            except RuntimeError:  # shut down
+                pass
+        return cached[1] if cached else None
+
+    def _fetch(self, key: tuple[str, str, str], token: str) -> None:
+        _, kind, item_id = key
+        client = self.clients.get(token)
+        name: str | None = None
+        try:
+            if kind == "user":
+                name = user_display_name(client.users_info(user=item_id).get("user") or {})
+            else:
+                name = channel_display_name(client.conversations_info(channel=item_id).get("channel") or {})
+        except (SlackClientError, OSError):
+            log.info("could not resolve slack %s %s", kind, item_id, exc_info=True)
+        with self._lock:
+            self._pending.discard(key)
+            self._names[key] = (time.monotonic(), name)
+            self._names.move_to_end(key)
+            while len(self._names) > self.capacity:
+                self._names.popitem(last=False)
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Block until the fetches queued so far are done (tests, shutdown)."""
+        self._executor.submit(lambda: None).result(timeout=timeout)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class SlackClients:
+    """One WebClient per bot token (each is thread-safe: one urllib request per call)."""
+
+    def __init__(self, api_root: str, timeout: int) -> None:
+        self.api_root = api_root if api_root.endswith("/") else api_root + "/"
+        self.timeout = timeout
+        self._clients: dict[str, WebClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> WebClient:
+        with self._lock:
+            client = self._clients.get(token)
+            if client is None:
+                # No retry handlers beyond the SDK's connection-error one: 429s are handled in `send`.
+                client = WebClient(token=token, base_url=self.api_root, timeout=self.timeout)
+                self._clients[token] = client
+            return client
+
+
+class SlackConnector:
+    """Slack behind the core's Connector and WebhookPlatform ports.
+
+    Args:
+        api_root: the Web API root (`CHATBOX_SLACK_API_URL`), e.g. `https://slack.com/api/`.
+        max_retry_wait: a 429 whose Retry-After is at most this is waited out and retried once;
+            a longer one is reported as RateLimitedError at once.
+    """
+
+    def __init__(self, api_root: str, *, max_retry_wait: float = 5.0, timeout: int = 10) -> None:
+        self.clients = SlackClients(api_root, timeout)
+        self.names = NameCache(self.clients)
+        self.max_retry_wait = max_retry_wait
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def verify(self, connection: WebhookConnection, request: WebhookRequest) -> None:
+        """Slack's v0 signature over `v0:{timestamp}:{raw body}`, timestamp within 300 s, constant-time compare."""
+        signature = request.headers.get("x-slack-signature")
+        timestamp = request.headers.get("x-slack-request-timestamp")
+        if not signature or not timestamp:
+            raise WebhookUnauthenticatedError("missing X-Slack-Signature or X-Slack-Request-Timestamp")
+        secret = connection.secrets.get(SIGNING_SECRET)
+        if not secret:
+            raise WebhookUnauthenticatedError("this connection has no signing secret")
+        try:
+            valid = SignatureVerifier(secret).is_valid(request.body, timestamp, signature)
+        except (ValueError, UnicodeDecodeError):  # a timestamp that is not a number, a body that is not UTF-8
+            valid = False
+        if not valid:
+            raise WebhookForbiddenError("invalid or stale X-Slack-Signature")
+
+    def parse(self, connection: WebhookConnection, request: WebhookRequest) -> IngestOutcome:
+        identity = SlackIdentity(
+            bot_user_id=_str_or_none(connection.config.get("bot_user_id")),
+            bot_id=_str_or_none(connection.config.get("bot_id")),
+        )
+
+        def names(kind: str, item_id: str) -> str | None:
+            return self.names.lookup(connection, kind, item_id)
+
+        return envelope_to_outcome(parse_event_body(request.body), identity, names)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def provision(self, request: ProvisionRequest) -> Provisioned:
+        """auth.test: checks the bot token and learns the bot's user id and bot id (to ignore its own messages)."""
+        token = request.secrets.get(BOT_TOKEN)
+        if not token or not request.secrets.get(SIGNING_SECRET):
+            raise InvalidInputError(
+                "a slack connection needs secrets.bot_token (xoxb-…, OAuth & Permissions) and "
+                "secrets.signing_secret (Basic Information → App Credentials)"
+            )
+        try:
+            answer = self.clients.get(token).auth_test()
+        except SlackApiError as exc:
+            error = _error_code(exc.response)
+            if exc.response.status_code == 429:
+                raise ConnectorUnavailableError("Slack rate-limited auth.test; try again in a minute") from exc
+            raise InvalidInputError(
+                f"Slack refused secrets.bot_token (auth.test: {error}): use the app's Bot User OAuth Token (xoxb-…)"
+            ) from exc
+        except (SlackClientError, OSError) as exc:
+            raise ConnectorUnavailableError(f"Slack cannot be reached ({type(exc).__name__}); try again later") from exc
+        learned = {"bot_user_id": "user_id", "bot_id": "bot_id", "team_id": "team_id", "team": "team"}
+        config = {key: answer.get(source) for key, source in learned.items() if isinstance(answer.get(source), str)}
+        return Provisioned(config=config)
+
+    def deprovision(self, connection: WebhookConnection) -> None:
+        """Nothing to undo on Slack: the Event Subscriptions URL lives in the app's settings."""
+
+    # --- send ---------------------------------------------------------------------------------
+
+    def send(
+        self,
+        connection: SendTarget,
+        chat_external_id: str,
+        text: str,
+        reply_to: str | None,
+        options: Mapping[str, Any],
+    ) -> str:
+        """chat.postMessage with mrkdwn-safe text; in a thread when `options.thread_ts` or `reply_to` says so.
+
+        Returns `"{channel}:{ts}"`, or `"{channel}:{thread_ts}:{ts}"` in a thread (the first part's id when
+        a very long text goes out as several messages)."""
+        token = connection.secrets.get(BOT_TOKEN)
+        if not token:
+            raise ConnectorUnavailableError(f"the slack connection {connection.connection_id} has no bot_token")
+        client = self.clients.get(token)
+        explicit = options.get("thread_ts")
+        thread_ts = thread_root(str(explicit)) if explicit else thread_root(reply_to) if reply_to else None
+        first_id: str | None = None
+        for part in split_text(text, MAX_MESSAGE, lambda chunk: len(escape_text(chunk))):
+            arguments: dict[str, Any] = {"channel": chat_external_id, "text": escape_text(part)}
+            if thread_ts:
+                arguments["thread_ts"] = thread_ts
+                if options.get("reply_broadcast"):
+                    arguments["reply_broadcast"] = True
+            if "unfurl_links" in options:
+                arguments["unfurl_links"] = bool(options["unfurl_links"])
+            answer = self._post(client, arguments, chat_external_id)
+            if first_id is None:
+                answered = answer.get("channel")
+                channel = answered if isinstance(answered, str) else chat_external_id
+                first_id = message_external_id(channel, str(answer.get("ts")), thread_ts)
+        assert first_id is not None  # a non-blank text makes at least one part
+        return first_id
+
+    def _post(self, client: WebClient, arguments: dict[str, Any], channel: str) -> SlackResponse:
+        for attempt in (1, 2):
+            try:
+                return client.chat_postMessage(**arguments)
+            except SlackApiError as exc:
+                response = exc.response
+                error = _error_code(response)
+                if response.status_code == 429 or error == "ratelimited":
+                    wait = _retry_after(response)
+                    if attempt == 1 and wait is not None and wait <= self.max_retry_wait:
+                        time.sleep(wait)
+                        continue
+                    advice = f"wait {wait:g}s before sending again" if wait is not None else "slow down"
+                    raise RateLimitedError(f"Slack rate limit for channel {channel}: {advice}", wait) from exc
+                if error in REFUSALS:
+                    hint = _HINTS.get(error, "change the message or the channel")
+                    raise PlatformRefusedError(f"Slack refused the message to {channel}: {error}; {hint}") from exc
+                raise ConnectorUnavailableError(
+                    f"Slack failed chat.postMessage ({error}); the operator may need to fix the bot's token or scopes"
+                ) from exc
+            except (SlackClientError, OSError) as exc:
+                raise ConnectorUnavailableError(
+                    f"Slack cannot be reached ({type(exc).__name__}); try again later"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.names.close()
+
+
+def _error_code(response: SlackResponse) -> str:
+    data = response.data if isinstance(response.data, dict) else {}
+    error = data.get("error")
+    return error if isinstance(error, str) else f"HTTP {response.status_code}"
+
+
+def _retry_after(response: SlackResponse) -> float | None:
+    for name, value in (response.headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) and value else value
+            try:
+                return max(0.0, float(raw))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,179 @@
+"""Pure translation between Telegram's Bot API shapes and chatbox's normalized messages. No network.
+
+Ids: a Telegram `message_id` is unique within its chat only, so a message's `external_message_id`
+is `"{chat_id}:{message_id}"`. An edit is its own event, `"{chat_id}:{message_id}:edit:{update_id}"`
+(`update_id` is unique per update, so every edit is kept and a redelivered update is a duplicate).
+`send` answers ids of the same form, and `reply_to` accepts them (or a bare message id).
+
+Example:
+    ```python
+    outcome = update_to_outcome(json.loads(body))
+    outcome.messages[0].external_message_id  # "-1001234567890:42"
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from telegram import Chat, Message, Update, User
+
+from chatbox.errors import InvalidInputError
+from chatbox.ingest_port import IngestOutcome
+from chatbox.normalized import Attachment, ChatType, InboundMessage
+
+# What chatbox asks Telegram to push (setWebhook `allowed_updates`); everything else is not sent at all.
+ALLOWED_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post")
+
+_CHAT_TYPES = {
+    Chat.PRIVATE: ChatType.direct,
+    Chat.GROUP: ChatType.group,
+    Chat.SUPERGROUP: ChatType.group,
+    Chat.CHANNEL: ChatType.channel,
+}
+
+
+def parse_update_body(body: bytes) -> dict[str, Any]:
+    """The JSON object of an update; InvalidInputError for anything that is not one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("the body is not JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int) or isinstance(data["update_id"], bool):
+        raise InvalidInputError("the body is not a Telegram update (no integer update_id)")
+    return data
+
+
+def update_to_outcome(data: Mapping[str, Any]) -> IngestOutcome:
+    """One update as normalized messages: a message or channel post (or their edits) with text, a
+    caption or media becomes one message; anything else is ignored (an empty outcome, still acked).
+
+    Raises InvalidInputError when the update does not parse as Telegram's Update shape.
+    """
+    update_id = data.get("update_id")
+    try:
+        update = Update.de_json(dict(data), None)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(f"the update does not parse: {type(exc).__name__}") from exc
+    key = f"update:{update_id}"
+    edited = update.edited_message or update.edited_channel_post
+    message = update.message or update.channel_post or edited
+    if message is None:
+        return IngestOutcome(delivery_key=key, ignored="an update chatbox does not handle")
+    try:
+        inbound = message_to_inbound(message, update_id=update.update_id, edit=edited is not None)
+    except ValidationError:
+        return IngestOutcome(delivery_key=key, ignored="a message chatbox cannot represent")
+    if inbound is None:
+        return IngestOutcome(delivery_key=key, ignored="a message without text or media")
+    return IngestOutcome(messages=[inbound], delivery_key=key)
+
+
+def message_to_inbound(message: Message, *, update_id: int, edit: bool) -> InboundMessage | None:
+    """A Telegram message as an InboundMessage; None when it carries neither text nor media (joins, pins, ...)."""
+    text = message.text or message.caption
+    attachments = attachments_of(message)
+    if not text and not attachments:
+        return None
+    chat = message.chat
+    message_key = message_external_id(chat.id, message.message_id)
+    reply = message.reply_to_message
+    return InboundMessage(
+        external_chat_id=str(chat.id),
+        external_message_id=f"{message_key}:edit:{update_id}" if edit else message_key,
+        text=text,
+        sender_id=_sender_id(message),
+        sender_name=_clip(_sender_name(message)),
+        chat_name=_clip(_chat_name(chat, message.from_user)),
+        chat_type=_CHAT_TYPES.get(chat.type),
+        sent_at=(message.edit_date or message.date) if edit else message.date,
+        attachments=attachments,
+        reply_to_external_id=message_external_id(chat.id, reply.message_id) if reply is not None else None,
+        event_type="edit" if edit else "message",
+    )
+
+
+def message_external_id(chat_id: int | str, message_id: int | str) -> str:
+    return f"{chat_id}:{message_id}"
+
+
+def reply_message_id(reply_to: str) -> int | None:
+    """The Telegram message id inside a chatbox reference (`"chat:message"`, `"chat:message:edit:n"` or
+    a bare message id); None when it names none."""
+    parts = reply_to.split(":")
+    candidate = parts[1] if len(parts) >= 2 else parts[0]
+    try:
+        return int(candidate)
+    except ValueError:
+        return None
+
+
+def attachments_of(message: Message) -> list[Attachment]:
+    """Media as attachments by `file_id` (resolved to a download URL only when someone asks: getFile)."""
+    found: list[Attachment] = []
+    if message.photo:
+        largest = max(message.photo, key=lambda size: size.width * size.height)
+        found.append(Attachment(kind="image", file_id=largest.file_id, size=largest.file_size))
+    if message.document is not None:
+        document = message.document
+        found.append(
+            Attachment(
+                kind="document",
+                file_id=document.file_id,
+                mime_type=document.mime_type,
+                name=_clip(document.file_name),
+                size=document.file_size,
+            )
+        )
+    if message.voice is not None:
+        voice = message.voice
+        found.append(Attachment(kind="voice", file_id=voice.file_id, mime_type=voice.mime_type, size=voice.file_size))
+    if message.audio is not None:
+        audio = message.audio
+        found.append(
+            Attachment(
+                kind="audio",
+                file_id=audio.file_id,
+                mime_type=audio.mime_type,
+                name=_clip(audio.file_name),
+                size=audio.file_size,
+            )
+        )
+    if message.video is not None:
+        video = message.video
+        found.append(Attachment(kind="video", file_id=video.file_id, mime_type=video.mime_type, size=video.file_size))
+    if message.sticker is not None:
+        sticker = message.sticker
+        found.append(Attachment(kind="sticker", file_id=sticker.file_id, name=sticker.emoji, size=sticker.file_size))
+    return found
+
+
+def _sender_id(message: Message) -> str | None:
+    if message.from_user is not None:
+        return str(message.from_user.id)
+    if message.sender_chat is not None:
+        return str(message.sender_chat.id)
+    return None
+
+
+def _sender_name(message: Message) -> str | None:
+    if message.from_user is not None:
+        return message.from_user.full_name
+    if message.sender_chat is not None:
+        return message.sender_chat.title or message.sender_chat.username
+    return None
+
+
+def _chat_name(chat: Chat, sender: User | None) -> str | None:
+    if chat.type == Chat.PRIVATE:
+        if chat.first_name:
+            return " ".join(part for part in (chat.first_name, chat.last_name) if part)
+        return sender.full_name if sender is not None else chat.username
+    return chat.title or chat.username
+
+
+def _clip(value: str | None, limit: int = 255) -> str | None:
+    return value[:limit] if value else value

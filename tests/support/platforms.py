@@ -1,0 +1,295 @@
+"""Real HTTP servers on 127.0.0.1 standing in for the Telegram Bot API and the Slack Web API.
+
+They answer with the platforms' real JSON shapes (including their errors), record every call, and
+take scripted answers for rate limits. Slack webhooks are signed exactly as Slack signs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    method: str
+    params: Json
+    headers: dict[str, str]
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Json
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _StandIn:
+    """The HTTP plumbing: parses JSON, form and query parameters; subclasses answer `(method, params, headers)`."""
+
+    def __init__(self) -> None:
+        self.calls: list[ApiCall] = []
+        self.script: dict[str, list[Answer]] = {}
+        self._lock = threading.Lock()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("content-length", "0"))
+                raw = self.rfile.read(length) if length else b""
+                params: Json = dict(parse_qsl(url.query))
+                content_type = self.headers.get("content-type", "")
+                if raw and "json" in content_type:
+                    params.update(json.loads(raw))
+                elif raw:
+                    params.update(dict(parse_qsl(raw.decode())))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = stand_in._dispatch(url.path, params, headers)
+                payload = json.dumps(answer.body).encode()
+                self.send_response(answer.status)
+                self.send_header("content-type", "application/json")
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _handle  # noqa: N815 - http.server's naming
+            do_POST = _handle  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - overrides the base signature
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.root = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
+        raise NotImplementedError
+
+    def _scripted(self, method: str) -> Answer | None:
+        queue = self.script.get(method)
+        return queue.pop(0) if queue else None
+
+    def calls_of(self, method: str) -> list[ApiCall]:
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+
+class TelegramBotApi(_StandIn):
+    """`{root}/bot{token}/{method}` for getMe, setWebhook, deleteWebhook, sendMessage.
+
+    `blocked_chats` answer 403 "bot was blocked by the user"; `unknown_chats` 400 "chat not found";
+    `script[method]` answers (e.g. a 429 with `parameters.retry_after`) come first.
+    """
+
+    def __init__(self, tokens: dict[str, Json]) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.blocked_chats: set[str] = set()
+        self.unknown_chats: set[str] = set()
+        self.webhooks: dict[str, Json] = {}
+        self._message_ids = itertools.count(500)
+
+    def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
+        _, _, rest = path.partition("/bot")
+        token, _, method = rest.partition("/")
+        with self._lock:
+            self.calls.append(ApiCall(method, params, headers))
+            bot = self.tokens.get(token)
+            if bot is None:
+                return Answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+            scripted = self._scripted(method)
+            if scripted is not None:
+                return scripted
+            if method == "getMe":
+                return _ok(bot)
+            if method == "setWebhook":
+                if not str(params.get("url", "")).startswith("https://"):
+                    return _telegram_error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+                self.webhooks[token] = params
+                return Answer(200, {"ok": True, "result": True, "description": "Webhook was set"})
+            if method == "deleteWebhook":
+                self.webhooks.pop(token, None)
+                return Answer(200, {"ok": True, "result": True, "description": "Webhook was deleted"})
+            if method == "sendMessage":
+                return self._send_message(bot, params)
+            return _telegram_error(404, "Not Found")
+
+    def _send_message(self, bot: Json, params: Json) -> Answer:
+        chat_id = str(params["chat_id"])
+        if chat_id in self.blocked_chats:
+            return _telegram_error(403, "Forbidden: bot was blocked by the user")
+        if chat_id in self.unknown_chats:
+            return _telegram_error(400, "Bad Request: chat not found")
+        text = str(params.get("text", ""))
+        if not text or len(text.encode("utf-16-le")) // 2 > 4096:
+            return _telegram_error(
+                400, "Bad Request: message is too long" if text else "Bad Request: message text is empty"
+            )
+        chat: Json = {"id": int(chat_id), "type": "private", "first_name": "Ada"}
+        if int(chat_id) < 0:
+            chat = {"id": int(chat_id), "type": "supergroup", "title": "Team"}
+        message: Json = {
+            "message_id": next(self._message_ids),
+            "from": {"id": bot["id"], "is_bot": True, "first_name": bot["first_name"], "username": bot["username"]},
+            "chat": chat,
+            "date": int(time.time()),
+            "text": text,
+        }
+        if "reply_parameters" in params:
+            reply = json.loads(params["reply_parameters"])
+            message["reply_to_message"] = {"message_id": reply["message_id"], "chat": chat, "date": 0, "text": "…"}
+        return _ok(message)
+
+    def sent_texts(self) -> list[str]:
+        return [str(call.params["text"]) for call in self.calls_of("sendMessage")]
+
+
+def _ok(result: Any) -> Answer:
+    return Answer(200, {"ok": True, "result": result})
+
+
+def _telegram_error(code: int, description: str, **parameters: Any) -> Answer:
+    body: Json = {"ok": False, "error_code": code, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return Answer(code, body)
+
+
+def telegram_rate_limit(retry_after: int) -> Answer:
+    """Telegram's 429, as sent: the wait in `parameters.retry_after`."""
+    return _telegram_error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+
+
+TELEGRAM_BOT: Json = {
+    "id": 7012345678,
+    "is_bot": True,
+    "first_name": "Chatbox Test",
+    "username": "chatbox_test_bot",
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
+
+
+class SlackWebApi(_StandIn):
+    """`{root}/{method}` for auth.test, chat.postMessage, users.info, conversations.info.
+
+    Slack answers API errors with HTTP 200 and `{"ok": false, "error": ...}`; rate limits with 429 and
+    `Retry-After` (scripted). `channels` are the conversations the bot is in.
+    """
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+        self.channels: dict[str, Json] = {
+            "C0GENERAL": {"id": "C0GENERAL", "name": "general", "is_channel": True, "is_private": False},
+            "D0ADA": {"id": "D0ADA", "is_im": True, "user": "U0ADA"},
+        }
+        self.users: dict[str, Json] = {
+            "U0ADA": {"id": "U0ADA", "name": "ada", "real_name": "Ada Lovelace", "profile": {"display_name": "ada"}}
+        }
+        self._ts = itertools.count(1)
+
+    def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
+        method = path.rstrip("/").rsplit("/", 1)[-1]
+        with self._lock:
+            self.calls.append(ApiCall(method, params, headers))
+            if headers.get("authorization") != f"Bearer {self.token}":
+                return Answer(200, {"ok": False, "error": "invalid_auth"})
+            scripted = self._scripted(method)
+            if scripted is not None:
+                return scripted
+            if method == "auth.test":
+                return Answer(
+                    200,
+                    {
+                        "ok": True,
+                        "url": "https://acme.slack.com/",
+                        "team": "Acme",
+                        "user": "chatbox",
+                        "team_id": "T0ACME",
+                        "user_id": "U0BOT",
+                        "bot_id": "B0BOT",
+                        "is_enterprise_install": False,
+                    },
+                )
+            if method == "chat.postMessage":
+                channel = str(params.get("channel"))
+                if channel not in self.channels:
+                    return Answer(200, {"ok": False, "error": "channel_not_found"})
+                ts = f"{1764170000 + next(self._ts)}.000100"
+                message: Json = {
+                    "type": "message",
+                    "user": "U0BOT",
+                    "bot_id": "B0BOT",
+                    "text": params["text"],
+                    "ts": ts,
+                }
+                if params.get("thread_ts"):
+                    message["thread_ts"] = params["thread_ts"]
+                return Answer(200, {"ok": True, "channel": channel, "ts": ts, "message": message})
+            if method == "users.info":
+                user = self.users.get(str(params.get("user")))
+                return Answer(200, {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"})
+            if method == "conversations.info":
+                found = self.channels.get(str(params.get("channel")))
+                return Answer(
+                    200, {"ok": True, "channel": found} if found else {"ok": False, "error": "channel_not_found"}
+                )
+            return Answer(200, {"ok": False, "error": "unknown_method"})
+
+
+def slack_rate_limit(retry_after: int) -> Answer:
+    return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+
+
+def slack_signature_headers(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The headers Slack sends: `v0=` + hex HMAC-SHA256(secret, `v0:{timestamp}:{body}`)."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(signing_secret.encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/json",
+    }
+
+
+@contextmanager
+def running(stand_in: _StandIn) -> Iterator[_StandIn]:
+    thread = threading.Thread(target=stand_in.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.server.shutdown()
+        stand_in.server.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def running_telegram(tokens: dict[str, Json]) -> Iterator[TelegramBotApi]:
+    api = TelegramBotApi(tokens)
+    with running(api):
+        yield api
+
+
+@contextmanager
+def running_slack(token: str) -> Iterator[SlackWebApi]:
+    api = SlackWebApi(token)
+    with running(api):
+        yield api

@@ -1,0 +1,209 @@
+"""The Telegram connector against a real HTTP stand-in for the Bot API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from chatbox.connectors_port import SendTarget
+from chatbox.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.ingest_port import (
+    ProvisionRequest,
+    WebhookConnection,
+    WebhookForbiddenError,
+    WebhookRequest,
+    WebhookUnauthenticatedError,
+)
+from connectors.telegram import TelegramConnector
+from tests.support.platforms import TELEGRAM_BOT, TelegramBotApi, running_telegram, telegram_rate_limit
+
+TOKEN = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+CHAT = "5512345678"
+
+
+@pytest.fixture
+def api() -> Iterator[TelegramBotApi]:
+    with running_telegram({TOKEN: TELEGRAM_BOT}) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def connector(api: TelegramBotApi) -> Iterator[TelegramConnector]:
+    built = TelegramConnector(api.root, max_retry_wait=2.0)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def target(token: str = TOKEN) -> SendTarget:
+    return SendTarget("conn_01JD3AAAAAAAAAAAAAAAAAAAAA", "telegram", {}, {"bot_token": token})
+
+
+def test_provision_checks_the_token_and_sets_the_webhook_with_a_long_random_secret(
+    api: TelegramBotApi, connector: TelegramConnector
+) -> None:
+    url = "https://chatbox.example.test/v1/ingest/telegram/conn_01JD3AAAAAAAAAAAAAAAAAAAAA"
+
+    provisioned = connector.provision(
+        ProvisionRequest("conn_01JD3AAAAAAAAAAAAAAAAAAAAA", {}, {"bot_token": TOKEN}, url)
+    )
+
+    assert [call.method for call in api.calls] == ["getMe", "setWebhook"]
+    webhook = api.webhooks[TOKEN]
+    secret = provisioned.secrets["webhook_secret"]
+    assert webhook["url"] == url
+    assert webhook["secret_token"] == secret
+    assert len(secret) >= 32 and all(c.isalnum() or c in "_-" for c in secret)
+    assert json.loads(webhook["allowed_updates"]) == [
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+    ]
+    assert provisioned.config == {"bot_id": TELEGRAM_BOT["id"], "bot_username": "chatbox_test_bot"}
+    again = connector.provision(ProvisionRequest("conn_01JD3AAAAAAAAAAAAAAAAAAAAA", {}, {"bot_token": TOKEN}, url))
+    assert again.secrets["webhook_secret"] != secret
+
+
+def test_provision_refuses_a_wrong_token_without_echoing_it(connector: TelegramConnector) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        connector.provision(ProvisionRequest("c", {}, {"bot_token": "123:wrong"}, "https://x.test/hook"))
+
+    assert "BotFather" in caught.value.message
+    assert "123:wrong" not in str(caught.value)
+    assert caught.value.__cause__ is None
+
+
+def test_provision_needs_a_bot_token(connector: TelegramConnector) -> None:
+    with pytest.raises(InvalidInputError, match="bot_token"):
+        connector.provision(ProvisionRequest("c", {}, {}, "https://x.test/hook"))
+
+
+def test_provision_explains_a_webhook_url_telegram_refuses(connector: TelegramConnector) -> None:
+    with pytest.raises(InvalidInputError, match="CHATBOX_PUBLIC_URL"):
+        connector.provision(
+            ProvisionRequest("c", {}, {"bot_token": TOKEN}, "http://127.0.0.1:8000/v1/ingest/telegram/c")
+        )
+
+
+def test_provision_reports_an_unreachable_api_as_unavailable() -> None:
+    connector = TelegramConnector("http://127.0.0.1:9", timeout=2.0)
+    try:
+        with pytest.raises(ConnectorUnavailableError):
+            connector.provision(ProvisionRequest("c", {}, {"bot_token": TOKEN}, "https://x.test/hook"))
+    finally:
+        connector.close()
+
+
+def test_deprovision_deletes_the_webhook(api: TelegramBotApi, connector: TelegramConnector) -> None:
+    connector.provision(ProvisionRequest("c", {}, {"bot_token": TOKEN}, "https://x.test/hook"))
+
+    connector.deprovision(WebhookConnection("c", "telegram", {}, {"bot_token": TOKEN, "webhook_secret": "s" * 43}))
+
+    assert api.calls_of("deleteWebhook")
+    assert TOKEN not in api.webhooks
+
+
+def test_send_posts_to_the_chat_and_answers_the_chat_qualified_message_id(
+    api: TelegramBotApi, connector: TelegramConnector
+) -> None:
+    message_id = connector.send(target(), CHAT, "On my way.", None, {})
+
+    [call] = api.calls_of("sendMessage")
+    assert call.params["chat_id"] == CHAT
+    assert call.params["text"] == "On my way."
+    assert "reply_parameters" not in call.params
+    assert message_id == f"{CHAT}:500"
+    assert len(api.calls_of("getMe")) == 1  # PTB's initialize, once per bot
+
+
+def test_send_replies_to_a_referenced_message_and_passes_telegram_options(
+    api: TelegramBotApi, connector: TelegramConnector
+) -> None:
+    connector.send(target(), "-1002233445566", "yes", "-1002233445566:1207", {"disable_notification": True})
+
+    [call] = api.calls_of("sendMessage")
+    assert json.loads(call.params["reply_parameters"]) == {"message_id": 1207, "allow_sending_without_reply": True}
+    assert call.params["disable_notification"] == "true"
+
+
+def test_long_text_is_split_in_order_on_paragraphs_and_only_the_first_part_replies(
+    api: TelegramBotApi, connector: TelegramConnector
+) -> None:
+    paragraphs = [f"paragraph {i} " + "x" * 1500 for i in range(6)]
+    text = "\n\n".join(paragraphs)
+
+    message_id = connector.send(target(), CHAT, text, f"{CHAT}:41", {})
+
+    calls = api.calls_of("sendMessage")
+    sent = [str(call.params["text"]) for call in calls]
+    assert len(sent) == 3
+    assert all(len(part) <= 4096 for part in sent)
+    assert "\n\n".join(sent) == text
+    assert "reply_parameters" in calls[0].params
+    assert all("reply_parameters" not in call.params for call in calls[1:])
+    assert message_id == f"{CHAT}:500"
+
+
+def test_a_short_429_is_waited_out_and_retried_once(api: TelegramBotApi, connector: TelegramConnector) -> None:
+    api.script["sendMessage"] = [telegram_rate_limit(1)]
+    started = time.monotonic()
+
+    message_id = connector.send(target(), CHAT, "hello", None, {})
+
+    assert time.monotonic() - started >= 1.0
+    assert len(api.calls_of("sendMessage")) == 2
+    assert message_id.startswith(f"{CHAT}:")
+
+
+def test_a_long_429_is_rate_limited_with_its_retry_after(api: TelegramBotApi, connector: TelegramConnector) -> None:
+    api.script["sendMessage"] = [telegram_rate_limit(35)]
+
+    with pytest.raises(RateLimitedError) as caught:
+        connector.send(target(), CHAT, "hello", None, {})
+
+    assert caught.value.retry_after == 35
+    assert len(api.calls_of("sendMessage")) == 1
+
+
+def test_a_second_429_after_the_retry_is_rate_limited(api: TelegramBotApi, connector: TelegramConnector) -> None:
+    api.script["sendMessage"] = [telegram_rate_limit(1), telegram_rate_limit(1)]
+
+    with pytest.raises(RateLimitedError):
+        connector.send(target(), CHAT, "hello", None, {})
+
+
+def test_a_user_who_blocked_the_bot_is_a_clear_refusal(api: TelegramBotApi, connector: TelegramConnector) -> None:
+    api.blocked_chats.add(CHAT)
+
+    with pytest.raises(PlatformRefusedError) as caught:
+        connector.send(target(), CHAT, "hello", None, {})
+
+    assert "blocked" in caught.value.message
+    assert "/start" in caught.value.message
+
+
+def test_an_unknown_chat_is_a_clear_refusal(api: TelegramBotApi, connector: TelegramConnector) -> None:
+    api.unknown_chats.add("999")
+
+    with pytest.raises(PlatformRefusedError, match="(?i)chat not found"):
+        connector.send(target(), "999", "hello", None, {})
+
+
+def test_a_revoked_token_makes_the_connector_unavailable(connector: TelegramConnector) -> None:
+    with pytest.raises(ConnectorUnavailableError, match="reconnect"):
+        connector.send(target("123:revoked"), CHAT, "hello", None, {})
+
+
+def test_the_secret_token_header_is_compared_to_the_stored_secret(connector: TelegramConnector) -> None:
+    connection = WebhookConnection("c", "telegram", {}, {"bot_token": TOKEN, "webhook_secret": "s" * 43})
+
+    connector.verify(connection, WebhookRequest({"x-telegram-bot-api-secret-token": "s" * 43}, b"{}"))
+    with pytest.raises(WebhookForbiddenError):
+        connector.verify(connection, WebhookRequest({"x-telegram-bot-api-secret-token": "s" * 42 + "t"}, b"{}"))
+    with pytest.raises(WebhookUnauthenticatedError):
+        connector.verify(connection, WebhookRequest({}, b"{}"))

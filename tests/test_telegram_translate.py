@@ -1,0 +1,145 @@
+"""Telegram updates → normalized messages: pure translation on recorded payloads (no network)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from chatbox.errors import InvalidInputError
+from chatbox.normalized import ChatType
+from connectors.telegram.translate import parse_update_body, reply_message_id, update_to_outcome
+from tests.support.payloads import load_payload
+
+
+def test_private_text_message_becomes_a_direct_chat_message() -> None:
+    outcome = update_to_outcome(load_payload("telegram", "private_text"))
+
+    assert outcome.delivery_key == "update:824061001"
+    [message] = outcome.messages
+    assert message.external_chat_id == "5512345678"
+    assert message.external_message_id == "5512345678:41"
+    assert message.text == "Can you check the build?"
+    assert message.chat_type is ChatType.direct
+    assert message.chat_name == "Ada Lovelace"
+    assert message.sender_id == "5512345678"
+    assert message.sender_name == "Ada Lovelace"
+    assert message.sent_at == datetime.fromtimestamp(1764170418, UTC)
+    assert message.event_type == "message"
+    assert message.reply_to_external_id is None
+
+
+def test_supergroup_reply_keeps_the_replied_message_and_the_negative_64_bit_chat_id() -> None:
+    [message] = update_to_outcome(load_payload("telegram", "supergroup_reply")).messages
+
+    assert message.external_chat_id == "-1002233445566"
+    assert message.external_message_id == "-1002233445566:1207"
+    assert message.reply_to_external_id == "-1002233445566:1199"
+    assert message.chat_type is ChatType.group
+    assert message.chat_name == "Release crew"
+    assert message.sender_name == "Ada"
+
+
+def test_basic_group_is_a_group_chat() -> None:
+    [message] = update_to_outcome(load_payload("telegram", "group_text")).messages
+
+    assert message.chat_type is ChatType.group
+    assert message.chat_name == "Ops"
+    assert message.text == "/status@chatbox_test_bot"
+
+
+def test_channel_post_is_a_channel_message_sent_by_the_channel() -> None:
+    [message] = update_to_outcome(load_payload("telegram", "channel_post")).messages
+
+    assert message.chat_type is ChatType.channel
+    assert message.external_message_id == "-1009876543210:310"
+    assert message.sender_id == "-1009876543210"
+    assert message.sender_name == "Release notes"
+    assert message.text == "v2.4 is out"
+
+
+def test_photo_keeps_its_caption_and_the_largest_size_by_file_id() -> None:
+    [message] = update_to_outcome(load_payload("telegram", "photo_caption")).messages
+
+    assert message.text == "the error screen"
+    [photo] = message.attachments
+    assert (photo.kind, photo.file_id, photo.size, photo.url) == ("image", "AgACAgIAAxkBAAIBK2dP_large", 84211, None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "file_id", "mime_type", "name"),
+    [
+        ("document", "document", "BQACAgIAAxkBAAIBLGdP_doc", "text/plain", "build.log"),
+        ("voice", "voice", "AwACAgIAAxkBAAIBLWdP_voice", "audio/ogg", None),
+        ("sticker", "sticker", "CAACAgIAAxkBAAIBLmdP_sticker", None, "👍"),
+    ],
+)
+def test_media_without_text_becomes_an_attachment(
+    payload: str, kind: str, file_id: str, mime_type: str | None, name: str | None
+) -> None:
+    [message] = update_to_outcome(load_payload("telegram", payload)).messages
+
+    assert message.text is None
+    [attachment] = message.attachments
+    assert (attachment.kind, attachment.file_id, attachment.mime_type, attachment.name) == (
+        kind,
+        file_id,
+        mime_type,
+        name,
+    )
+
+
+def test_edited_message_is_an_edit_event_distinct_from_the_original() -> None:
+    [original] = update_to_outcome(load_payload("telegram", "private_text")).messages
+    [edit] = update_to_outcome(load_payload("telegram", "edited_message")).messages
+
+    assert edit.event_type == "edit"
+    assert edit.external_message_id == "5512345678:41:edit:824061009"
+    assert edit.external_message_id != original.external_message_id
+    assert edit.text == "Can you check the nightly build?"
+    assert edit.sent_at == datetime.fromtimestamp(1764170460, UTC)
+
+
+def test_two_edits_of_one_message_are_two_events_and_a_redelivered_edit_is_the_same() -> None:
+    first = load_payload("telegram", "edited_message")
+    second = {**first, "update_id": first["update_id"] + 1}
+
+    [a] = update_to_outcome(first).messages
+    [again] = update_to_outcome(first).messages
+    [b] = update_to_outcome(second).messages
+
+    assert a.external_message_id == again.external_message_id
+    assert a.external_message_id != b.external_message_id
+
+
+@pytest.mark.parametrize("payload", ["new_chat_members", "callback_query"])
+def test_updates_without_content_are_ignored_but_keep_their_delivery_key(payload: str) -> None:
+    data = load_payload("telegram", payload)
+
+    outcome = update_to_outcome(data)
+
+    assert outcome.messages == ()
+    assert outcome.ignored
+    assert outcome.delivery_key == f"update:{data['update_id']}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"[]", b'{"message": {}}', b'{"update_id": "12"}', b'{"update_id": true}', b"\xff\xfe"],
+)
+def test_junk_bodies_are_invalid_input(body: bytes) -> None:
+    with pytest.raises(InvalidInputError):
+        parse_update_body(body)
+
+
+def test_a_malformed_message_inside_an_update_is_invalid_input() -> None:
+    with pytest.raises(InvalidInputError):
+        update_to_outcome({"update_id": 5, "message": {"message_id": 1}})
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [("-100123:42", 42), ("42", 42), ("5512345678:41:edit:824061009", 41), ("abc", None), ("c:x", None)],
+)
+def test_reply_references_name_the_telegram_message_id(reference: str, expected: int | None) -> None:
+    assert reply_message_id(reference) == expected
