@@ -28,7 +28,7 @@ from chatbox.settings import Settings
 from chatbox.store.models import Message
 from chatbox.vault import generate_key
 from tests.conftest import AccountKey
-from tests.support.api import create_connection, create_credential, create_mailbox
+from tests.support.api import assert_error, create_connection, create_credential, create_mailbox
 from tests.support.mcp import ConnectorReply, StandInConnector, running_connector
 from tests.support.pipeline import post_inbound
 
@@ -318,3 +318,22 @@ def test_empty_text_is_refused(client: TestClient, runtime: Runtime, account: Ac
 
     with pytest.raises(InvalidInputError, match="empty"):
         _send(runtime, mailbox["id"], "   ")
+
+
+def test_recap_size_is_a_per_mailbox_setting(client: TestClient, runtime: Runtime, account: AccountKey) -> None:
+    short = create_mailbox(client, account, name="short", recap_messages=2)
+    default = create_mailbox(client, account, name="default")
+    for mailbox in (short, default):
+        connection = create_connection(client, account, mailbox["id"], platform="signal")
+        for n in range(5):
+            post_inbound(client, connection, f"m-{n}", f"message {n}", external_chat_id="+1555")
+
+    with runtime.db.session() as db:
+        short_recap = focus.switch_chat(db, short["id"], "signal:+1555", recap=4).recap
+        default_recap = focus.switch_chat(db, default["id"], "signal:+1555", recap=4).recap
+
+    assert [m.text for m in short_recap] == ["message 3", "message 4"]
+    assert len(default_recap) == 4
+    assert_error(client.post("/v1/mailboxes", json={"name": "x", "recap_messages": 101}, headers=account.headers), 422)
+    updated = client.put(f"/v1/mailboxes/{default['id']}", json={"recap_messages": 1}, headers=account.headers)
+    assert updated.json()["recap_messages"] == 1

@@ -109,6 +109,11 @@ class MailboxStatus(StrEnum):
     archived = "archived"
 
 
+RecapSize = Annotated[
+    int, Field(ge=0, le=100, description="Messages in a switch_chat recap (null: the deployment default)")
+]
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -119,6 +124,7 @@ class MailboxCreate(StrictModel):
     signing_credential_id: ResourceRef | None = None
     webhook_auth_credential_id: ResourceRef | None = None
     templates: dict[TemplateName, TemplateText] = Field(default_factory=dict, max_length=32)
+    recap_messages: RecapSize | None = None
 
 
 class MailboxUpdate(StrictModel):
@@ -129,6 +135,7 @@ class MailboxUpdate(StrictModel):
     signing_credential_id: ResourceRef | None = None
     webhook_auth_credential_id: ResourceRef | None = None
     templates: dict[TemplateName, TemplateText] | None = Field(default=None, max_length=32)
+    recap_messages: RecapSize | None = None
 
 
 class MailboxPublic(BaseModel):
@@ -136,6 +143,9 @@ class MailboxPublic(BaseModel):
     name: str
     webhook_url: str | None
     templates: dict[str, str]
+    recap_messages: int | None = Field(
+        description="Messages in a switch_chat recap; null: the deployment default (CHATBOX_MCP_RECAP_MESSAGES)"
+    )
     focal_chat_id: str | None
     signing_credential_id: str | None
     webhook_auth_credential_id: str | None

@@ -229,10 +229,13 @@ def get_focus(db: Session, mailbox_id: str) -> ChatSummary | None:
     return _summary(chat, mailbox, _last_message(db, chat.id))
 
 
-def switch_chat(db: Session, mailbox_id: str, address: str | None, *, recap: int = DEFAULT_RECAP) -> Focus:
+def switch_chat(
+    db: Session, mailbox_id: str, address: str | None, *, recap: int = DEFAULT_RECAP, use_mailbox_recap: bool = True
+) -> Focus:
     """Make the chat at `address` focal (None clears focus), mark it read, and recap its last messages.
 
-    The recap holds the last `recap` messages of both directions, oldest first.
+    The recap holds the last N messages of both directions, oldest first: the mailbox's own
+    `recap_messages` when it sets one (and `use_mailbox_recap`), else `recap`.
 
     Raises:
         InvalidInputError: a malformed address or recap size.
@@ -243,6 +246,8 @@ def switch_chat(db: Session, mailbox_id: str, address: str | None, *, recap: int
         raise InvalidInputError(f"recap must be between 0 and {MAX_PAGE}")
     mailbox = _mailbox(db, mailbox_id)
     require_live_mailbox(mailbox)
+    if use_mailbox_recap and mailbox.recap_messages is not None:
+        recap = mailbox.recap_messages
     if address is None:
         mailbox.focal_chat_id = None
         db.commit()

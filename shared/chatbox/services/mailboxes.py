@@ -65,6 +65,7 @@ def create_mailbox(db: Session, account_id: str, data: MailboxCreate, *, policy:
         name=data.name,
         webhook_url=data.webhook_url,
         templates=dict(data.templates),
+        recap_messages=data.recap_messages,
         signing_credential_id=data.signing_credential_id,
         webhook_auth_credential_id=data.webhook_auth_credential_id,
         mcp_token_hash=hash_token(token),
@@ -124,6 +125,8 @@ def update_mailbox(
             db, account_id, data.webhook_auth_credential_id, CredentialKind.webhook_auth, "webhook_auth_credential_id"
         )
         mailbox.webhook_auth_credential_id = data.webhook_auth_credential_id
+    if "recap_messages" in fields:
+        mailbox.recap_messages = data.recap_messages
     if "templates" in fields:
         validate_templates(data.templates or {})
         mailbox.templates = dict(data.templates or {})

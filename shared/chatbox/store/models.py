@@ -86,6 +86,8 @@ class Mailbox(Base):
     signing_credential_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
     webhook_auth_credential_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # Messages in a switch_chat recap; None: the deployment's CHATBOX_MCP_RECAP_MESSAGES.
+    recap_messages: Mapped[int | None] = mapped_column(Integer)
     # Delivery health, kept with the mailbox so pausing is one row update.
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

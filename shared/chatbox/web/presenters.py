@@ -14,6 +14,7 @@ def mailbox_public(mailbox: Mailbox, settings: Settings) -> MailboxPublic:
         name=mailbox.name,
         webhook_url=mailbox.webhook_url,
         templates=mailbox.templates,
+        recap_messages=mailbox.recap_messages,
         focal_chat_id=mailbox.focal_chat_id,
         signing_credential_id=mailbox.signing_credential_id,
         webhook_auth_credential_id=mailbox.webhook_auth_credential_id,
