@@ -8,16 +8,25 @@ Example:
 
 from __future__ import annotations
 
-from chatbox.ingest_port import WebhookRegistry
+from chatbox.ingest_port import WebhookPlatform, WebhookRegistry
 from chatbox.settings import Settings
 
 
 def webhook_connectors(settings: Settings) -> WebhookRegistry:
-    """Telegram and Slack connectors on the API roots of `CHATBOX_TELEGRAM_API_URL` / `CHATBOX_SLACK_API_URL`."""
-    # Imported here: each pulls in its platform SDK, which a process without webhooks never needs.
-    from connectors.slack import SlackConnector
-    from connectors.telegram import TelegramConnector
+    """Telegram and Slack connectors on the API roots of `CHATBOX_TELEGRAM_API_URL` / `CHATBOX_SLACK_API_URL`.
 
-    return WebhookRegistry(
-        {"telegram": TelegramConnector(settings.telegram_api_url), "slack": SlackConnector(settings.slack_api_url)}
-    )
+    Each is built (and its platform SDK imported) on first use, which keeps them out of cold starts
+    that never meet the platform.
+    """
+
+    def telegram() -> WebhookPlatform:
+        from connectors.telegram import TelegramConnector
+
+        return TelegramConnector(settings.telegram_api_url)
+
+    def slack() -> WebhookPlatform:
+        from connectors.slack import SlackConnector
+
+        return SlackConnector(settings.slack_api_url)
+
+    return WebhookRegistry(factories={"telegram": telegram, "slack": slack})

@@ -24,11 +24,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chatbox.connectors_port import Connector
+from chatbox.connectors_port import Connector, SendTarget
 from chatbox.errors import ChatboxError
 from chatbox.normalized import InboundMessage
 
@@ -128,21 +129,60 @@ class WebhookPlatform(Connector, Protocol):
 
 
 class WebhookRegistry:
-    """Platform name -> webhook platform connector. Composition roots fill it; empty means no webhook platforms."""
+    """Platform name -> webhook platform connector. Composition roots fill it; empty means no webhook platforms.
 
-    def __init__(self, platforms: Mapping[str, WebhookPlatform] | None = None) -> None:
+    Entries may be factories: a platform's connector (and its SDK, which costs a Lambda cold start
+    hundreds of milliseconds) is then built on first use, so a process that never meets that platform
+    never loads it.
+    """
+
+    def __init__(
+        self,
+        platforms: Mapping[str, WebhookPlatform] | None = None,
+        factories: Mapping[str, Callable[[], WebhookPlatform]] | None = None,
+    ) -> None:
         self._platforms = dict(platforms or {})
+        self._factories = dict(factories or {})
+        self._lock = threading.Lock()
 
     def get(self, platform: str) -> WebhookPlatform | None:
-        return self._platforms.get(platform)
+        built = self._platforms.get(platform)
+        if built is not None or platform not in self._factories:
+            return built
+        with self._lock:
+            if platform not in self._platforms:
+                self._platforms[platform] = self._factories[platform]()
+            return self._platforms[platform]
 
     def platforms(self) -> frozenset[str]:
-        return frozenset(self._platforms)
+        return frozenset(self._platforms) | frozenset(self._factories)
 
     def senders(self) -> dict[str, Connector]:
-        """The same connectors seen through the outbound port, for the ConnectorRegistry."""
-        return dict(self._platforms)
+        """The same connectors seen through the outbound port, for the ConnectorRegistry (built on first send)."""
+        return {name: _DeferredSender(self, name) for name in self.platforms()}
 
     def close(self) -> None:
-        for platform in self._platforms.values():
+        with self._lock:
+            built = list(self._platforms.values())
+        for platform in built:
             platform.close()
+
+
+class _DeferredSender:
+    """The outbound face of a registry entry that may not be built yet."""
+
+    def __init__(self, registry: WebhookRegistry, platform: str) -> None:
+        self._registry = registry
+        self._platform = platform
+
+    def send(
+        self,
+        connection: SendTarget,
+        chat_external_id: str,
+        text: str,
+        reply_to: str | None,
+        options: Mapping[str, Any],
+    ) -> str:
+        connector = self._registry.get(self._platform)
+        assert connector is not None  # the registry lists only platforms it can build
+        return connector.send(connection, chat_external_id, text, reply_to, options)
