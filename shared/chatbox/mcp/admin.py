@@ -16,13 +16,12 @@ from typing import Annotated, Any
 import anyio.to_thread
 import mcp_types as types
 from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from chatbox import __version__
 from chatbox.errors import AuthenticationError, ChatboxError
-from chatbox.mcp.server import bearer_token, send_json_error, transport_security
+from chatbox.mcp.server import bearer_token, send_json_error, serve_stateless, transport_security
 from chatbox.mcp.tools import describe_error, describe_validation_error
 from chatbox.rendering import VARIABLES, render, validate_templates
 from chatbox.runtime import Runtime
@@ -360,11 +359,4 @@ class AdminMcpEndpoint:
         if owner != account_id:
             await send_json_error(send, 403, "forbidden", "this API key belongs to another account", {})
             return
-        manager = StreamableHTTPSessionManager(
-            app=build_admin_server(self.runtime, account_id),
-            json_response=True,
-            stateless=True,
-            security_settings=self.security,
-        )
-        async with manager.run():
-            await manager.handle_request(scope, receive, send)
+        await serve_stateless(build_admin_server(self.runtime, account_id), self.security, scope, receive, send)

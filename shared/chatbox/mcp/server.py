@@ -205,14 +205,16 @@ class MailboxMcpEndpoint:
             log.exception("cannot authenticate an MCP request for mailbox %s", mailbox_id)
             await send_json_error(send, 503, "unavailable", "chatbox cannot serve this request now; retry", {})
             return
-        manager = StreamableHTTPSessionManager(
-            app=build_mailbox_server(self.runtime, identity),
-            json_response=True,
-            stateless=True,
-            security_settings=self.security,
-        )
-        async with manager.run():
-            await manager.handle_request(scope, receive, send)
+        await serve_stateless(build_mailbox_server(self.runtime, identity), self.security, scope, receive, send)
+
+
+async def serve_stateless(
+    server: Server[Any], security: TransportSecuritySettings, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Serve one request with a fresh stateless, JSON-response session manager (its `run()` is single-use)."""
+    manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True, security_settings=security)
+    async with manager.run():
+        await manager.handle_request(scope, receive, send)
 
 
 def mcp_routes(runtime: Runtime) -> list[BaseRoute]:
