@@ -174,4 +174,5 @@ def test_metrics_need_no_authorization_and_expose_requests_and_queue_depth(
     assert "chatbox_http_requests" in response.text
     assert "# TYPE chatbox_queue_depth gauge" in response.text
     assert 'chatbox_queue_depth{status="pending"} 0.0' in response.text
+    assert 'chatbox_deliveries_by_status{status="delivered"} 0.0' in response.text
     assert 'route="/v1/mailboxes"' in response.text

@@ -102,6 +102,8 @@ def test_duplicate_external_message_id_is_delivered_once(
     assert second["message_id"] == first["message_id"]
     assert len(_deliveries(runtime, mailbox["id"])) == 1
     assert len(receiver.requests) == 1
+    # Counted from the database: in `chatbox dev` the worker delivering is another process than /metrics.
+    assert 'chatbox_deliveries_by_status{status="delivered"} 1.0' in client.get("/metrics").text
 
 
 def test_webhook_auth_credential_is_sent_as_authorization(

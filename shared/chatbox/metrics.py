@@ -20,21 +20,34 @@ inbound_messages = Counter(
 deliveries = Counter("chatbox_deliveries", "Webhook delivery attempts", ["outcome"], registry=registry)
 
 
+QUEUED_STATUSES = ("pending", "held")
+
+
 class _QueueDepthCollector(Collector):
-    """Reports delivery queue depth by status at scrape time, from the reader the runtime installed."""
+    """Reports deliveries by status at scrape time, from the database reader the runtime installed.
+
+    Read from the database rather than counted in-process because the deliveries happen elsewhere
+    (the `chatbox worker` process, or the delivery Lambda), not in the process serving /metrics.
+    """
 
     def __init__(self) -> None:
         self.read_depths: Callable[[], dict[str, int]] = dict
 
     def collect(self) -> Iterable[Metric]:
-        gauge = GaugeMetricFamily("chatbox_queue_depth", "Deliveries not yet delivered, by status", labels=["status"])
+        depth = GaugeMetricFamily("chatbox_queue_depth", "Deliveries not yet delivered, by status", labels=["status"])
+        by_status = GaugeMetricFamily(
+            "chatbox_deliveries_by_status", "Deliveries by status (all time, every mailbox)", labels=["status"]
+        )
         try:
-            depths = self.read_depths()
+            counts = self.read_depths()
         except Exception:  # noqa: BLE001 - a scrape must not fail because the database blinked
-            depths = {}
-        for status, count in sorted(depths.items()):
-            gauge.add_metric([status], count)
-        yield gauge
+            counts = {}
+        for status, count in sorted(counts.items()):
+            by_status.add_metric([status], count)
+            if status in QUEUED_STATUSES:
+                depth.add_metric([status], count)
+        yield depth
+        yield by_status
 
 
 _queue_depth = _QueueDepthCollector()

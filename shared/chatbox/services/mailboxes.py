@@ -191,14 +191,12 @@ def mailbox_health(db: Session, account_id: str, mailbox_id: str) -> MailboxHeal
     )
 
 
-def queue_depths(db: Session) -> dict[str, int]:
-    """Deliveries still in the pipeline, by status, across all mailboxes (for /metrics)."""
-    rows = db.execute(
-        select(Delivery.status, func.count()).where(Delivery.status.in_(("pending", "held"))).group_by(Delivery.status)
-    ).all()
-    depths = {"pending": 0, "held": 0}
-    depths.update({status: int(count) for status, count in rows})
-    return depths
+def delivery_counts(db: Session) -> dict[str, int]:
+    """Deliveries by status across all mailboxes (for /metrics): pending and held are the queue depth."""
+    rows = db.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+    counts = dict.fromkeys(("pending", "held", "delivered", "dead"), 0)
+    counts.update({status: int(count) for status, count in rows})
+    return counts
 
 
 def get_mailbox_any_account(db: Session, mailbox_id: str) -> Mailbox:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI
 
 from chatbox import __version__, metrics
 from chatbox.runtime import Runtime
-from chatbox.services.mailboxes import queue_depths
+from chatbox.services.mailboxes import delivery_counts
 from chatbox.web.errors import install_error_handlers
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from chatbox.web.routes import connections, credentials, health, inbound, ingest, mailboxes
@@ -50,6 +50,6 @@ def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS, *, 
 def _register_queue_depth(runtime: Runtime) -> None:
     def read() -> dict[str, int]:
         with runtime.db.session() as db:
-            return queue_depths(db)
+            return delivery_counts(db)
 
     metrics.set_queue_depth_reader(read)
