@@ -44,7 +44,7 @@ lock: | $(PY)
 	$(PIP) freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
 openapi: $(STAMP)
-	$(PY) -m chatbox.web.openapi_export docs/openapi.json
+	$(PY) -m chatbox.cli.openapi_export docs/openapi.json
 
 # AWS (infra/README.md). Need the AWS SAM CLI and python3.12 first on PATH; not part of `make test`.
 sam-build:

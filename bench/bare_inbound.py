@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
-from chatbox.normalized import InboundMessage
+from chatbox.domain.normalized import InboundMessage
 
 app = FastAPI(title="bare inbound baseline")
 

@@ -4,7 +4,7 @@ Two measurements, each against targets printed next to the results:
 
 1. Inbound accept: wrk drives `POST /v1/connections/{id}/messages` on `chatbox api` (SQLite in a
    temporary CHATBOX_HOME, the local queue) and, in the same run, a bare FastAPI endpoint that
-   only parses the same body with `chatbox.normalized.InboundMessage` and answers 202. Both run
+   only parses the same body with `chatbox.domain.normalized.InboundMessage` and answers 202. Both run
    under uvicorn with one worker process. Reported: req/s, p50, p99 and the chatbox/bare ratio.
 2. End to end: `chatbox dev` (API + delivery worker) delivers to a webhook receiver in this
    process; messages are posted at a steady rate and each one's latency is POST start ->
@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from chatbox.vault import generate_key
+from chatbox.domain.vault import generate_key
 
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH_DIR / "inbound.lua"

@@ -46,7 +46,7 @@ from pipeline import (
     verdict,
 )
 
-from chatbox.vault import generate_key
+from chatbox.domain.vault import generate_key
 
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH_DIR / "telegram.lua"

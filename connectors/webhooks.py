@@ -8,8 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from chatbox.ingest_port import WebhookPlatform, WebhookRegistry
-from chatbox.settings import Settings
+from chatbox.domain.settings import Settings
+from chatbox.ports.ingest import WebhookPlatform, WebhookRegistry
 
 
 def webhook_connectors(settings: Settings) -> WebhookRegistry:

@@ -13,13 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from chatbox.runtime import Runtime, build_runtime
+from chatbox.asgi import create_app
+from chatbox.compose import build_runtime
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
+from chatbox.runtime import Runtime
 from chatbox.services.accounts import create_account
-from chatbox.settings import Settings
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
-from chatbox.vault import generate_key
-from chatbox.web.app import create_app
 from tests.support.postgres import PostgresServer, start_postgres
 
 BACKENDS = ("sqlite", "postgres")

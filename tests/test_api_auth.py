@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from chatbox.ids import new_id
+from chatbox.domain.ids import new_id
 from chatbox.runtime import Runtime
 from chatbox.services.accounts import issue_api_key, revoke_api_key
 from tests.conftest import AccountKey

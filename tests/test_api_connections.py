@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from chatbox.ids import hash_token, is_valid_id
+from chatbox.domain.ids import hash_token, is_valid_id
 from chatbox.runtime import Runtime
 from chatbox.store.models import Connection
 from tests.conftest import AccountKey

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from chatbox.ids import is_valid_id
+from chatbox.domain.ids import is_valid_id
 from chatbox.runtime import Runtime
 from chatbox.services.credentials import reveal
 from chatbox.store.models import Credential

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from chatbox.adapters.aws_secrets import SecretError, database_url_from_secret, resolve_secret_settings
-from chatbox.settings import Settings
+from chatbox.domain.settings import Settings
 
 REGION = "eu-west-1"
 

@@ -10,17 +10,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select
 
-from chatbox.ids import new_id, token_matches
-from chatbox.normalized import InboundMessage
+from chatbox.domain.addresses import AddressPolicy
+from chatbox.domain.ids import new_id, token_matches
+from chatbox.domain.normalized import InboundMessage
+from chatbox.domain.schemas import ConnectionCreate, CredentialCreate, CredentialKind, MailboxCreate, Platform
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import Vault, decode_key, generate_key, key_id_of
 from chatbox.runtime import Runtime
-from chatbox.schemas import ConnectionCreate, CredentialCreate, CredentialKind, MailboxCreate, Platform
 from chatbox.services import connections, credentials, mailboxes
 from chatbox.services.inbound import accept_inbound
-from chatbox.settings import Settings
 from chatbox.store.database import Database
 from chatbox.store.models import Base, Credential, Delivery, Mailbox
-from chatbox.vault import Vault, decode_key, generate_key, key_id_of
-from chatbox.webhook_client import AddressPolicy
 from tests.conftest import AccountKey
 from tests.support.api import SIGNING_SECRET
 from tests.support.cli import clean_env, run_chatbox

@@ -10,8 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from chatbox.connectors_port import ConnectorRegistry
-from chatbox.errors import (
+from chatbox.domain.errors import (
     AuthenticationError,
     ConflictError,
     ConnectorUnavailableError,
@@ -21,12 +20,13 @@ from chatbox.errors import (
     PlatformRefusedError,
     RateLimitedError,
 )
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
+from chatbox.ports.connector import ConnectorRegistry
 from chatbox.runtime import Runtime
 from chatbox.services import focus, sending
 from chatbox.services.sending import SentMessage
-from chatbox.settings import Settings
 from chatbox.store.models import Message
-from chatbox.vault import generate_key
 from tests.conftest import AccountKey
 from tests.support.api import assert_error, create_connection, create_credential, create_mailbox
 from tests.support.mcp import ConnectorReply, StandInConnector, running_connector

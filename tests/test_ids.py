@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatbox.ids import hash_token, is_valid_id, new_id, new_token, token_matches
+from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token, token_matches
 
 
 def test_ids_made_in_a_burst_sort_in_creation_order() -> None:

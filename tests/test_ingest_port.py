@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from chatbox.ingest_port import WebhookPlatform, WebhookRegistry
-from chatbox.settings import Settings
+from chatbox.domain.settings import Settings
+from chatbox.ports.ingest import WebhookPlatform, WebhookRegistry
 from connectors import webhook_connectors
 from connectors.telegram import TelegramConnector
 
@@ -31,7 +31,7 @@ def test_factories_run_once_on_first_use_and_only_built_connectors_are_closed() 
 def test_composing_the_webhook_connectors_loads_no_platform_sdk() -> None:
     code = (
         "import sys\n"
-        "from chatbox.settings import Settings\n"
+        "from chatbox.domain.settings import Settings\n"
         "from connectors import webhook_connectors\n"
         "registry = webhook_connectors(Settings(vault_key='x'))\n"
         "assert registry.platforms() == {'telegram', 'slack'}\n"

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from chatbox.domain.settings import get_settings
+from chatbox.domain.vault import generate_key
 from chatbox.services.accounts import create_account
-from chatbox.settings import get_settings
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
-from chatbox.vault import generate_key
 
 EVENTS = Path(__file__).parent / "events"
 HANDLER_MODULE = "functions.api.handler"

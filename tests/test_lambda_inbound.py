@@ -21,15 +21,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chatbox.schemas import ConnectionCreate, MailboxCreate, Platform
+from chatbox.domain.addresses import AddressPolicy
+from chatbox.domain.schemas import ConnectionCreate, MailboxCreate, Platform
+from chatbox.domain.settings import get_settings
+from chatbox.domain.vault import Vault, generate_key
 from chatbox.services.accounts import create_account
 from chatbox.services.connections import create_connection
 from chatbox.services.mailboxes import create_mailbox
-from chatbox.settings import get_settings
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
-from chatbox.vault import Vault, generate_key
-from chatbox.webhook_client import AddressPolicy
 from tests.test_lambda_api import PUBLIC_URL, LambdaContext, body_of, recorded_event
 
 EVENTS = Path(__file__).parent / "events"

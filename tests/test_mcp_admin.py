@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from chatbox.asgi import create_app
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
 from chatbox.runtime import Runtime
-from chatbox.settings import Settings
 from chatbox.store.models import Chat, Delivery, Mailbox
-from chatbox.vault import generate_key
-from chatbox.web.app import create_app
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_mailbox
 from tests.support.mcp import LEGACY, mcp_client, run_async, serving, text_of

@@ -11,10 +11,10 @@ import mcp_types as types
 import pytest
 from fastapi.testclient import TestClient
 
+from chatbox.asgi import create_app
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
 from chatbox.runtime import Runtime
-from chatbox.settings import Settings
-from chatbox.vault import generate_key
-from chatbox.web.app import create_app
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_credential, create_mailbox
 from tests.support.mcp import (

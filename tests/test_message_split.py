@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbox.message_split import split_text, utf16_length
+from chatbox.domain.message_split import split_text, utf16_length
 
 
 def test_short_text_is_one_part() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatbox.web.openapi_export import build_openapi_document, render_openapi_document
+from chatbox.cli.openapi_export import build_openapi_document, render_openapi_document
 
 COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})

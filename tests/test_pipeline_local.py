@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from chatbox.queues.local import DEAD_LETTER_QUEUE, LocalQueue
+from chatbox.adapters.local_queue import DEAD_LETTER_QUEUE, LocalQueue
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
 from chatbox.runtime import Runtime
 from chatbox.services.delivery import deliver_record
-from chatbox.settings import Settings
 from chatbox.store.models import Delivery, Mailbox
-from chatbox.vault import generate_key
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_credential, create_mailbox
 from tests.support.pipeline import eventually, new_signing_secret, post_inbound, running_consumer

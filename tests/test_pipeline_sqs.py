@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from chatbox.queues import DeliveryJob, QueueError, QueueRecord
-from chatbox.queues.sqs import SqsQueue
+from chatbox.adapters.sqs_queue import SqsQueue
+from chatbox.domain.settings import Settings, get_settings
+from chatbox.domain.vault import generate_key
+from chatbox.ports.queue import DeliveryJob, QueueError, QueueRecord
 from chatbox.runtime import Runtime
 from chatbox.services.delivery import handle_delivery_batch, sweep_unenqueued
-from chatbox.settings import Settings, get_settings
 from chatbox.store.models import Delivery
-from chatbox.vault import generate_key
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_credential, create_mailbox
 from tests.support.pipeline import eventually, new_signing_secret, post_inbound

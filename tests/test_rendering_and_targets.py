@@ -9,13 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from chatbox.errors import InvalidInputError
-from chatbox.rendering import DEFAULT_TEMPLATES, VARIABLES, pick_template, render, validate_templates
+from chatbox.adapters.http_webhook import WebhookClient, parse_retry_after
+from chatbox.asgi import create_app
+from chatbox.domain.addresses import AddressPolicy, check_url_statically
+from chatbox.domain.errors import InvalidInputError
+from chatbox.domain.rendering import DEFAULT_TEMPLATES, VARIABLES, pick_template, render, validate_templates
 from chatbox.runtime import Runtime
 from chatbox.services.delivery import Deliverer, DeliveryPolicy, backoff_seconds
 from chatbox.store.models import Delivery
-from chatbox.web.app import create_app
-from chatbox.webhook_client import AddressPolicy, WebhookClient, check_url_statically, parse_retry_after
 from tests.conftest import AccountKey
 from tests.support.api import assert_error, create_connection, create_mailbox
 from tests.support.pipeline import post_inbound
@@ -125,6 +126,7 @@ def test_send_time_check_refuses_a_name_resolving_to_a_private_address(
             db=runtime.db,
             vault=runtime.vault,
             queue=runtime.queue,
+            webhook_sender=runtime.webhook_sender,
         )
         with TestClient(create_app(allowed)) as permissive:
             mailbox = create_mailbox(permissive, account, webhook_url=receiver.url.replace("127.0.0.1", "localhost"))

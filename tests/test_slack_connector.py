@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbox.connectors_port import SendTarget
-from chatbox.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
-from chatbox.ingest_port import (
+from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.ports.connector import SendTarget
+from chatbox.ports.ingest import (
     ProvisionRequest,
     WebhookConnection,
     WebhookForbiddenError,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chatbox.errors import InvalidInputError
-from chatbox.normalized import ChatType
+from chatbox.domain.errors import InvalidInputError
+from chatbox.domain.normalized import ChatType
 from connectors.slack.translate import (
     SlackIdentity,
     channel_display_name,

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from chatbox.ids import hash_token, new_id, new_token
+from chatbox.domain.ids import hash_token, new_id, new_token
 from chatbox.runtime import Runtime
 from chatbox.store.database import Database
 from chatbox.store.migrate import alembic_config, upgrade_to_head

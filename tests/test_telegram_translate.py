@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chatbox.errors import InvalidInputError
-from chatbox.normalized import ChatType
+from chatbox.domain.errors import InvalidInputError
+from chatbox.domain.normalized import ChatType
 from connectors.telegram.translate import parse_update_body, reply_message_id, update_to_outcome
 from tests.support.payloads import load_payload
 

@@ -8,12 +8,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from chatbox.errors import VaultError
+from chatbox.domain.errors import VaultError
+from chatbox.domain.schemas import CredentialCreate, CredentialKind
+from chatbox.domain.vault import Sealed, Vault, decode_key, generate_key, key_id_of
 from chatbox.runtime import Runtime
-from chatbox.schemas import CredentialCreate, CredentialKind
 from chatbox.services import credentials
 from chatbox.store.models import Credential
-from chatbox.vault import Sealed, Vault, decode_key, generate_key, key_id_of
 from tests.conftest import AccountKey
 
 CREDENTIAL = "cred_01JD3ZZZZZZZZZZZZZZZZZZZZZ"

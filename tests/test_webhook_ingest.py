@@ -16,12 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from chatbox.runtime import Runtime, build_runtime
+from chatbox.asgi import create_app
+from chatbox.compose import build_runtime
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
+from chatbox.runtime import Runtime
 from chatbox.services.connections import resync_connection
-from chatbox.settings import Settings
 from chatbox.store.models import Connection, Message
-from chatbox.vault import generate_key
-from chatbox.web.app import create_app
 from chatbox.web.routes.ingest import forget_connection
 from connectors import webhook_connectors
 from tests.conftest import AccountKey

@@ -19,9 +19,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web import SlackResponse, WebClient
 
-from chatbox.connectors_port import SendTarget
-from chatbox.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
-from chatbox.ingest_port import (
+from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.domain.message_split import split_text
+from chatbox.ports.connector import SendTarget
+from chatbox.ports.ingest import (
     IngestOutcome,
     Provisioned,
     ProvisionRequest,
@@ -30,7 +31,6 @@ from chatbox.ingest_port import (
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
-from chatbox.message_split import split_text
 from connectors.slack.translate import (
     SlackIdentity,
     channel_display_name,

@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chatbox.errors import InvalidInputError
-from chatbox.ingest_port import ImmediateReply, IngestOutcome
-from chatbox.normalized import Attachment, ChatType, InboundMessage
+from chatbox.domain.errors import InvalidInputError
+from chatbox.domain.normalized import Attachment, ChatType, InboundMessage
+from chatbox.ports.ingest import ImmediateReply, IngestOutcome
 
 # Message subtypes that carry what a person wrote; every other subtype (bot_message, message_changed,
 # message_deleted, channel_join, ...) is ignored.

@@ -37,9 +37,10 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from chatbox.connectors_port import SendTarget
-from chatbox.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
-from chatbox.ingest_port import (
+from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.domain.message_split import split_text, utf16_length
+from chatbox.ports.connector import SendTarget
+from chatbox.ports.ingest import (
     IngestOutcome,
     Provisioned,
     ProvisionRequest,
@@ -48,7 +49,6 @@ from chatbox.ingest_port import (
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
-from chatbox.message_split import split_text, utf16_length
 from connectors.telegram.translate import (
     ALLOWED_UPDATES,
     message_external_id,

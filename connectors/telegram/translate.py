@@ -21,9 +21,9 @@ from typing import Any
 from pydantic import ValidationError
 from telegram import Chat, Message, Update, User
 
-from chatbox.errors import InvalidInputError
-from chatbox.ingest_port import IngestOutcome
-from chatbox.normalized import Attachment, ChatType, InboundMessage
+from chatbox.domain.errors import InvalidInputError
+from chatbox.domain.normalized import Attachment, ChatType, InboundMessage
+from chatbox.ports.ingest import IngestOutcome
 
 # What chatbox asks Telegram to push (setWebhook `allowed_updates`); everything else is not sent at all.
 ALLOWED_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post")

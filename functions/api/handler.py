@@ -6,8 +6,8 @@ The MCP endpoints are their own function (functions/mcp), so this one never load
 from __future__ import annotations
 
 from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
-from chatbox.runtime import build_runtime
-from chatbox.web.app import create_app
+from chatbox.asgi import create_app
+from chatbox.compose import build_runtime
 from connectors import webhook_connectors
 
 logger = lambda_logger("chatbox-api")

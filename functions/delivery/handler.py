@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chatbox.adapters.aws_lambda import lambda_logger, lambda_settings
-from chatbox.queues.sqs import record_from_lambda
-from chatbox.runtime import build_runtime
+from chatbox.adapters.sqs_queue import record_from_lambda
+from chatbox.compose import build_runtime
 from chatbox.services.delivery import deliver_record, sweep_unenqueued
 
 logger = lambda_logger("chatbox-delivery")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
-from chatbox.runtime import build_runtime
-from chatbox.web.app import create_app
+from chatbox.asgi import create_app
+from chatbox.compose import build_runtime
 from chatbox.web.routes import health, inbound, ingest
 from connectors import webhook_connectors
 

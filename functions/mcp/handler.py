@@ -8,8 +8,8 @@ instead, so warm invocations work like the first.
 from __future__ import annotations
 
 from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
-from chatbox.mcp.app import create_mcp_app
-from chatbox.runtime import build_runtime
+from chatbox.asgi import create_mcp_app
+from chatbox.compose import build_runtime
 from connectors import webhook_connectors
 
 logger = lambda_logger("chatbox-mcp")

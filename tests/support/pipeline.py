@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
 
-from chatbox.queues.consumer import LocalConsumer
-from chatbox.queues.local import LocalQueue
+from chatbox.adapters.local_queue import LocalQueue
+from chatbox.local.consumer import LocalConsumer
 from chatbox.runtime import Runtime
 
 T = TypeVar("T")

@@ -1,5 +1,4 @@
-"""Adapters to one hosting platform (AWS Lambda): secrets at cold start, structured logs.
+"""Adapters: the ports implemented on real infrastructure (SQS, the local queue, HTTP, AWS).
 
-Outside the core: these modules may import boto3 and Powertools; the core never imports them.
-The Lambda functions (`functions/<name>/handler.py`) are their only users.
+They import ports and the domain, never services or faces; composition roots choose them.
 """

@@ -18,7 +18,7 @@ from mangum import Mangum
 from mangum.types import ASGI
 
 from chatbox.adapters.aws_secrets import resolve_secret_settings
-from chatbox.settings import Settings, get_settings
+from chatbox.domain.settings import Settings, get_settings
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

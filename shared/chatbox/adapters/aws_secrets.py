@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from chatbox.errors import ChatboxError
-from chatbox.settings import Settings
+from chatbox.domain.errors import ChatboxError
+from chatbox.domain.settings import Settings
 
 SECRET_FIELDS = ("db_url", "vault_key", "vault_old_keys", "bootstrap_api_key")
 """The settings that may come from Secrets Manager."""

@@ -19,12 +19,12 @@ from rich.text import Text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from chatbox.errors import ChatboxError
-from chatbox.ingest_port import WebhookRegistry
-from chatbox.runtime import Runtime, build_runtime
+from chatbox.compose import build_runtime, discover_webhooks
+from chatbox.domain.errors import ChatboxError
+from chatbox.domain.settings import Settings, get_settings
+from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
 from chatbox.services import delivery as delivery_service
-from chatbox.settings import Settings, get_settings
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
 from chatbox.store.models import Delivery, Mailbox
@@ -83,14 +83,6 @@ def _reporting_errors() -> Iterator[None]:
         raise _fail(f"database unavailable: {exc.orig or exc}", 1) from exc
 
 
-def _webhook_connectors(settings: Settings) -> WebhookRegistry:
-    """The Telegram and Slack connectors. The CLI is a composition root: it may reach `connectors/`, and
-    does so only here, lazily, so commands without platforms never load their SDKs."""
-    from connectors.webhooks import webhook_connectors
-
-    return webhook_connectors(settings)
-
-
 @contextmanager
 def _runtime(*, generate_vault_key: bool = False, webhooks: bool = False) -> Iterator[Runtime]:
     settings = _settings()
@@ -99,7 +91,7 @@ def _runtime(*, generate_vault_key: bool = False, webhooks: bool = False) -> Ite
         runtime = build_runtime(
             settings,
             generate_vault_key=generate_vault_key,
-            webhooks=_webhook_connectors(settings) if webhooks else None,
+            webhooks=discover_webhooks(settings) if webhooks else None,
         )
     except ChatboxError as exc:
         raise _fail(exc.message, 2) from exc
@@ -170,7 +162,7 @@ def bootstrap(
 @app.command()
 def api() -> None:
     """Serve the REST API on CHATBOX_API_HOST:CHATBOX_API_PORT."""
-    from chatbox.cli.serve import serve
+    from chatbox.local.serve import serve
 
     with _runtime(webhooks=True) as runtime:
         serve(runtime)
@@ -179,7 +171,7 @@ def api() -> None:
 @app.command()
 def dev() -> None:
     """One process, zero set-up: home folder, vault key, migrations, first account, and every face served."""
-    from chatbox.cli.serve import WorkerProcess, prepare_dev_home, serve
+    from chatbox.local.serve import WorkerProcess, prepare_dev_home, serve
 
     # On one machine the agent harness usually listens on localhost: allow it unless told otherwise.
     os.environ.setdefault("CHATBOX_ALLOW_LOOPBACK_WEBHOOKS", "1")
@@ -200,7 +192,7 @@ def dev() -> None:
 @app.command()
 def worker() -> None:
     """Consume the local delivery queue: POST webhooks, retry, dead-letter, sweep (`chatbox dev` starts one)."""
-    from chatbox.cli.serve import run_worker
+    from chatbox.local.serve import run_worker
 
     settings = _settings()
     if settings.queue != "local":
@@ -355,7 +347,7 @@ def vault_rotate() -> None:
 @vault_cli.command("generate-key")
 def vault_generate_key() -> None:
     """Print a new random vault key (base64 of 32 bytes) for CHATBOX_VAULT_KEY."""
-    from chatbox.vault import generate_key
+    from chatbox.domain.vault import generate_key
 
     _echo(generate_key())
 

@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from starlette.types import Receive, Scope, Send
 
 from chatbox import __version__
-from chatbox.errors import AuthenticationError, ChatboxError
+from chatbox.domain.errors import AuthenticationError, ChatboxError
+from chatbox.domain.rendering import VARIABLES, render, validate_templates
+from chatbox.domain.schemas import MailboxUpdate
 from chatbox.mcp.server import bearer_token, send_json_error, serve_stateless, transport_security
 from chatbox.mcp.tools import describe_error, describe_validation_error
-from chatbox.rendering import VARIABLES, render, validate_templates
 from chatbox.runtime import Runtime
-from chatbox.schemas import MailboxUpdate
 from chatbox.services import accounts, connections, focus, mailboxes
 from chatbox.services.delivery import recent_deliveries
 

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from chatbox import __version__
-from chatbox.errors import AuthenticationError, ChatboxError
+from chatbox.domain.errors import AuthenticationError, ChatboxError
 from chatbox.mcp.tools import (
     TOOLS_BY_NAME,
     ToolContext,

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from chatbox.errors import (
+from chatbox.domain.errors import (
     ChatboxError,
     ConflictError,
     ConnectorUnavailableError,
@@ -26,7 +26,7 @@ from chatbox.errors import (
     PlatformRefusedError,
     RateLimitedError,
 )
-from chatbox.normalized import MAX_TEXT
+from chatbox.domain.normalized import MAX_TEXT
 from chatbox.runtime import Runtime
 from chatbox.services import focus, sending
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chatbox.errors import AuthenticationError, InvalidInputError, NotFoundError
-from chatbox.ids import hash_token, new_id, new_token, token_matches
+from chatbox.domain.errors import AuthenticationError, InvalidInputError, NotFoundError
+from chatbox.domain.ids import hash_token, new_id, new_token, token_matches
 from chatbox.store.models import Account, ApiKey
 from chatbox.store.types import utcnow
 

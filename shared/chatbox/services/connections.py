@@ -15,15 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.errors import ConflictError, ConnectorError, NotFoundError, VaultError
-from chatbox.ids import hash_token, is_valid_id, new_id, new_token
-from chatbox.ingest_port import ProvisionRequest, WebhookConnection, WebhookRegistry
-from chatbox.schemas import ConnectionCreate, CredentialKind, MailboxStatus
+from chatbox.domain.errors import ConflictError, ConnectorError, NotFoundError, VaultError
+from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
+from chatbox.domain.schemas import ConnectionCreate, CredentialKind, MailboxStatus
+from chatbox.domain.vault import Vault
+from chatbox.ports.ingest import ProvisionRequest, WebhookConnection, WebhookRegistry
 from chatbox.services.credentials import add_credential, reveal
 from chatbox.services.mailboxes import get_mailbox
 from chatbox.services.pagination import paginate
 from chatbox.store.models import Connection, Credential
-from chatbox.vault import Vault
 
 log = logging.getLogger(__name__)
 

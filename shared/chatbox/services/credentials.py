@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from chatbox.errors import ConflictError, NotFoundError
-from chatbox.ids import is_valid_id, new_id
-from chatbox.schemas import CredentialCreate, CredentialKind, CredentialUpdate
+from chatbox.domain.errors import ConflictError, NotFoundError
+from chatbox.domain.ids import is_valid_id, new_id
+from chatbox.domain.schemas import CredentialCreate, CredentialKind, CredentialUpdate
+from chatbox.domain.signing import decode_signing_secret
+from chatbox.domain.vault import Sealed, Vault
 from chatbox.services.pagination import paginate
-from chatbox.signing import decode_signing_secret
 from chatbox.store.models import Connection, Credential, Mailbox
-from chatbox.vault import Sealed, Vault
 
 
 def _check_value(kind: str, value: str) -> None:

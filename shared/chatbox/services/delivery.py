@@ -22,18 +22,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from chatbox import metrics
-from chatbox.errors import ChatboxError
-from chatbox.queues import DeliveryJob, DeliveryQueue, QueueError, QueueRecord
-from chatbox.rendering import ChatLine, render, render_chat_list
-from chatbox.schemas import MailboxStatus
+from chatbox.domain import metrics
+from chatbox.domain.errors import ChatboxError
+from chatbox.domain.rendering import ChatLine, render, render_chat_list
+from chatbox.domain.schemas import MailboxStatus
+from chatbox.domain.signing import decode_signing_secret, sign
+from chatbox.domain.vault import Vault
+from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError, QueueRecord
+from chatbox.ports.webhook_sender import PostResult, WebhookSender
 from chatbox.services.credentials import reveal
-from chatbox.signing import decode_signing_secret, sign
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Credential, Delivery, Mailbox, Message
 from chatbox.store.types import utcnow
-from chatbox.vault import Vault
-from chatbox.webhook_client import PostResult, WebhookClient
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class _Prepared:
 class Deliverer:
     """Delivers one delivery at a time; thread-safe (each call uses its own session)."""
 
-    def __init__(self, db: Database, vault: Vault, client: WebhookClient, policy: DeliveryPolicy) -> None:
+    def __init__(self, db: Database, vault: Vault, client: WebhookSender, policy: DeliveryPolicy) -> None:
         self.db = db
         self.vault = vault
         self.client = client

@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chatbox.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
-from chatbox.ids import is_valid_id, token_matches
-from chatbox.schemas import MailboxStatus, Platform
+from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from chatbox.domain.ids import is_valid_id, token_matches
+from chatbox.domain.schemas import MailboxStatus, Platform
 from chatbox.store.models import Chat, Connection, Mailbox, Message
 
 DEFAULT_RECAP = 20

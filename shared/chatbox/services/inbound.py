@@ -15,12 +15,12 @@ from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from chatbox import metrics
-from chatbox.errors import AuthenticationError, ConflictError
-from chatbox.ids import is_valid_id, new_id, token_matches
-from chatbox.normalized import AcceptResult, ChatType, InboundMessage
-from chatbox.queues import DeliveryJob, DeliveryQueue, QueueError
-from chatbox.schemas import MailboxStatus
+from chatbox.domain import metrics
+from chatbox.domain.errors import AuthenticationError, ConflictError
+from chatbox.domain.ids import is_valid_id, new_id, token_matches
+from chatbox.domain.normalized import AcceptResult, ChatType, InboundMessage
+from chatbox.domain.schemas import MailboxStatus
+from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message, table_of
 from chatbox.store.types import utcnow

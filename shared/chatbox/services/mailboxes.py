@@ -7,16 +7,16 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chatbox.errors import ConflictError, InvalidInputError, NotFoundError
-from chatbox.ids import hash_token, is_valid_id, new_id, new_token
-from chatbox.queues import DeliveryQueue
-from chatbox.rendering import validate_templates
-from chatbox.schemas import CredentialKind, MailboxCreate, MailboxHealth, MailboxStatus, MailboxUpdate
+from chatbox.domain.addresses import AddressPolicy, check_url_statically
+from chatbox.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
+from chatbox.domain.rendering import validate_templates
+from chatbox.domain.schemas import CredentialKind, MailboxCreate, MailboxHealth, MailboxStatus, MailboxUpdate
+from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.credentials import get_credential
 from chatbox.services.delivery import redrive_dead_letters, release_held
 from chatbox.services.pagination import paginate
 from chatbox.store.models import Delivery, Mailbox
-from chatbox.webhook_client import AddressPolicy, check_url_statically
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from chatbox.errors import InvalidInputError
-from chatbox.ids import is_valid_id
+from chatbox.domain.errors import InvalidInputError
+from chatbox.domain.ids import is_valid_id
 
 T = TypeVar("T")
 

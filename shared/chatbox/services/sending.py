@@ -13,17 +13,22 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.connectors_port import ConnectorRegistry, SendTarget
-from chatbox.container_connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL
-from chatbox.errors import ConflictError, ConnectorUnavailableError, InvalidInputError, NoFocusError, NotFoundError
-from chatbox.ids import new_id
-from chatbox.normalized import MAX_TEXT
-from chatbox.schemas import CredentialKind
+from chatbox.domain.errors import (
+    ConflictError,
+    ConnectorUnavailableError,
+    InvalidInputError,
+    NoFocusError,
+    NotFoundError,
+)
+from chatbox.domain.ids import new_id
+from chatbox.domain.normalized import MAX_TEXT
+from chatbox.domain.schemas import CredentialKind
+from chatbox.domain.vault import Vault
+from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, ConnectorRegistry, SendTarget
 from chatbox.services.credentials import get_credential, reveal
 from chatbox.services.focus import find_chat, require_live_mailbox
 from chatbox.store.models import Chat, Connection, Credential, Mailbox, Message
 from chatbox.store.types import utcnow
-from chatbox.vault import Vault
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ASGI app factory. Functions compose only the routers they serve; `chatbox dev` composes them all."""
+"""The REST face: a FastAPI app of the routers a root serves (`chatbox.asgi` adds the MCP face beside it)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
 
-from chatbox import __version__, metrics
+from chatbox import __version__
+from chatbox.domain import metrics
 from chatbox.runtime import Runtime
 from chatbox.services.mailboxes import delivery_counts
 from chatbox.web.errors import install_error_handlers
@@ -29,17 +30,12 @@ Lists paginate with `limit` and `cursor` (pass back `next_cursor`).
 """
 
 
-def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS, *, mcp: bool = True) -> FastAPI:
-    """The app: `routers`, plus the MCP endpoints (`/mcp/{mailbox_id}`) unless `mcp=False`."""
+def create_api(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS) -> FastAPI:
+    """The REST app of `routers`, with JSON errors, the body-size limit and request metrics."""
     app = FastAPI(title="chatbox", version=__version__, description=DESCRIPTION)
     app.state.runtime = runtime
     for router in routers:
         app.include_router(router)
-    if mcp:
-        # Imported here so an API-only composition never loads the MCP SDK.
-        from chatbox.mcp.server import mcp_routes
-
-        app.router.routes.extend(mcp_routes(runtime))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(MetricsMiddleware)

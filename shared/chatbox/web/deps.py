@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from chatbox.errors import AuthenticationError
+from chatbox.domain.errors import AuthenticationError
 from chatbox.runtime import Runtime
 from chatbox.services.accounts import authenticate_api_key
 from chatbox.services.pagination import DEFAULT_LIMIT, MAX_LIMIT

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatbox.errors import (
+from chatbox.domain.errors import (
     AuthenticationError,
     ChatboxError,
     ConflictError,
@@ -29,7 +29,7 @@ STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
     ConflictError: 409,
     InvalidInputError: 422,
     VaultError: 503,
-    # Creating a telegram/slack connection calls the platform (chatbox.ingest_port.WebhookPlatform.provision).
+    # Creating a telegram/slack connection calls the platform (chatbox.ports.ingest.WebhookPlatform.provision).
     ConnectorUnavailableError: 502,
 }
 

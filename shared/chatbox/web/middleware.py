@@ -9,7 +9,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatbox import metrics
+from chatbox.domain import metrics
 
 MAX_BODY_BYTES = 1_048_576
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from chatbox.schemas import ConnectionPublic, CredentialKind, CredentialPublic, MailboxPublic, MailboxStatus, Platform
+from chatbox.domain.schemas import (
+    ConnectionPublic,
+    CredentialKind,
+    CredentialPublic,
+    MailboxPublic,
+    MailboxStatus,
+    Platform,
+)
+from chatbox.domain.settings import Settings
 from chatbox.services.connections import ingest_path
-from chatbox.settings import Settings
 from chatbox.store.models import Connection, Credential, Mailbox
 
 

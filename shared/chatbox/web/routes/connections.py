@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chatbox.schemas import ConnectionCreate, ConnectionCreated, ConnectionPublic, Page
+from chatbox.domain.schemas import ConnectionCreate, ConnectionCreated, ConnectionPublic, Page
 from chatbox.services import connections
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.presenters import connection_public

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from chatbox.schemas import CredentialCreate, CredentialPublic, CredentialUpdate, Page
+from chatbox.domain.schemas import CredentialCreate, CredentialPublic, CredentialUpdate, Page
 from chatbox.services import credentials
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.presenters import credential_public

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from chatbox import metrics
+from chatbox.domain import metrics
 from chatbox.web.deps import RuntimeDep
 
 router = APIRouter(tags=["operations"])

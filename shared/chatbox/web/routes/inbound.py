@@ -16,9 +16,9 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from chatbox.errors import AuthenticationError
-from chatbox.ids import hash_token
-from chatbox.normalized import AcceptResult, InboundMessage
+from chatbox.domain.errors import AuthenticationError
+from chatbox.domain.ids import hash_token
+from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.runtime import Runtime
 from chatbox.services.inbound import accept_inbound, authenticate_inbound
 from chatbox.web.deps import RuntimeDep

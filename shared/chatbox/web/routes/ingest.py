@@ -33,15 +33,15 @@ from typing import Any, Generic, TypeVar
 from fastapi import APIRouter, Request, Response, Security
 from fastapi.security import APIKeyHeader
 
-from chatbox.errors import AuthenticationError, ConflictError, InvalidInputError
-from chatbox.ids import is_valid_id
-from chatbox.ingest_port import (
+from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError
+from chatbox.domain.ids import is_valid_id
+from chatbox.domain.normalized import InboundMessage
+from chatbox.ports.ingest import (
     WebhookConnection,
     WebhookForbiddenError,
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
-from chatbox.normalized import InboundMessage
 from chatbox.runtime import Runtime
 from chatbox.services.connections import ACTIVE, webhook_connection
 from chatbox.services.inbound import accept_inbound

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chatbox.schemas import (
+from chatbox.domain.schemas import (
     MailboxCreate,
     MailboxCreated,
     MailboxHealth,

@@ -14,13 +14,11 @@ from typing import Any
 
 import httpx
 
-from chatbox.connectors_port import SendTarget
-from chatbox.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
-from chatbox.webhook_client import AddressPolicy, check_url_statically, parse_retry_after
+from chatbox.adapters.http_webhook import parse_retry_after
+from chatbox.domain.addresses import AddressPolicy, check_url_statically
+from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, OUTBOUND_URL, SendTarget
 
-OUTBOUND_URL = "outbound_url"
-OUTBOUND_CREDENTIAL = "outbound_credential_id"
-OUTBOUND_AUTH_SECRET = "outbound_auth"
 CONTAINER_PLATFORMS = frozenset({"signal", "discord"})
 
 
@@ -32,7 +30,15 @@ class HttpContainerConnector:
 
     def __init__(self, policy: AddressPolicy, *, timeout: float = 10.0) -> None:
         self.policy = policy
-        self.client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        """Built on first send: a process that never sends to a container pays nothing for it."""
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False)
+        return self._client
 
     def send(
         self,
@@ -76,7 +82,8 @@ class HttpContainerConnector:
         return _message_id_or_raise(connection.platform, response)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -1,52 +1,17 @@
-"""POSTing webhooks: no redirects, a timeout, and a refusal to reach private addresses (SSRF)."""
+"""The HTTP webhook sender: no redirects, a timeout, and a refusal to reach private addresses (SSRF)."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 import time
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
 
-from chatbox.errors import InvalidInputError
-
-
-@dataclass(frozen=True)
-class AddressPolicy:
-    """Which webhook targets are allowed beyond public addresses."""
-
-    allow_private: bool = False
-    allow_loopback: bool = False
-
-    def permits(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if address.is_loopback:
-            return self.allow_loopback or self.allow_private
-        if address.is_multicast:
-            return False
-        # Anything not globally routable: private, link-local (cloud metadata), shared 100.64/10, reserved...
-        return address.is_global or self.allow_private
-
-
-def check_url_statically(url: str, policy: AddressPolicy) -> None:
-    """Refuse, at configuration time, URLs whose host is literally a forbidden address or localhost."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        if not policy.permits(ipaddress.ip_address("127.0.0.1")):
-            raise InvalidInputError("webhook_url points at localhost; set CHATBOX_ALLOW_PRIVATE_WEBHOOKS=1 to allow it")
-        return
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return  # a name: resolved and checked at send time
-    if not policy.permits(address):
-        raise InvalidInputError(
-            f"webhook_url points at a private address ({host}); set CHATBOX_ALLOW_PRIVATE_WEBHOOKS=1 to allow it"
-        )
+from chatbox.domain.addresses import AddressPolicy
+from chatbox.ports.webhook_sender import PostResult
 
 
 class TargetRefused(Exception):
@@ -66,18 +31,6 @@ def check_resolved(url: str, policy: AddressPolicy) -> None:
         address = ipaddress.ip_address(info[4][0])
         if not policy.permits(address):
             raise TargetRefused(f"{host} resolves to {address}, a private address; refused (SSRF protection)")
-
-
-@dataclass(frozen=True)
-class PostResult:
-    status: int | None
-    error: str | None
-    retry_after: float | None
-    duration_ms: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
 
 
 def parse_retry_after(value: str | None) -> float | None:

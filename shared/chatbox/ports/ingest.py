@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chatbox.connectors_port import Connector, SendTarget
-from chatbox.errors import ChatboxError
-from chatbox.normalized import InboundMessage
+from chatbox.domain.errors import ChatboxError
+from chatbox.domain.normalized import InboundMessage
+from chatbox.ports.connector import Connector, SendTarget
 
 
 class WebhookUnauthenticatedError(ChatboxError):
@@ -156,6 +156,9 @@ class WebhookRegistry:
 
     def platforms(self) -> frozenset[str]:
         return frozenset(self._platforms) | frozenset(self._factories)
+
+    def factories(self) -> dict[str, Callable[[], WebhookPlatform]]:
+        return dict(self._factories)
 
     def senders(self) -> dict[str, Connector]:
         """The same connectors seen through the outbound port, for the ConnectorRegistry (built on first send)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import and_, delete, event, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
-from chatbox.queues import DeliveryJob, QueueRecord
+from chatbox.ports.queue import DeliveryJob, QueueRecord
 from chatbox.store.database import Database
 from chatbox.store.models import QueueMessage, table_of
 from chatbox.store.types import utcnow

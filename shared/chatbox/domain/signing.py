@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import hmac
 
-from chatbox.errors import InvalidInputError
+from chatbox.domain.errors import InvalidInputError
 
 SECRET_PREFIX = "whsec_"
 

@@ -42,7 +42,7 @@ class NoFocusError(ChatboxError):
 
 
 class ConnectorError(ChatboxError):
-    """Base of the errors a platform connector reports for a send (see chatbox.connectors_port)."""
+    """Base of the errors a platform connector reports for a send (see chatbox.ports.connector)."""
 
     code = "connector_error"
 

@@ -14,8 +14,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from chatbox.queues import QueueRecord
-from chatbox.queues.local import LocalQueue
+from chatbox.adapters.local_queue import LocalQueue
+from chatbox.ports.queue import QueueRecord
 from chatbox.services.delivery import Deliverer, handle_delivery_batch, sweep_unenqueued
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from string import Template
 
-from chatbox.errors import InvalidInputError
+from chatbox.domain.errors import InvalidInputError
 
 VARIABLES: dict[str, str] = {
     "TEXT": "the message text (captions included); empty for attachment-only messages",

@@ -1,6 +1,6 @@
 """Write the OpenAPI document of the full app (what `chatbox dev` serves) to a file: `make openapi`.
 
-Usage: `python -m chatbox.web.openapi_export docs/openapi.json`. The document kept in the repo is
+Usage: `python -m chatbox.cli.openapi_export docs/openapi.json`. The document kept in the repo is
 checked against the app by `tests/test_openapi.py`, so a route change that forgets it fails the suite.
 """
 
@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from chatbox.runtime import build_runtime
-from chatbox.settings import Settings
-from chatbox.vault import generate_key
-from chatbox.web.app import create_app
+from chatbox.asgi import create_app
+from chatbox.compose import build_runtime
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
 
 
 def build_openapi_document() -> dict[str, Any]:
@@ -37,7 +37,7 @@ def render_openapi_document() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.stderr.write("usage: python -m chatbox.web.openapi_export PATH\n")
+        sys.stderr.write("usage: python -m chatbox.cli.openapi_export PATH\n")
         return 2
     target = Path(args[0])
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 Every platform implements the same surface. Webhook-mode platforms (Telegram, Slack) send directly
 with their client library from `connectors/<platform>/`; container platforms (Signal, Discord) are
-reached over HTTP by `chatbox.container_connector.HttpContainerConnector` (see
+reached over HTTP by `chatbox.adapters.http_container.HttpContainerConnector` (see
 `connectors/CONTRACT.md`). The core only ever sees this protocol and the typed errors below.
 
 Example:
@@ -19,7 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chatbox.errors import ConnectorUnavailableError
+from chatbox.domain.errors import ConnectorUnavailableError
+
+# The container-connector contract (`connectors/CONTRACT.md`): where chatbox POSTs a send, and how it
+# authenticates (the account's `mcp_proxy_auth` credential named in the connection's config).
+OUTBOUND_URL = "outbound_url"
+OUTBOUND_CREDENTIAL = "outbound_credential_id"
+OUTBOUND_AUTH_SECRET = "outbound_auth"
 
 
 @dataclass(frozen=True)

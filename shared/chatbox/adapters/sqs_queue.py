@@ -13,8 +13,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chatbox.queues import DeliveryJob, QueueError, QueueRecord
-from chatbox.settings import Settings
+from chatbox.domain.settings import Settings
+from chatbox.ports.queue import DeliveryJob, QueueError, QueueRecord
 
 MAX_VISIBILITY_SECONDS = 43_200
 SEND_BATCH = 10

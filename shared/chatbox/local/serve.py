@@ -13,12 +13,12 @@ from types import FrameType, TracebackType
 
 import uvicorn
 
-from chatbox.queues.consumer import LocalConsumer
-from chatbox.queues.local import LocalQueue
+from chatbox.adapters.local_queue import LocalQueue
+from chatbox.asgi import create_app
+from chatbox.local.consumer import LocalConsumer
 from chatbox.runtime import Runtime
 from chatbox.services import accounts
 from chatbox.store.migrate import upgrade_to_head
-from chatbox.web.app import create_app
 
 log = logging.getLogger(__name__)
 

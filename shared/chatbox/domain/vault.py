@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chatbox.errors import VaultError
+from chatbox.domain.errors import VaultError
 
 _NONCE_BYTES = 12
 

@@ -1,0 +1,40 @@
+"""The ASGI apps the roots serve, composed from the faces.
+
+`create_app` is everything `chatbox dev` and `chatbox api` serve (REST + MCP on one app); each
+Lambda function composes only its share (`create_app(runtime, routers, mcp=False)`,
+`create_mcp_app(runtime)`), so a cold start loads only the face it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from chatbox.runtime import Runtime
+from chatbox.web.app import API_ROUTERS, create_api
+from chatbox.web.middleware import MetricsMiddleware
+
+
+def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS, *, mcp: bool = True) -> FastAPI:
+    """The REST app of `routers`, plus the MCP endpoints (`/mcp/{mailbox_id}`, `/mcp/admin/{account_id}`)
+    unless `mcp=False`."""
+    app = create_api(runtime, routers)
+    if mcp:
+        # Imported here so an API-only composition never loads the MCP SDK.
+        from chatbox.mcp.server import mcp_routes
+
+        app.router.routes.extend(mcp_routes(runtime))
+    return app
+
+
+def create_mcp_app(runtime: Runtime) -> Starlette:
+    """The MCP endpoints alone (no REST API), with request metrics: what the MCP function serves. Needs no
+    lifespan: each request runs its own session manager."""
+    from chatbox.mcp.server import mcp_routes
+
+    app = Starlette(routes=mcp_routes(runtime), middleware=[Middleware(MetricsMiddleware)])
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,91 @@
+"""The composition root shared by every entry point: settings in, a `Runtime` of adapters out.
+
+The functions (`functions/<name>/handler.py`), the CLI and `chatbox dev` call `build_runtime`; it is
+the one place that picks adapters (local or SQS queue, the HTTP webhook sender, the HTTP container
+connector). The SQS adapter (and boto3) load only when chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.metadata import entry_points
+
+from chatbox.adapters.http_container import CONTAINER_PLATFORMS, HttpContainerConnector
+from chatbox.adapters.http_webhook import WebhookClient
+from chatbox.adapters.local_queue import LocalQueue
+from chatbox.domain.errors import VaultError
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import Vault, generate_key
+from chatbox.ports.connector import ConnectorRegistry
+from chatbox.ports.ingest import WebhookRegistry
+from chatbox.ports.queue import DeliveryQueue
+from chatbox.ports.webhook_sender import WebhookSender
+from chatbox.runtime import Runtime, address_policy
+from chatbox.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def resolve_vault_key(settings: Settings, *, generate: bool = False) -> str:
+    """`CHATBOX_VAULT_KEY`, else the key kept under CHATBOX_HOME, else (with `generate`) a new kept key."""
+    if settings.vault_key:
+        return settings.vault_key
+    key_file = settings.vault_key_file
+    if key_file.exists():
+        return key_file.read_text().strip()
+    if not generate:
+        raise VaultError(f"no vault key: set CHATBOX_VAULT_KEY or run `chatbox dev` once to create {key_file}")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_key() + "\n")
+    log.warning("CHATBOX_VAULT_KEY is unset: generated a vault key in %s; back it up, or secrets are lost", key_file)
+    return key_file.read_text().strip()
+
+
+def build_queue(settings: Settings, db: Database) -> DeliveryQueue:
+    """The queue adapter named by CHATBOX_QUEUE."""
+    if settings.queue == "sqs":
+        from chatbox.adapters.sqs_queue import SqsQueue
+
+        return SqsQueue.from_settings(settings)
+    return LocalQueue(
+        db,
+        visibility_timeout=settings.local_queue_visibility_seconds,
+        max_receives=settings.delivery_max_attempts + 4,  # a backstop behind the core's own crash check
+        wake_path=settings.home / "queue.wake",
+    )
+
+
+def build_runtime(
+    settings: Settings, *, generate_vault_key: bool = False, webhooks: WebhookRegistry | None = None
+) -> Runtime:
+    vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
+    db = Database(settings.db_url)
+    policy = address_policy(settings)
+    webhooks = webhooks or WebhookRegistry()
+
+    def webhook_sender() -> WebhookSender:
+        return WebhookClient(policy, timeout=settings.delivery_timeout_seconds)
+
+    container = HttpContainerConnector(policy)
+    connectors = ConnectorRegistry({**dict.fromkeys(CONTAINER_PLATFORMS, container), **webhooks.senders()})
+    return Runtime(
+        settings=settings,
+        db=db,
+        vault=vault,
+        queue=build_queue(settings, db),
+        webhook_sender=webhook_sender,
+        webhooks=webhooks,
+        connectors=connectors,
+    )
+
+
+def discover_webhooks(settings: Settings) -> WebhookRegistry:
+    """The webhook-mode platforms installed as `chatbox.webhooks` entry points (see pyproject.toml): what the CLI
+    and `chatbox dev` serve. Each entry point is a function of the settings returning a WebhookRegistry."""
+    factories = {}
+    for entry in entry_points(group="chatbox.webhooks"):
+        factories.update(entry.load()(settings).factories())
+    return WebhookRegistry(factories=factories)

@@ -1,0 +1,1 @@
+"""The one-process runtime (`chatbox dev`): serving the faces and consuming the local queue."""
