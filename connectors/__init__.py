@@ -1,5 +1,25 @@
-"""Platform connectors: one package per platform behind the core's connector contract."""
+"""Platform connectors: one package per platform, each exporting one `PlatformSpec` from its `spec` module.
 
-from connectors.webhooks import webhook_connectors
+Example (a composition root):
+    ```python
+    runtime = build_runtime(settings, platforms=builtin_platforms())
+    ```
+"""
 
-__all__ = ["webhook_connectors"]
+from __future__ import annotations
+
+from chatbox.ports.platforms import PlatformSpec
+
+
+def builtin_platforms() -> tuple[PlatformSpec, ...]:
+    """Signal, Telegram, Discord and Slack. Imports only their spec modules: each platform's SDK loads
+    when its connector is first used."""
+    from connectors.discord.spec import SPEC as DISCORD
+    from connectors.signal.spec import SPEC as SIGNAL
+    from connectors.slack.spec import SPEC as SLACK
+    from connectors.telegram.spec import SPEC as TELEGRAM
+
+    return (SIGNAL, TELEGRAM, DISCORD, SLACK)
+
+
+__all__ = ["builtin_platforms"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -17,10 +18,12 @@ from chatbox.asgi import create_app
 from chatbox.compose import build_runtime
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
+from chatbox.ports.platforms import PlatformSpec
 from chatbox.runtime import Runtime
 from chatbox.services.accounts import create_account
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
+from connectors import builtin_platforms
 from tests.support.postgres import PostgresServer, start_postgres
 
 BACKENDS = ("sqlite", "postgres")
@@ -105,9 +108,16 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     )
 
 
+def platforms_without_connectors() -> list[PlatformSpec]:
+    """The built-in platforms as seen by a process that runs none of their in-process connectors: names,
+    modes and requirements, but creating a Telegram connection calls no Telegram (tests needing the
+    connectors compose them against stand-in servers, as tests/test_webhook_ingest.py does)."""
+    return [dataclasses.replace(spec, connector=None) for spec in builtin_platforms()]
+
+
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
-    built = build_runtime(settings)
+    built = build_runtime(settings, platforms=platforms_without_connectors())
     try:
         yield built
     finally:

@@ -199,9 +199,9 @@ def test_archived_connection_does_not_shield_a_secret_the_new_connection_does_no
     client: TestClient, account: AccountKey
 ) -> None:
     mailbox = create_mailbox(client, account)
-    old = create_connection(client, account, mailbox["id"], "slack", secrets={"bot_token": "old-token-0001"})
+    old = create_connection(client, account, mailbox["id"], "telegram", secrets={"bot_token": "old-token-0001"})
     client.delete(f"/v1/connections/{old['id']}", headers=account.headers)
-    create_connection(client, account, mailbox["id"], "slack", secrets={"bot_token": "new-token-0002"})
+    create_connection(client, account, mailbox["id"], "telegram", secrets={"bot_token": "new-token-0002"})
     old_secret, new_secret = client.get("/v1/credentials", headers=account.headers).json()["items"]
 
     old_deleted = client.delete(f"/v1/credentials/{old_secret['id']}", headers=account.headers)

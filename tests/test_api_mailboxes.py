@@ -15,6 +15,7 @@ from tests.support.api import (
     UNKNOWN_MAILBOX,
     assert_error,
     collect_pages,
+    connection_body,
     create_credential,
     create_mailbox,
 )
@@ -304,7 +305,7 @@ def test_archived_mailbox_refuses_updates_unpause_and_new_connections(client: Te
 
     update = client.put(path, json={"name": "back"}, headers=account.headers)
     unpause = client.post(f"{path}/unpause", headers=account.headers)
-    connect = client.post(f"{path}/connections", json={"platform": "slack"}, headers=account.headers)
+    connect = client.post(f"{path}/connections", json=connection_body("slack"), headers=account.headers)
 
     assert_error(update, 409, "conflict")
     assert_error(unpause, 409, "conflict")
@@ -407,7 +408,7 @@ def test_another_account_cannot_read_change_or_archive_a_mailbox(
         client.get(f"{path}/health", headers=other_account.headers),
         client.post(f"{path}/unpause", headers=other_account.headers),
         client.get(f"{path}/connections", headers=other_account.headers),
-        client.post(f"{path}/connections", json={"platform": "slack"}, headers=other_account.headers),
+        client.post(f"{path}/connections", json=connection_body("slack"), headers=other_account.headers),
     ]
 
     for response in attempts:

@@ -13,7 +13,7 @@ from sqlalchemy import inspect, select
 from chatbox.domain.addresses import AddressPolicy
 from chatbox.domain.ids import new_id, token_matches
 from chatbox.domain.normalized import InboundMessage
-from chatbox.domain.schemas import ConnectionCreate, CredentialCreate, CredentialKind, MailboxCreate, Platform
+from chatbox.domain.schemas import ConnectionCreate, CredentialCreate, CredentialKind, MailboxCreate
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault, decode_key, generate_key, key_id_of
 from chatbox.runtime import Runtime
@@ -53,10 +53,14 @@ def _mailbox(runtime: Runtime, account: AccountKey, name: str = "agent") -> tupl
     return created.mailbox.id, created.mcp_token
 
 
-def _connection(runtime: Runtime, account: AccountKey, mailbox_id: str, platform: Platform) -> str:
-    data = ConnectionCreate(platform=platform, secrets={"bot_token": "123:abc"})
+def _connection(runtime: Runtime, account: AccountKey, mailbox_id: str, platform: str) -> str:
+    secrets = {"bot_token": "123:abc"} | ({"signing_secret": "s1gn"} if platform == "slack" else {})
+    data = ConnectionCreate(platform=platform, secrets=secrets)
     with runtime.db.session() as db:
-        return connections.create_connection(db, runtime.vault, account.account_id, mailbox_id, data).connection.id
+        created = connections.create_connection(
+            db, runtime.vault, runtime.platforms, account.account_id, mailbox_id, data
+        )
+        return created.connection.id
 
 
 def _rows(stdout: str) -> list[list[str]]:
@@ -213,8 +217,8 @@ def test_connection_list_shows_the_mailboxs_connections(
     cli_env: dict[str, str], tmp_path: Path, runtime: Runtime, account: AccountKey
 ) -> None:
     mailbox_id, _ = _mailbox(runtime, account)
-    telegram = _connection(runtime, account, mailbox_id, Platform.telegram)
-    slack = _connection(runtime, account, mailbox_id, Platform.slack)
+    telegram = _connection(runtime, account, mailbox_id, "telegram")
+    slack = _connection(runtime, account, mailbox_id, "slack")
 
     result = chatbox("operator", "connection-list", mailbox_id, env=cli_env, cwd=tmp_path)
 
@@ -223,7 +227,7 @@ def test_connection_list_shows_the_mailboxs_connections(
     assert header == ["id", "platform", "status", "secrets", "created"]
     assert [row[:4] for row in rows] == [
         [telegram, "telegram", "active", "bot_token"],
-        [slack, "slack", "active", "bot_token"],
+        [slack, "slack", "active", "bot_token, signing_secret"],
     ]
     assert "123:abc" not in result.stdout
 
@@ -232,7 +236,7 @@ def test_connection_archive_frees_the_platform_slot(
     cli_env: dict[str, str], tmp_path: Path, runtime: Runtime, account: AccountKey
 ) -> None:
     mailbox_id, _ = _mailbox(runtime, account)
-    connection_id = _connection(runtime, account, mailbox_id, Platform.telegram)
+    connection_id = _connection(runtime, account, mailbox_id, "telegram")
 
     result = chatbox("operator", "connection-archive", connection_id, env=cli_env, cwd=tmp_path)
     again = chatbox("operator", "connection-archive", connection_id, env=cli_env, cwd=tmp_path)
@@ -242,7 +246,7 @@ def test_connection_archive_frees_the_platform_slot(
     assert again.returncode == 0, again.stderr
     with runtime.db.session() as db:
         assert connections.get_connection(db, None, connection_id).status == "archived"
-    assert _connection(runtime, account, mailbox_id, Platform.telegram) != connection_id
+    assert _connection(runtime, account, mailbox_id, "telegram") != connection_id
 
 
 def test_regenerating_the_mcp_token_replaces_the_old_one(
@@ -359,7 +363,7 @@ def test_vault_rotate_without_the_old_key_fails_clearly(
 def _dead_and_held(runtime: Runtime, account: AccountKey) -> str:
     """A paused mailbox with one dead and one held delivery, as the pipeline would leave them."""
     mailbox_id, _ = _mailbox(runtime, account)
-    connection_id = _connection(runtime, account, mailbox_id, Platform.signal)
+    connection_id = _connection(runtime, account, mailbox_id, "signal")
     with runtime.db.session() as db:
         for n, status in enumerate(("dead", "held")):
             inbound = InboundMessage(external_chat_id="c", external_message_id=f"m-{n}", text=f"t{n}")

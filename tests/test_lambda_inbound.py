@@ -22,14 +22,16 @@ import pytest
 from moto import mock_aws
 
 from chatbox.domain.addresses import AddressPolicy
-from chatbox.domain.schemas import ConnectionCreate, MailboxCreate, Platform
+from chatbox.domain.schemas import ConnectionCreate, MailboxCreate
 from chatbox.domain.settings import get_settings
 from chatbox.domain.vault import Vault, generate_key
+from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.accounts import create_account
 from chatbox.services.connections import create_connection
 from chatbox.services.mailboxes import create_mailbox
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
+from connectors import builtin_platforms
 from tests.test_lambda_api import PUBLIC_URL, LambdaContext, body_of, recorded_event
 
 EVENTS = Path(__file__).parent / "events"
@@ -77,7 +79,12 @@ def inbound_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         account_id = create_account(db, "acme").account_id
         mailbox = create_mailbox(db, account_id, MailboxCreate(name="agent"), policy=AddressPolicy()).mailbox
         connection = create_connection(
-            db, Vault.from_strings(vault_key, ""), account_id, mailbox.id, ConnectionCreate(platform=Platform.signal)
+            db,
+            Vault.from_strings(vault_key, ""),
+            PlatformRegistry(builtin_platforms()),
+            account_id,
+            mailbox.id,
+            ConnectionCreate(platform="signal"),
         )
     database.dispose()
     for name in [name for name in os.environ if name.startswith(("CHATBOX_", "AWS_"))]:

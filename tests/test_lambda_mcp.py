@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 
 from chatbox.domain.addresses import AddressPolicy
-from chatbox.domain.schemas import ConnectionCreate, MailboxCreate, Platform
+from chatbox.domain.schemas import ConnectionCreate, MailboxCreate
 from chatbox.domain.settings import get_settings
 from chatbox.domain.vault import Vault, generate_key
+from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.accounts import create_account
 from chatbox.services.connections import create_connection
 from chatbox.services.mailboxes import create_mailbox
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
+from connectors import builtin_platforms
 from tests.support.mcp import close_leftover_event_loop
 from tests.test_lambda_api import PUBLIC_URL, LambdaContext, body_of
 
@@ -68,9 +70,10 @@ def mcp_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loa
         create_connection(
             db,
             Vault.from_strings(vault_key, ""),
+            PlatformRegistry(builtin_platforms()),
             account_id,
             created.mailbox.id,
-            ConnectionCreate(platform=Platform.signal),
+            ConnectionCreate(platform="signal"),
         )
     database.dispose()
     for name in [name for name in os.environ if name.startswith("CHATBOX_")]:

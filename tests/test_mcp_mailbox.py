@@ -128,7 +128,7 @@ def test_platform_tools_are_listed_only_for_connected_platforms(
     tools = run_async(lambda: names(mailbox))
 
     assert [t.name for t in bare_tools] == COMMON_TOOLS
-    assert [t.name for t in tools] == [*COMMON_TOOLS, "telegram_send", "signal_send"]
+    assert [t.name for t in tools] == [*COMMON_TOOLS, "signal_send", "telegram_send"]
     by_name = {t.name: t for t in tools}
     assert by_name["send_message"].input_schema["required"] == ["text"]
     assert "chat_id" in by_name["switch_chat"].input_schema["required"]
@@ -264,6 +264,7 @@ def test_every_failure_is_a_tool_error_with_advice(
                 "absent platform tool": await session.call_tool("discord_send", {"text": "hi"}),
                 "wrong platform": await session.call_tool("signal_send", {"text": "hi", "chat_id": "telegram:-100200"}),
                 "no connector": await session.call_tool("send_message", {"text": "hi", "chat_id": "telegram:-100200"}),
+                "unknown platform": await session.call_tool("list_chats", {"platform": "icq"}),
             }
             connector.script = [connector_reply(429, "slow down", retry_after="3")]
             results["rate limit"] = await session.call_tool("send_message", {"text": "x", "chat_id": "signal:chat-1"})
@@ -283,7 +284,8 @@ def test_every_failure_is_a_tool_error_with_advice(
         "unknown tool": "available:",
         "absent platform tool": "no active discord connection",
         "wrong platform": "telegram_send",
-        "no connector": "no telegram connector is available yet",
+        "unknown platform": "unknown platform 'icq'",
+        "no connector": "no telegram connector is available",
         "rate limit": "wait 3s",
         "refused": "no such recipient",
     }

@@ -27,8 +27,14 @@ def test_committed_openapi_matches_the_app() -> None:
     )
 
 
-# Platforms authenticate their webhooks their own way (secret token header, request signature).
-PLATFORM_AUTHENTICATED = {"POST /v1/ingest/{platform}/{connection_id}": {"TelegramSecretToken", "SlackSignature"}}
+# Platforms authenticate their webhooks their own way (secret token header, request signature): the
+# schemes come from the registered platform specs.
+PLATFORM_AUTHENTICATED = {
+    "POST /v1/ingest/{platform}/{connection_id}": {
+        "telegram:X-Telegram-Bot-Api-Secret-Token",
+        "slack:X-Slack-Signature",
+    }
+}
 
 
 def test_every_v1_operation_requires_the_bearer_scheme() -> None:
@@ -58,3 +64,14 @@ def test_health_and_metrics_need_no_auth() -> None:
     document = build_openapi_document()
     for path in ("/health", "/metrics"):
         assert "security" not in document["paths"][path]["get"], f"{path} must stay open"
+
+
+def test_platform_enums_and_ingest_proofs_come_from_the_registered_platforms() -> None:
+    document = build_openapi_document()
+    schemas = document["components"]["schemas"]
+    ingest = document["paths"]["/v1/ingest/{platform}/{connection_id}"]["post"]
+    [platform_parameter] = [p for p in ingest["parameters"] if p["name"] == "platform"]
+
+    assert schemas["ConnectionCreate"]["properties"]["platform"]["enum"] == ["discord", "signal", "slack", "telegram"]
+    assert platform_parameter["schema"]["enum"] == ["slack", "telegram"]
+    assert {"slack:X-Slack-Signature", "slack:X-Slack-Request-Timestamp"} in [set(r) for r in ingest["security"]]

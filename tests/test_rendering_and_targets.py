@@ -127,6 +127,7 @@ def test_send_time_check_refuses_a_name_resolving_to_a_private_address(
             vault=runtime.vault,
             queue=runtime.queue,
             webhook_sender=runtime.webhook_sender,
+            platforms=runtime.platforms,
         )
         with TestClient(create_app(allowed)) as permissive:
             mailbox = create_mailbox(permissive, account, webhook_url=receiver.url.replace("127.0.0.1", "localhost"))

@@ -8,15 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
-from chatbox.ports.connector import SendTarget
+from chatbox.ports.connector import ConnectionContext, OutboundMessage
 from chatbox.ports.ingest import (
     ProvisionRequest,
-    WebhookConnection,
     WebhookForbiddenError,
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
-from connectors.slack import SlackConnector
+from connectors.slack.connector import SlackConnector
 from tests.support.payloads import payload_bytes
 from tests.support.pipeline import eventually
 from tests.support.platforms import SlackWebApi, running_slack, slack_rate_limit, slack_signature_headers
@@ -41,12 +40,12 @@ def connector(api: SlackWebApi) -> Iterator[SlackConnector]:
         built.close()
 
 
-def target() -> SendTarget:
-    return SendTarget("conn_01JD3BBBBBBBBBBBBBBBBBBBBB", "slack", {"bot_user_id": "U0BOT"}, SECRETS)
+def target() -> ConnectionContext:
+    return ConnectionContext("conn_01JD3BBBBBBBBBBBBBBBBBBBBB", "slack", {"bot_user_id": "U0BOT"}, SECRETS)
 
 
-def connection() -> WebhookConnection:
-    return WebhookConnection(
+def connection() -> ConnectionContext:
+    return ConnectionContext(
         "conn_01JD3BBBBBBBBBBBBBBBBBBBBB", "slack", {"bot_user_id": "U0BOT", "bot_id": "B0BOT"}, SECRETS
     )
 
@@ -111,7 +110,7 @@ def test_unsigned_requests_are_unauthenticated(connector: SlackConnector) -> Non
 
 
 def test_send_posts_escaped_text_to_the_channel(api: SlackWebApi, connector: SlackConnector) -> None:
-    message_id = connector.send(target(), "C0GENERAL", "if a < b && c > d", None, {})
+    message_id = connector.send(target(), OutboundMessage("C0GENERAL", "if a < b && c > d", None, {})).external_id
 
     [call] = api.calls_of("chat.postMessage")
     assert call.params["channel"] == "C0GENERAL"
@@ -128,7 +127,7 @@ def call_ts(api: SlackWebApi) -> str:
 def test_reply_to_any_message_of_a_thread_lands_in_that_thread(
     api: SlackWebApi, connector: SlackConnector, reply_to: str
 ) -> None:
-    message_id = connector.send(target(), "C0GENERAL", "here", reply_to, {})
+    message_id = connector.send(target(), OutboundMessage("C0GENERAL", "here", reply_to, {})).external_id
 
     [call] = api.calls_of("chat.postMessage")
     assert call.params["thread_ts"] == "1764170418.123456"
@@ -138,10 +137,12 @@ def test_reply_to_any_message_of_a_thread_lands_in_that_thread(
 def test_slack_send_options_thread_ts_and_reply_broadcast(api: SlackWebApi, connector: SlackConnector) -> None:
     connector.send(
         target(),
-        "C0GENERAL",
-        "here",
-        None,
-        {"thread_ts": "1764170418.123456", "reply_broadcast": True, "unfurl_links": False},
+        OutboundMessage(
+            "C0GENERAL",
+            "here",
+            None,
+            {"thread_ts": "1764170418.123456", "reply_broadcast": True, "unfurl_links": False},
+        ),
     )
 
     [call] = api.calls_of("chat.postMessage")
@@ -156,7 +157,7 @@ def test_a_short_429_is_waited_out_and_retried_once(api: SlackWebApi, connector:
     api.script["chat.postMessage"] = [slack_rate_limit(1)]
     started = time.monotonic()
 
-    connector.send(target(), "C0GENERAL", "hello", None, {})
+    connector.send(target(), OutboundMessage("C0GENERAL", "hello", None, {}))
 
     assert time.monotonic() - started >= 1.0
     assert len(api.calls_of("chat.postMessage")) == 2
@@ -166,21 +167,21 @@ def test_a_long_429_is_rate_limited_with_retry_after(api: SlackWebApi, connector
     api.script["chat.postMessage"] = [slack_rate_limit(30)]
 
     with pytest.raises(RateLimitedError) as caught:
-        connector.send(target(), "C0GENERAL", "hello", None, {})
+        connector.send(target(), OutboundMessage("C0GENERAL", "hello", None, {}))
 
     assert caught.value.retry_after == 30
 
 
 def test_an_unknown_channel_is_a_clear_refusal(connector: SlackConnector) -> None:
     with pytest.raises(PlatformRefusedError, match="channel_not_found"):
-        connector.send(target(), "C0NOWHERE", "hello", None, {})
+        connector.send(target(), OutboundMessage("C0NOWHERE", "hello", None, {}))
 
 
 def test_a_revoked_token_makes_the_connector_unavailable(connector: SlackConnector) -> None:
-    revoked = SendTarget("c", "slack", {}, {"bot_token": "xoxb-revoked"})
+    revoked = ConnectionContext("c", "slack", {}, {"bot_token": "xoxb-revoked"})
 
     with pytest.raises(ConnectorUnavailableError, match="invalid_auth"):
-        connector.send(revoked, "C0GENERAL", "hello", None, {})
+        connector.send(revoked, OutboundMessage("C0GENERAL", "hello", None, {}))
 
 
 def test_names_are_resolved_in_the_background_once_and_then_carried(

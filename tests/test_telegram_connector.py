@@ -9,15 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
-from chatbox.ports.connector import SendTarget
+from chatbox.ports.connector import ConnectionContext, OutboundMessage
 from chatbox.ports.ingest import (
     ProvisionRequest,
-    WebhookConnection,
     WebhookForbiddenError,
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
-from connectors.telegram import TelegramConnector
+from connectors.telegram.connector import TelegramConnector
 from tests.support.platforms import TELEGRAM_BOT, TelegramBotApi, running_telegram, telegram_rate_limit
 
 TOKEN = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -39,8 +38,8 @@ def connector(api: TelegramBotApi) -> Iterator[TelegramConnector]:
         built.close()
 
 
-def target(token: str = TOKEN) -> SendTarget:
-    return SendTarget("conn_01JD3AAAAAAAAAAAAAAAAAAAAA", "telegram", {}, {"bot_token": token})
+def target(token: str = TOKEN) -> ConnectionContext:
+    return ConnectionContext("conn_01JD3AAAAAAAAAAAAAAAAAAAAA", "telegram", {}, {"bot_token": token})
 
 
 def test_provision_checks_the_token_and_sets_the_webhook_with_a_long_random_secret(
@@ -102,7 +101,7 @@ def test_provision_reports_an_unreachable_api_as_unavailable() -> None:
 def test_deprovision_deletes_the_webhook(api: TelegramBotApi, connector: TelegramConnector) -> None:
     connector.provision(ProvisionRequest("c", {}, {"bot_token": TOKEN}, "https://x.test/hook"))
 
-    connector.deprovision(WebhookConnection("c", "telegram", {}, {"bot_token": TOKEN, "webhook_secret": "s" * 43}))
+    connector.deprovision(ConnectionContext("c", "telegram", {}, {"bot_token": TOKEN, "webhook_secret": "s" * 43}))
 
     assert api.calls_of("deleteWebhook")
     assert TOKEN not in api.webhooks
@@ -111,7 +110,7 @@ def test_deprovision_deletes_the_webhook(api: TelegramBotApi, connector: Telegra
 def test_send_posts_to_the_chat_and_answers_the_chat_qualified_message_id(
     api: TelegramBotApi, connector: TelegramConnector
 ) -> None:
-    message_id = connector.send(target(), CHAT, "On my way.", None, {})
+    message_id = connector.send(target(), OutboundMessage(CHAT, "On my way.", None, {})).external_id
 
     [call] = api.calls_of("sendMessage")
     assert call.params["chat_id"] == CHAT
@@ -124,7 +123,9 @@ def test_send_posts_to_the_chat_and_answers_the_chat_qualified_message_id(
 def test_send_replies_to_a_referenced_message_and_passes_telegram_options(
     api: TelegramBotApi, connector: TelegramConnector
 ) -> None:
-    connector.send(target(), "-1002233445566", "yes", "-1002233445566:1207", {"disable_notification": True})
+    connector.send(
+        target(), OutboundMessage("-1002233445566", "yes", "-1002233445566:1207", {"disable_notification": True})
+    )
 
     [call] = api.calls_of("sendMessage")
     assert json.loads(call.params["reply_parameters"]) == {"message_id": 1207, "allow_sending_without_reply": True}
@@ -137,7 +138,7 @@ def test_long_text_is_split_in_order_on_paragraphs_and_only_the_first_part_repli
     paragraphs = [f"paragraph {i} " + "x" * 1500 for i in range(6)]
     text = "\n\n".join(paragraphs)
 
-    message_id = connector.send(target(), CHAT, text, f"{CHAT}:41", {})
+    message_id = connector.send(target(), OutboundMessage(CHAT, text, f"{CHAT}:41", {})).external_id
 
     calls = api.calls_of("sendMessage")
     sent = [str(call.params["text"]) for call in calls]
@@ -153,7 +154,7 @@ def test_a_short_429_is_waited_out_and_retried_once(api: TelegramBotApi, connect
     api.script["sendMessage"] = [telegram_rate_limit(1)]
     started = time.monotonic()
 
-    message_id = connector.send(target(), CHAT, "hello", None, {})
+    message_id = connector.send(target(), OutboundMessage(CHAT, "hello", None, {})).external_id
 
     assert time.monotonic() - started >= 1.0
     assert len(api.calls_of("sendMessage")) == 2
@@ -164,7 +165,7 @@ def test_a_long_429_is_rate_limited_with_its_retry_after(api: TelegramBotApi, co
     api.script["sendMessage"] = [telegram_rate_limit(35)]
 
     with pytest.raises(RateLimitedError) as caught:
-        connector.send(target(), CHAT, "hello", None, {})
+        connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
 
     assert caught.value.retry_after == 35
     assert len(api.calls_of("sendMessage")) == 1
@@ -174,14 +175,14 @@ def test_a_second_429_after_the_retry_is_rate_limited(api: TelegramBotApi, conne
     api.script["sendMessage"] = [telegram_rate_limit(1), telegram_rate_limit(1)]
 
     with pytest.raises(RateLimitedError):
-        connector.send(target(), CHAT, "hello", None, {})
+        connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
 
 
 def test_a_user_who_blocked_the_bot_is_a_clear_refusal(api: TelegramBotApi, connector: TelegramConnector) -> None:
     api.blocked_chats.add(CHAT)
 
     with pytest.raises(PlatformRefusedError) as caught:
-        connector.send(target(), CHAT, "hello", None, {})
+        connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
 
     assert "blocked" in caught.value.message
     assert "/start" in caught.value.message
@@ -191,16 +192,16 @@ def test_an_unknown_chat_is_a_clear_refusal(api: TelegramBotApi, connector: Tele
     api.unknown_chats.add("999")
 
     with pytest.raises(PlatformRefusedError, match="(?i)chat not found"):
-        connector.send(target(), "999", "hello", None, {})
+        connector.send(target(), OutboundMessage("999", "hello", None, {}))
 
 
 def test_a_revoked_token_makes_the_connector_unavailable(connector: TelegramConnector) -> None:
     with pytest.raises(ConnectorUnavailableError, match="reconnect"):
-        connector.send(target("123:revoked"), CHAT, "hello", None, {})
+        connector.send(target("123:revoked"), OutboundMessage(CHAT, "hello", None, {}))
 
 
 def test_the_secret_token_header_is_compared_to_the_stored_secret(connector: TelegramConnector) -> None:
-    connection = WebhookConnection("c", "telegram", {}, {"bot_token": TOKEN, "webhook_secret": "s" * 43})
+    connection = ConnectionContext("c", "telegram", {}, {"bot_token": TOKEN, "webhook_secret": "s" * 43})
 
     connector.verify(connection, WebhookRequest({"x-telegram-bot-api-secret-token": "s" * 43}, b"{}"))
     with pytest.raises(WebhookForbiddenError):

@@ -1,5 +1,2 @@
-"""Slack in webhook mode (Events API): `SlackConnector` (ingest, lifecycle, send) over pure translations."""
-
-from connectors.slack.connector import SlackConnector
-
-__all__ = ["SlackConnector"]
+"""Slack through the Events API: `spec` (what the core learns, no SDK), `connector` (ingest, lifecycle, send over
+slack-sdk), `translate` (pure translations of Events API envelopes)."""

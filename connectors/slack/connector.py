@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,16 +20,16 @@ from slack_sdk.web import SlackResponse, WebClient
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
 from chatbox.domain.message_split import split_text
-from chatbox.ports.connector import SendTarget
+from chatbox.ports.connector import ConnectionContext, OutboundMessage, SentMessage
 from chatbox.ports.ingest import (
     IngestOutcome,
     Provisioned,
     ProvisionRequest,
-    WebhookConnection,
     WebhookForbiddenError,
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
+from connectors.slack.spec import SlackSendOptions
 from connectors.slack.translate import (
     SlackIdentity,
     channel_display_name,
@@ -89,7 +88,7 @@ class NameCache:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slack-names")
 
-    def lookup(self, connection: WebhookConnection, kind: str, item_id: str) -> str | None:
+    def lookup(self, connection: ConnectionContext, kind: str, item_id: str) -> str | None:
         """The cached name, or None (and a background fetch when it is unknown or stale)."""
         key = (connection.connection_id, kind, item_id)
         now = time.monotonic()
@@ -169,7 +168,7 @@ class SlackConnector:
 
     # --- ingest -------------------------------------------------------------------------------
 
-    def verify(self, connection: WebhookConnection, request: WebhookRequest) -> None:
+    def verify(self, connection: ConnectionContext, request: WebhookRequest) -> None:
         """Slack's v0 signature over `v0:{timestamp}:{raw body}`, timestamp within 300 s, constant-time compare."""
         signature = request.headers.get("x-slack-signature")
         timestamp = request.headers.get("x-slack-request-timestamp")
@@ -185,7 +184,7 @@ class SlackConnector:
         if not valid:
             raise WebhookForbiddenError("invalid or stale X-Slack-Signature")
 
-    def parse(self, connection: WebhookConnection, request: WebhookRequest) -> IngestOutcome:
+    def parse(self, connection: ConnectionContext, request: WebhookRequest) -> IngestOutcome:
         identity = SlackIdentity(
             bot_user_id=_str_or_none(connection.config.get("bot_user_id")),
             bot_id=_str_or_none(connection.config.get("bot_id")),
@@ -221,45 +220,39 @@ class SlackConnector:
         config = {key: answer.get(source) for key, source in learned.items() if isinstance(answer.get(source), str)}
         return Provisioned(config=config)
 
-    def deprovision(self, connection: WebhookConnection) -> None:
+    def deprovision(self, connection: ConnectionContext) -> None:
         """Nothing to undo on Slack: the Event Subscriptions URL lives in the app's settings."""
 
     # --- send ---------------------------------------------------------------------------------
 
-    def send(
-        self,
-        connection: SendTarget,
-        chat_external_id: str,
-        text: str,
-        reply_to: str | None,
-        options: Mapping[str, Any],
-    ) -> str:
+    def send(self, ctx: ConnectionContext, msg: OutboundMessage) -> SentMessage:
         """chat.postMessage with mrkdwn-safe text; in a thread when `options.thread_ts` or `reply_to` says so.
 
         Returns `"{channel}:{ts}"`, or `"{channel}:{thread_ts}:{ts}"` in a thread (the first part's id when
         a very long text goes out as several messages)."""
-        token = connection.secrets.get(BOT_TOKEN)
+        token = ctx.secrets.get(BOT_TOKEN)
         if not token:
-            raise ConnectorUnavailableError(f"the slack connection {connection.connection_id} has no bot_token")
+            raise ConnectorUnavailableError(f"the slack connection {ctx.connection_id} has no bot_token")
+        options = SlackSendOptions.model_validate(msg.options)
         client = self.clients.get(token)
-        explicit = options.get("thread_ts")
-        thread_ts = thread_root(str(explicit)) if explicit else thread_root(reply_to) if reply_to else None
+        explicit = options.thread_ts
+        thread_ts = thread_root(explicit) if explicit else thread_root(msg.reply_to) if msg.reply_to else None
         first_id: str | None = None
-        for part in split_text(text, MAX_MESSAGE, lambda chunk: len(escape_text(chunk))):
-            arguments: dict[str, Any] = {"channel": chat_external_id, "text": escape_text(part)}
+        for part in split_text(msg.text, MAX_MESSAGE, lambda chunk: len(escape_text(chunk))):
+            arguments: dict[str, Any] = {"channel": msg.chat_id, "text": escape_text(part)}
             if thread_ts:
                 arguments["thread_ts"] = thread_ts
-                if options.get("reply_broadcast"):
+                if options.reply_broadcast:
                     arguments["reply_broadcast"] = True
-            if "unfurl_links" in options:
-                arguments["unfurl_links"] = bool(options["unfurl_links"])
-            answer = self._post(client, arguments, chat_external_id)
+            if options.unfurl_links is not None:
+                arguments["unfurl_links"] = options.unfurl_links
+            answer = self._post(client, arguments, msg.chat_id)
             if first_id is None:
                 answered = answer.get("channel")
-                channel = answered if isinstance(answered, str) else chat_external_id
+                channel = answered if isinstance(answered, str) else msg.chat_id
                 first_id = message_external_id(channel, str(answer.get("ts")), thread_ts)
         assert first_id is not None  # a non-blank text makes at least one part
-        return first_id
+        return SentMessage(first_id)
 
     def _post(self, client: WebClient, arguments: dict[str, Any], channel: str) -> SlackResponse:
         for attempt in (1, 2):

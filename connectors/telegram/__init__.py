@@ -1,5 +1,2 @@
-"""Telegram in webhook mode: `TelegramConnector` (ingest, lifecycle, send) over pure translations."""
-
-from connectors.telegram.connector import TelegramConnector
-
-__all__ = ["TelegramConnector"]
+"""Telegram in webhook mode: `spec` (what the core learns, no SDK), `connector` (ingest, lifecycle, send over
+python-telegram-bot), `translate` (pure translations of Bot API updates)."""

@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -39,16 +39,16 @@ from telegram.request import HTTPXRequest
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
 from chatbox.domain.message_split import split_text, utf16_length
-from chatbox.ports.connector import SendTarget
+from chatbox.ports.connector import ConnectionContext, OutboundMessage, SentMessage
 from chatbox.ports.ingest import (
     IngestOutcome,
     Provisioned,
     ProvisionRequest,
-    WebhookConnection,
     WebhookForbiddenError,
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
+from connectors.telegram.spec import TelegramSendOptions
 from connectors.telegram.translate import (
     ALLOWED_UPDATES,
     message_external_id,
@@ -89,7 +89,7 @@ class TelegramConnector:
 
     # --- ingest -------------------------------------------------------------------------------
 
-    def verify(self, connection: WebhookConnection, request: WebhookRequest) -> None:
+    def verify(self, connection: ConnectionContext, request: WebhookRequest) -> None:
         """Compare `X-Telegram-Bot-Api-Secret-Token` with the secret chatbox registered, in constant time."""
         presented = request.headers.get(SECRET_HEADER)
         if not presented:
@@ -100,7 +100,7 @@ class TelegramConnector:
         if not hmac.compare_digest(presented.encode(), expected.encode()):
             raise WebhookForbiddenError("wrong X-Telegram-Bot-Api-Secret-Token")
 
-    def parse(self, connection: WebhookConnection, request: WebhookRequest) -> IngestOutcome:  # noqa: ARG002
+    def parse(self, connection: ConnectionContext, request: WebhookRequest) -> IngestOutcome:  # noqa: ARG002
         return update_to_outcome(parse_update_body(request.body))
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class TelegramConnector:
         except TelegramError as exc:
             raise self._unavailable("setWebhook", exc) from exc
 
-    def deprovision(self, connection: WebhookConnection) -> None:
+    def deprovision(self, connection: ConnectionContext) -> None:
         """deleteWebhook, for a connection whose webhook chatbox registered (it holds a webhook secret)."""
         token = connection.secrets.get(BOT_TOKEN)
         if not token or not connection.secrets.get(WEBHOOK_SECRET):
@@ -158,25 +158,19 @@ class TelegramConnector:
 
     # --- send ---------------------------------------------------------------------------------
 
-    def send(
-        self,
-        connection: SendTarget,
-        chat_external_id: str,
-        text: str,
-        reply_to: str | None,
-        options: Mapping[str, Any],
-    ) -> str:
+    def send(self, ctx: ConnectionContext, msg: OutboundMessage) -> SentMessage:
         """sendMessage, split at 4096 UTF-16 units on paragraph, line, then word boundaries; only the
         first part replies to `reply_to`. Returns the first part's id (`"{chat_id}:{message_id}"`)."""
-        token = connection.secrets.get(BOT_TOKEN)
+        token = ctx.secrets.get(BOT_TOKEN)
         if not token:
             raise ConnectorUnavailableError(
-                f"the telegram connection {connection.connection_id} has no bot_token; reconnect it"
+                f"the telegram connection {ctx.connection_id} has no bot_token; reconnect it"
             )
+        options = TelegramSendOptions.model_validate(msg.options)
         bot = self._bot(token)
-        chat_id: int | str = int(chat_external_id) if _is_int(chat_external_id) else chat_external_id
-        reply_id = reply_message_id(reply_to) if reply_to else None
-        parts = split_text(text, MAX_MESSAGE, utf16_length)
+        chat_id: int | str = int(msg.chat_id) if _is_int(msg.chat_id) else msg.chat_id
+        reply_id = reply_message_id(msg.reply_to) if msg.reply_to else None
+        parts = split_text(msg.text, MAX_MESSAGE, utf16_length)
         first_id: str | None = None
         for index, part in enumerate(parts):
             reply = (
@@ -190,15 +184,15 @@ class TelegramConnector:
                     chat_id=chat_id,
                     text=part,
                     reply_parameters=reply,
-                    parse_mode=options.get("parse_mode"),
-                    disable_notification=bool(options.get("disable_notification", False)),
+                    parse_mode=options.parse_mode,
+                    disable_notification=options.disable_notification,
                 )
 
-            sent = self._send_with_retry(bot, send_part, chat_external_id, token)
+            sent = self._send_with_retry(bot, send_part, msg.chat_id, token)
             if first_id is None:
                 first_id = message_external_id(sent.chat.id, sent.message_id)
         assert first_id is not None  # split_text of a non-blank text yields at least one part
-        return first_id
+        return SentMessage(first_id)
 
     def _send_with_retry(
         self, bot: Bot, make: Callable[[], Coroutine[Any, Any, Message]], chat: str, token: str

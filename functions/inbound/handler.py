@@ -14,7 +14,7 @@ from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_sett
 from chatbox.asgi import create_app
 from chatbox.compose import build_runtime
 from chatbox.web.routes import health, inbound, ingest
-from connectors import webhook_connectors
+from connectors import builtin_platforms
 
 INBOUND_ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -24,6 +24,6 @@ INBOUND_ROUTERS: tuple[APIRouter, ...] = (
 
 logger = lambda_logger("chatbox-inbound")
 settings = lambda_settings()
-runtime = build_runtime(settings, webhooks=webhook_connectors(settings))
+runtime = build_runtime(settings, platforms=builtin_platforms())
 app = create_app(runtime, INBOUND_ROUTERS, mcp=False)
 handler = http_handler(app, logger)

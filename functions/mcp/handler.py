@@ -10,10 +10,10 @@ from __future__ import annotations
 from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
 from chatbox.asgi import create_mcp_app
 from chatbox.compose import build_runtime
-from connectors import webhook_connectors
+from connectors import builtin_platforms
 
 logger = lambda_logger("chatbox-mcp")
 settings = lambda_settings()
-runtime = build_runtime(settings, webhooks=webhook_connectors(settings))
+runtime = build_runtime(settings, platforms=builtin_platforms())
 app = create_mcp_app(runtime)
 handler = http_handler(app, logger)

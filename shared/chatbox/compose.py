@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 
-from chatbox.adapters.http_container import CONTAINER_PLATFORMS, HttpContainerConnector
+from pydantic_settings import BaseSettings
+
+from chatbox.adapters.http_container import HttpContainerConnector
 from chatbox.adapters.http_webhook import WebhookClient
 from chatbox.adapters.local_queue import LocalQueue
 from chatbox.domain.errors import VaultError
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault, generate_key
-from chatbox.ports.connector import ConnectorRegistry
-from chatbox.ports.ingest import WebhookRegistry
+from chatbox.ports.connector import Connector
+from chatbox.ports.platforms import PlatformRegistry, PlatformSpec
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
 from chatbox.runtime import Runtime, address_policy
@@ -59,33 +62,42 @@ def build_queue(settings: Settings, db: Database) -> DeliveryQueue:
 
 
 def build_runtime(
-    settings: Settings, *, generate_vault_key: bool = False, webhooks: WebhookRegistry | None = None
+    settings: Settings,
+    *,
+    platforms: Iterable[PlatformSpec] = (),
+    platform_settings: Mapping[str, BaseSettings] | None = None,
+    generate_vault_key: bool = False,
 ) -> Runtime:
+    """A runtime serving `platforms` (their own settings read from the environment unless given in
+    `platform_settings`), on the queue and database the settings name."""
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url)
     policy = address_policy(settings)
-    webhooks = webhooks or WebhookRegistry()
 
     def webhook_sender() -> WebhookSender:
         return WebhookClient(policy, timeout=settings.delivery_timeout_seconds)
 
-    container = HttpContainerConnector(policy)
-    connectors = ConnectorRegistry({**dict.fromkeys(CONTAINER_PLATFORMS, container), **webhooks.senders()})
+    def container_connector() -> Connector:
+        return HttpContainerConnector(policy)
+
+    registry = PlatformRegistry(platforms, container_connector=container_connector, settings=platform_settings)
     return Runtime(
         settings=settings,
         db=db,
         vault=vault,
         queue=build_queue(settings, db),
         webhook_sender=webhook_sender,
-        webhooks=webhooks,
-        connectors=connectors,
+        platforms=registry,
     )
 
 
-def discover_webhooks(settings: Settings) -> WebhookRegistry:
-    """The webhook-mode platforms installed as `chatbox.webhooks` entry points (see pyproject.toml): what the CLI
-    and `chatbox dev` serve. Each entry point is a function of the settings returning a WebhookRegistry."""
-    factories = {}
-    for entry in entry_points(group="chatbox.webhooks"):
-        factories.update(entry.load()(settings).factories())
-    return WebhookRegistry(factories=factories)
+def discover_platforms() -> list[PlatformSpec]:
+    """The platforms installed as `chatbox.platforms` entry points (pyproject.toml): what the CLI and
+    `chatbox dev` serve. Loading a spec imports its package's spec module only, never its SDK."""
+    specs = []
+    for entry in entry_points(group="chatbox.platforms"):
+        spec = entry.load()
+        if not isinstance(spec, PlatformSpec):
+            raise TypeError(f"entry point chatbox.platforms:{entry.name} is not a PlatformSpec")
+        specs.append(spec)
+    return specs

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from chatbox.domain.addresses import AddressPolicy
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault
-from chatbox.ports.connector import ConnectorRegistry
-from chatbox.ports.ingest import WebhookRegistry
+from chatbox.ports.platforms import PlatformRegistry
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
 from chatbox.services.delivery import Deliverer, DeliveryPolicy
+from chatbox.services.ingest import IngestDispatcher
 from chatbox.store.database import Database
 
 
@@ -29,10 +29,10 @@ class Runtime:
     queue: DeliveryQueue
     # Builds the webhook sender on first delivery (it owns a pooled HTTP client that cold starts need not pay for).
     webhook_sender: Callable[[], WebhookSender]
-    # Webhook-mode platforms (telegram, slack), filled by the composition root.
-    webhooks: WebhookRegistry = field(default_factory=WebhookRegistry)
-    connectors: ConnectorRegistry = field(default_factory=ConnectorRegistry)
+    # The platforms this process serves, filled by the composition root.
+    platforms: PlatformRegistry = field(default_factory=PlatformRegistry)
     _deliverer: Deliverer | None = field(default=None, init=False)
+    _ingest: IngestDispatcher | None = field(default=None, init=False)
 
     @property
     def address_policy(self) -> AddressPolicy:
@@ -55,11 +55,17 @@ class Runtime:
             )
         return self._deliverer
 
+    @property
+    def ingest(self) -> IngestDispatcher:
+        """The ingest dispatcher (and its caches), built on first use."""
+        if self._ingest is None:
+            self._ingest = IngestDispatcher(self.db, self.vault, self.queue, self.platforms)
+        return self._ingest
+
     def close(self) -> None:
         if self._deliverer is not None:
             self._deliverer.client.close()
-        self.connectors.close()
-        self.webhooks.close()
+        self.platforms.close()
         self.db.dispose()
 
 

@@ -44,6 +44,19 @@ def create_credential(
     return body
 
 
+# What the built-in platforms require at create (their specs' required secrets), for tests that need any valid body.
+PLATFORM_SECRETS: dict[str, dict[str, str]] = {
+    "telegram": {"bot_token": "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"},
+    "slack": {"bot_token": "xoxb-1111111111-2222222222222-abcdefghijklmnopqrstuvwx", "signing_secret": "8f742231b10e"},
+}
+
+
+def connection_body(platform: Any, **fields: Any) -> Json:
+    """A valid connection-create body: the platform's required secrets, plus `fields`."""
+    secrets = PLATFORM_SECRETS.get(platform, {}) if isinstance(platform, str) else {}
+    return {"platform": platform, "secrets": dict(secrets), **fields}
+
+
 def create_connection(
     client: TestClient,
     account: AccountKey,
@@ -55,7 +68,11 @@ def create_connection(
 ) -> Json:
     response = client.post(
         f"/v1/mailboxes/{mailbox_id}/connections",
-        json={"platform": platform, "config": config or {}, "secrets": secrets or {}},
+        json={
+            "platform": platform,
+            "config": config or {},
+            "secrets": {**PLATFORM_SECRETS.get(platform, {}), **(secrets or {})},
+        },
         headers=account.headers,
     )
     assert response.status_code == 201, response.text

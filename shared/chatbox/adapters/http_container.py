@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 import httpx
 
 from chatbox.adapters.http_webhook import parse_retry_after
 from chatbox.domain.addresses import AddressPolicy, check_url_statically
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
-from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, OUTBOUND_URL, SendTarget
-
-CONTAINER_PLATFORMS = frozenset({"signal", "discord"})
+from chatbox.ports.connector import (
+    OUTBOUND_AUTH_SECRET,
+    OUTBOUND_CREDENTIAL,
+    OUTBOUND_URL,
+    ConnectionContext,
+    OutboundMessage,
+    SentMessage,
+)
 
 
 class HttpContainerConnector:
@@ -40,18 +43,11 @@ class HttpContainerConnector:
             self._client = httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False)
         return self._client
 
-    def send(
-        self,
-        connection: SendTarget,
-        chat_external_id: str,
-        text: str,
-        reply_to: str | None,
-        options: Mapping[str, Any],
-    ) -> str:
-        url = connection.config.get(OUTBOUND_URL)
+    def send(self, ctx: ConnectionContext, msg: OutboundMessage) -> SentMessage:
+        url = ctx.config.get(OUTBOUND_URL)
         if not isinstance(url, str) or not url:
             raise ConnectorUnavailableError(
-                f"the {connection.platform} connection {connection.connection_id} has no config.{OUTBOUND_URL}; "
+                f"the {ctx.platform} connection {ctx.connection_id} has no config.{OUTBOUND_URL}; "
                 "the operator must set it to the connector's send URL"
             )
         try:
@@ -59,27 +55,27 @@ class HttpContainerConnector:
         except InvalidInputError as exc:
             raise ConnectorUnavailableError(f"config.{OUTBOUND_URL} is not allowed: {exc.message}") from exc
         headers = {"content-type": "application/json", "user-agent": "chatbox-connector-client/1"}
-        token = connection.secrets.get(OUTBOUND_AUTH_SECRET)
+        token = ctx.secrets.get(OUTBOUND_AUTH_SECRET)
         if token:
             headers["authorization"] = f"Bearer {token}"
         body = {
             "request_id": str(uuid.uuid4()),
-            "connection_id": connection.connection_id,
-            "platform": connection.platform,
-            "chat_id": chat_external_id,
-            "text": text,
-            "reply_to": reply_to,
-            "options": dict(options),
+            "connection_id": ctx.connection_id,
+            "platform": ctx.platform,
+            "chat_id": msg.chat_id,
+            "text": msg.text,
+            "reply_to": msg.reply_to,
+            "options": dict(msg.options),
         }
         try:
             response = self.client.post(url, content=json.dumps(body).encode(), headers=headers)
         except httpx.TimeoutException as exc:
-            raise ConnectorUnavailableError(f"the {connection.platform} connector timed out; try again") from exc
+            raise ConnectorUnavailableError(f"the {ctx.platform} connector timed out; try again") from exc
         except httpx.HTTPError as exc:
             raise ConnectorUnavailableError(
-                f"the {connection.platform} connector cannot be reached ({type(exc).__name__}); try again later"
+                f"the {ctx.platform} connector cannot be reached ({type(exc).__name__}); try again later"
             ) from exc
-        return _message_id_or_raise(connection.platform, response)
+        return SentMessage(_message_id_or_raise(ctx.platform, response))
 
     def close(self) -> None:
         if self._client is not None:

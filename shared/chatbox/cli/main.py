@@ -19,7 +19,7 @@ from rich.text import Text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from chatbox.compose import build_runtime, discover_webhooks
+from chatbox.compose import build_runtime, discover_platforms
 from chatbox.domain.errors import ChatboxError
 from chatbox.domain.settings import Settings, get_settings
 from chatbox.runtime import Runtime
@@ -84,14 +84,14 @@ def _reporting_errors() -> Iterator[None]:
 
 
 @contextmanager
-def _runtime(*, generate_vault_key: bool = False, webhooks: bool = False) -> Iterator[Runtime]:
+def _runtime(*, generate_vault_key: bool = False) -> Iterator[Runtime]:
     settings = _settings()
     _configure_logging(settings)
     try:
         runtime = build_runtime(
             settings,
             generate_vault_key=generate_vault_key,
-            webhooks=discover_webhooks(settings) if webhooks else None,
+            platforms=discover_platforms(),
         )
     except ChatboxError as exc:
         raise _fail(exc.message, 2) from exc
@@ -164,7 +164,7 @@ def api() -> None:
     """Serve the REST API on CHATBOX_API_HOST:CHATBOX_API_PORT."""
     from chatbox.local.serve import serve
 
-    with _runtime(webhooks=True) as runtime:
+    with _runtime() as runtime:
         serve(runtime)
 
 
@@ -180,7 +180,7 @@ def dev() -> None:
     if settings.queue != "local":
         raise _fail("chatbox dev runs the local queue; unset CHATBOX_QUEUE", 2)
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the vault key and the database
-    with _runtime(generate_vault_key=True, webhooks=True) as runtime:
+    with _runtime(generate_vault_key=True) as runtime:
         issued = prepare_dev_home(runtime)
         if issued is not None:
             _print_first_key(issued, as_json=False)
@@ -239,10 +239,8 @@ def connection_list(mailbox_id: str) -> None:
 def connection_archive(connection_id: str) -> None:
     """Archive a connection: its inbound token stops working (Telegram: the webhook is deleted). Exits 1 for an
     unknown id."""
-    with _runtime(webhooks=True) as runtime, runtime.db.session() as db:
-        connection = connections.archive_connection(
-            db, None, connection_id, webhooks=runtime.webhooks, vault=runtime.vault
-        )
+    with _runtime() as runtime, runtime.db.session() as db:
+        connection = connections.archive_connection(db, runtime.vault, runtime.platforms, None, connection_id)
     _echo(f"connection {connection.id} archived")
 
 
@@ -250,11 +248,13 @@ def connection_archive(connection_id: str) -> None:
 def connection_resync(connection_id: str) -> None:
     """Register an active Telegram or Slack connection with its platform again (Telegram: setWebhook to the current
     CHATBOX_PUBLIC_URL with a new secret token; Slack: auth.test). Exits 1 for an unknown id or a refusal."""
-    with _runtime(webhooks=True) as runtime, runtime.db.session() as db:
+    with _runtime() as runtime, runtime.db.session() as db:
         connection = connections.resync_connection(
-            db, runtime.vault, connection_id, webhooks=runtime.webhooks, public_url=runtime.settings.public_url
+            db, runtime.vault, runtime.platforms, connection_id, public_url=runtime.settings.public_url
         )
-        ingest_url = runtime.settings.public_url + connections.ingest_path(connection)
+        ingest_url = runtime.settings.public_url + connections.ingest_path(
+            runtime.platforms, connection.platform, connection.id
+        )
     _echo(f"connection {connection.id} resynced; the platform delivers to {ingest_url}")
 
 

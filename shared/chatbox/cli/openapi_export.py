@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from chatbox.asgi import create_app
-from chatbox.compose import build_runtime
+from chatbox.compose import build_runtime, discover_platforms
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
 
 
 def build_openapi_document() -> dict[str, Any]:
-    """The app's OpenAPI document, built on a throwaway SQLite database and vault key (nothing is served)."""
+    """The app's OpenAPI document with the installed platforms, built on a throwaway SQLite database and vault
+    key (nothing is served)."""
     with tempfile.TemporaryDirectory(prefix="chatbox-openapi-") as home:
         settings = Settings(home=Path(home), db_url=f"sqlite:///{Path(home) / 'chatbox.db'}", vault_key=generate_key())
-        runtime = build_runtime(settings)
+        runtime = build_runtime(settings, platforms=discover_platforms())
         try:
             return create_app(runtime).openapi()
         finally:

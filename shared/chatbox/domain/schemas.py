@@ -89,11 +89,8 @@ def _small_json(value: dict[str, Any]) -> dict[str, Any]:
 SmallObject = Annotated[dict[str, Any], AfterValidator(_small_json)]
 
 
-class Platform(StrEnum):
-    signal = "signal"
-    telegram = "telegram"
-    discord = "discord"
-    slack = "slack"
+# A platform's name; which ones exist is up to the registered platform specs (`chatbox.ports.platforms`).
+PlatformName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
 
 
 class CredentialKind(StrEnum):
@@ -101,6 +98,11 @@ class CredentialKind(StrEnum):
     webhook_auth = "webhook_auth"
     mcp_proxy_auth = "mcp_proxy_auth"
     platform = "platform"
+
+
+class ConnectionStatus(StrEnum):
+    active = "active"
+    archived = "archived"
 
 
 class MailboxStatus(StrEnum):
@@ -160,7 +162,7 @@ class MailboxCreated(MailboxPublic):
 
 
 class ConnectionCreate(StrictModel):
-    platform: Platform
+    platform: PlatformName = Field(description="One of the platforms this deployment serves (GET /v1/platforms).")
     config: SmallObject = Field(default_factory=dict)
     secrets: dict[SecretName, SecretValue] = Field(default_factory=dict, max_length=16)
 
@@ -168,10 +170,10 @@ class ConnectionCreate(StrictModel):
 class ConnectionPublic(BaseModel):
     id: str
     mailbox_id: str
-    platform: Platform
+    platform: str
     config: dict[str, Any]
     secret_names: list[str]
-    status: str
+    status: ConnectionStatus
     ingest_url: str
     created_at: datetime
     updated_at: datetime
@@ -218,3 +220,21 @@ class RedriveResult(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class ConnectionFieldPublic(BaseModel):
+    name: str
+    description: str
+    required: bool
+
+
+class PlatformPublic(BaseModel):
+    """A platform this deployment serves, and what a connection to it takes."""
+
+    name: str
+    label: str
+    mode: str = Field(description="webhook (the platform pushes to ingest_url), long_lived, or container")
+    summary: str
+    secrets: list[ConnectionFieldPublic]
+    config: list[ConnectionFieldPublic]
+    send_options: dict[str, Any] = Field(description="JSON schema of the platform's send options")

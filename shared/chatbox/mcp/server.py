@@ -32,12 +32,11 @@ from starlette.types import Receive, Scope, Send
 from chatbox import __version__
 from chatbox.domain.errors import AuthenticationError, ChatboxError
 from chatbox.mcp.tools import (
-    TOOLS_BY_NAME,
     ToolContext,
     ToolOutput,
+    Toolset,
     describe_error,
     describe_validation_error,
-    tools_for,
 )
 from chatbox.runtime import Runtime
 from chatbox.services import focus
@@ -90,9 +89,9 @@ def _tool_error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
 
-def build_mailbox_server(runtime: Runtime, identity: MailboxIdentity) -> Server[Any]:
+def build_mailbox_server(runtime: Runtime, toolset: Toolset, identity: MailboxIdentity) -> Server[Any]:
     """A low-level MCP server for one authenticated mailbox (cheap: built per request)."""
-    available = tools_for(identity.platforms)
+    available = toolset.for_mailbox(identity.platforms)
     names = {tool.name for tool in available}
     context = ToolContext(runtime=runtime, mailbox_id=identity.id, mailbox_name=identity.name)
 
@@ -116,7 +115,7 @@ def build_mailbox_server(runtime: Runtime, identity: MailboxIdentity) -> Server[
         )
 
     async def call_tool(_ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        tool = TOOLS_BY_NAME.get(params.name)
+        tool = toolset.get(params.name)
         if tool is None or tool.name not in names:
             if tool is not None and tool.platform is not None:
                 return _tool_error(
@@ -144,7 +143,7 @@ def build_mailbox_server(runtime: Runtime, identity: MailboxIdentity) -> Server[
         instructions=mailbox_instructions(identity),
         on_list_tools=list_tools,
         on_call_tool=call_tool,
-        get_tool_input_schema=lambda name: TOOLS_BY_NAME[name].input_schema() if name in TOOLS_BY_NAME else None,
+        get_tool_input_schema=lambda name: tool.input_schema() if (tool := toolset.get(name)) else None,
     )
 
 
@@ -180,6 +179,7 @@ class MailboxMcpEndpoint:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.security = transport_security(runtime)
+        self.toolset = Toolset(runtime.platforms)
 
     def _authenticate(self, mailbox_id: str, token: str) -> MailboxIdentity:
         with self.runtime.db.session() as db:
@@ -205,7 +205,9 @@ class MailboxMcpEndpoint:
             log.exception("cannot authenticate an MCP request for mailbox %s", mailbox_id)
             await send_json_error(send, 503, "unavailable", "chatbox cannot serve this request now; retry", {})
             return
-        await serve_stateless(build_mailbox_server(self.runtime, identity), self.security, scope, receive, send)
+        await serve_stateless(
+            build_mailbox_server(self.runtime, self.toolset, identity), self.security, scope, receive, send
+        )
 
 
 async def serve_stateless(

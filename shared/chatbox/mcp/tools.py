@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 from chatbox.domain.errors import (
     ChatboxError,
@@ -27,12 +27,13 @@ from chatbox.domain.errors import (
     RateLimitedError,
 )
 from chatbox.domain.normalized import MAX_TEXT
+from chatbox.ports.platforms import PlatformRegistry, PlatformSpec
 from chatbox.runtime import Runtime
 from chatbox.services import focus, sending
 
 log = logging.getLogger(__name__)
 
-PlatformName = Literal["signal", "telegram", "discord", "slack"]
+PlatformName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
 ChatAddress = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
 MessageText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
 ExternalRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -73,27 +74,6 @@ class SendMessageInput(_Input):
     )
 
 
-class TelegramSendInput(SendMessageInput):
-    parse_mode: Literal["MarkdownV2", "HTML"] | None = Field(
-        default=None, description="Telegram formatting of `text`; omit for plain text."
-    )
-    disable_notification: bool = Field(default=False, description="Deliver silently (no sound on the phone).")
-
-
-class SlackSendInput(SendMessageInput):
-    thread_ts: ExternalRef | None = Field(default=None, description="Reply in this thread (the parent's `ts`).")
-    reply_broadcast: bool = Field(default=False, description="With thread_ts: also post the reply to the channel.")
-    unfurl_links: bool = Field(default=True, description="Let Slack expand link previews.")
-
-
-class SignalSendInput(SendMessageInput):
-    pass
-
-
-class DiscordSendInput(SendMessageInput):
-    silent: bool = Field(default=False, description="Send without a push notification (@silent).")
-
-
 @dataclass(frozen=True)
 class ToolContext:
     runtime: Runtime
@@ -112,7 +92,7 @@ class ToolSpec:
     name: str
     title: str
     description: str
-    input_model: type[_Input]
+    input_model: type[BaseModel]
     run: Callable[[ToolContext, Any], ToolOutput]
     read_only: bool
     platform: str | None = None  # listed only when the mailbox has an active connection on it
@@ -168,6 +148,8 @@ def _lines(messages: list[focus.MessageView]) -> str:
 
 
 def run_list_chats(ctx: ToolContext, args: ListChatsInput) -> ToolOutput:
+    if args.platform is not None:
+        ctx.runtime.platforms.spec(args.platform)  # an unknown platform is an error, not an empty list
     with ctx.runtime.db.session() as db:
         chats = focus.list_chats(db, ctx.mailbox_id, platform=args.platform, include_muted=args.include_muted)
     if not chats:
@@ -226,7 +208,7 @@ def _send(ctx: ToolContext, args: SendMessageInput, platform: str | None, option
         sent = sending.send_message(
             db,
             ctx.runtime.vault,
-            ctx.runtime.connectors,
+            ctx.runtime.platforms,
             ctx.mailbox_id,
             args.text,
             chat=args.chat_id,
@@ -244,45 +226,12 @@ def run_send_message(ctx: ToolContext, args: SendMessageInput) -> ToolOutput:
     return _send(ctx, args, None, {})
 
 
-def _platform_chat(args: SendMessageInput, platform: str) -> None:
-    # A bare external id is read as a chat of the tool's own platform.
-    if args.chat_id is not None and ":" not in args.chat_id:
-        args.chat_id = f"{platform}:{args.chat_id}"
-
-
-def run_telegram_send(ctx: ToolContext, args: TelegramSendInput) -> ToolOutput:
-    _platform_chat(args, "telegram")
-    options: dict[str, Any] = {"disable_notification": args.disable_notification}
-    if args.parse_mode:
-        options["parse_mode"] = args.parse_mode
-    return _send(ctx, args, "telegram", options)
-
-
-def run_slack_send(ctx: ToolContext, args: SlackSendInput) -> ToolOutput:
-    _platform_chat(args, "slack")
-    options: dict[str, Any] = {"unfurl_links": args.unfurl_links}
-    if args.thread_ts:
-        options["thread_ts"] = args.thread_ts
-        options["reply_broadcast"] = args.reply_broadcast
-    return _send(ctx, args, "slack", options)
-
-
-def run_signal_send(ctx: ToolContext, args: SignalSendInput) -> ToolOutput:
-    _platform_chat(args, "signal")
-    return _send(ctx, args, "signal", {})
-
-
-def run_discord_send(ctx: ToolContext, args: DiscordSendInput) -> ToolOutput:
-    _platform_chat(args, "discord")
-    return _send(ctx, args, "discord", {"silent": args.silent})
-
-
 _PLATFORM_SEND = (
     "Send a {label} message with {label}'s own options. chat_id defaults to the focal chat and must be a "
     "{platform} chat (a bare {label} chat id is accepted too). Returns the platform's message id."
 )
 
-TOOLS: tuple[ToolSpec, ...] = (
+COMMON_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "list_chats",
         "List chats",
@@ -330,52 +279,47 @@ TOOLS: tuple[ToolSpec, ...] = (
         run_send_message,
         read_only=False,
     ),
-    ToolSpec(
-        "telegram_send",
-        "Send on Telegram",
-        _PLATFORM_SEND.format(label="Telegram", platform="telegram")
-        + " Options: parse_mode (MarkdownV2 or HTML), disable_notification.",
-        TelegramSendInput,
-        run_telegram_send,
-        read_only=False,
-        platform="telegram",
-    ),
-    ToolSpec(
-        "slack_send",
-        "Send on Slack",
-        _PLATFORM_SEND.format(label="Slack", platform="slack")
-        + " Options: thread_ts (reply in a thread), reply_broadcast, unfurl_links.",
-        SlackSendInput,
-        run_slack_send,
-        read_only=False,
-        platform="slack",
-    ),
-    ToolSpec(
-        "signal_send",
-        "Send on Signal",
-        _PLATFORM_SEND.format(label="Signal", platform="signal") + " reply_to is the quoted message's timestamp.",
-        SignalSendInput,
-        run_signal_send,
-        read_only=False,
-        platform="signal",
-    ),
-    ToolSpec(
-        "discord_send",
-        "Send on Discord",
-        _PLATFORM_SEND.format(label="Discord", platform="discord") + " Options: silent (no push notification).",
-        DiscordSendInput,
-        run_discord_send,
-        read_only=False,
-        platform="discord",
-    ),
 )
 
-TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
+
+def platform_send_tool(spec: PlatformSpec) -> ToolSpec:
+    """`<platform>_send`: send_message's arguments plus the platform's send options (its spec's model)."""
+    input_model = create_model(
+        f"{spec.name.title().replace('_', '')}SendInput", __base__=(SendMessageInput, spec.send_options)
+    )
+    option_names = set(spec.send_options.model_fields)
+
+    def run(ctx: ToolContext, args: SendMessageInput) -> ToolOutput:
+        # A bare external id is read as a chat of the tool's own platform.
+        if args.chat_id is not None and ":" not in args.chat_id:
+            args.chat_id = f"{spec.name}:{args.chat_id}"
+        return _send(ctx, args, spec.name, args.model_dump(include=option_names))
+
+    description = _PLATFORM_SEND.format(label=spec.label, platform=spec.name)
+    return ToolSpec(
+        f"{spec.name}_send",
+        f"Send on {spec.label}",
+        f"{description} {spec.send_notes}".strip(),
+        input_model,
+        run,
+        read_only=False,
+        platform=spec.name,
+    )
 
 
-def tools_for(platforms: frozenset[str]) -> list[ToolSpec]:
-    """The tools a mailbox sees: the common ones, plus `<platform>_send` for each connected platform."""
-    return [tool for tool in TOOLS if tool.platform is None or tool.platform in platforms]
+class Toolset:
+    """The mailbox tools of one process: the common ones, and one send tool per registered platform."""
+
+    def __init__(self, platforms: PlatformRegistry) -> None:
+        self.tools = COMMON_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs())
+        self.by_name = {tool.name: tool for tool in self.tools}
+
+    def for_mailbox(self, platforms: frozenset[str]) -> list[ToolSpec]:
+        """The tools a mailbox sees: the common ones, plus `<platform>_send` for each connected platform."""
+        return [tool for tool in self.tools if tool.platform is None or tool.platform in platforms]
+
+    def get(self, name: str) -> ToolSpec | None:
+        return self.by_name.get(name)
 
 
 # --- errors ------------------------------------------------------------------------------------

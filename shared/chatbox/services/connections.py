@@ -1,8 +1,9 @@
 """Connections: one platform attached to a mailbox, with its secrets sealed as credentials.
 
-Webhook-mode platforms (telegram, slack) are set up with the platform when a connection is created
-(`WebhookPlatform.provision`: check the credentials, register the webhook) and torn down when it is
-archived (`deprovision`, best effort), when the caller passes the process's `WebhookRegistry`.
+What a platform needs at create comes from its registered spec (`chatbox.ports.platforms`). A
+webhook-mode platform whose connector runs in this process is set up with the platform when a
+connection is created (`WebhookConnector.provision`: check the credentials, register the webhook)
+and torn down when it is archived (`deprovision`, best effort).
 """
 
 from __future__ import annotations
@@ -15,24 +16,22 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.domain.errors import ConflictError, ConnectorError, NotFoundError, VaultError
+from chatbox.domain.errors import ConflictError, ConnectorError, ConnectorUnavailableError, NotFoundError, VaultError
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
-from chatbox.domain.schemas import ConnectionCreate, CredentialKind, MailboxStatus
+from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, CredentialKind, MailboxStatus
 from chatbox.domain.vault import Vault
-from chatbox.ports.ingest import ProvisionRequest, WebhookConnection, WebhookRegistry
-from chatbox.services.credentials import add_credential, reveal
+from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, ConnectionContext
+from chatbox.ports.ingest import ProvisionRequest
+from chatbox.ports.platforms import PlatformRegistry
+from chatbox.services.credentials import add_credential, get_credential, reveal
 from chatbox.services.mailboxes import get_mailbox
 from chatbox.services.pagination import paginate
 from chatbox.store.models import Connection, Credential
 
 log = logging.getLogger(__name__)
 
-ACTIVE = "active"
-ARCHIVED = "archived"
-
-# Platforms that push webhooks to a platform-specific ingest route; the others are container
-# connectors that post normalized messages to the generic inbound route.
-WEBHOOK_PLATFORMS = frozenset({"telegram", "slack"})
+ACTIVE = ConnectionStatus.active
+ARCHIVED = ConnectionStatus.archived
 
 
 @dataclass(frozen=True)
@@ -41,13 +40,10 @@ class CreatedConnection:
     inbound_token: str
 
 
-def ingest_path(connection: Connection) -> str:
-    """Where the platform (or its container connector) delivers inbound for this connection."""
-    return _ingest_path(connection.platform, connection.id)
-
-
-def _ingest_path(platform: str, connection_id: str) -> str:
-    if platform in WEBHOOK_PLATFORMS:
+def ingest_path(platforms: PlatformRegistry, platform: str, connection_id: str) -> str:
+    """Where the platform (webhook mode) or its connector program delivers inbound for this connection."""
+    spec = platforms.get(platform)
+    if spec is not None and spec.receives_webhooks:
         return f"/v1/ingest/{platform}/{connection_id}"
     return f"/v1/connections/{connection_id}/messages"
 
@@ -55,27 +51,29 @@ def _ingest_path(platform: str, connection_id: str) -> str:
 def create_connection(
     db: Session,
     vault: Vault,
+    platforms: PlatformRegistry,
     account_id: str,
     mailbox_id: str,
     data: ConnectionCreate,
     *,
-    webhooks: WebhookRegistry | None = None,
     public_url: str = "",
 ) -> CreatedConnection:
     """Attach a platform to a mailbox. ConflictError when the mailbox already has an active one.
 
-    With `webhooks` holding the platform, the connection is first provisioned with the platform
-    (Telegram: getMe + setWebhook to `public_url` + its ingest path; Slack: auth.test), and what that
-    returns is stored too: config merged, secrets sealed. Nothing is stored when provisioning fails.
+    When this process runs the platform's webhook connector, the connection is first provisioned with
+    the platform (Telegram: getMe + setWebhook to `public_url` + its ingest path; Slack: auth.test), and
+    what that returns is stored too: config merged, secrets sealed. Nothing is stored when that fails.
 
     Raises:
-        InvalidInputError: the platform refused the credentials or the ingest URL.
+        InvalidInputError: an unknown platform, a missing required secret or config key, or the
+            platform refused the credentials or the ingest URL.
         ConnectorUnavailableError: the platform could not be reached.
     """
     mailbox = get_mailbox(db, account_id, mailbox_id)
     if mailbox.status == MailboxStatus.archived.value:
         raise ConflictError(f"mailbox {mailbox_id} is archived")
-    platform = data.platform.value
+    spec = platforms.spec(data.platform)
+    platform = spec.name
     existing = db.scalar(
         select(Connection.id).where(
             Connection.mailbox_id == mailbox.id, Connection.platform == platform, Connection.status == ACTIVE
@@ -83,14 +81,17 @@ def create_connection(
     )
     if existing is not None:
         raise ConflictError(f"mailbox {mailbox_id} already has an active {platform} connection ({existing})")
+    spec.check_connection_input(data.config, data.secrets)
     connection_id = new_id("connection")
     config: dict[str, Any] = dict(data.config)
     secrets = dict(data.secrets)
-    webhook = webhooks.get(platform) if webhooks is not None else None
+    webhook = platforms.webhook(platform)
     if webhook is not None:
         db.rollback()  # no transaction stays open across the platform's API calls
         provisioned = webhook.provision(
-            ProvisionRequest(connection_id, config, secrets, public_url + _ingest_path(platform, connection_id))
+            ProvisionRequest(
+                connection_id, config, secrets, public_url + ingest_path(platforms, platform, connection_id)
+            )
         )
         config.update(provisioned.config)
         secrets.update(provisioned.secrets)
@@ -117,44 +118,67 @@ def create_connection(
     except IntegrityError as exc:  # a concurrent create won the race for the partial unique index
         db.rollback()
         if webhook is not None:
-            _deprovision_quietly(webhooks, WebhookConnection(connection_id, platform, config, secrets))
+            _deprovision_quietly(platforms, ConnectionContext(connection_id, platform, config, secrets))
         raise ConflictError(f"mailbox {mailbox_id} already has an active {platform} connection") from exc
     return CreatedConnection(connection, token)
 
 
 def open_connection_secrets(db: Session, vault: Vault, connection: Connection) -> dict[str, str]:
-    """The connection's platform secrets by name, opened. Raises VaultError."""
+    """The connection's platform secrets by name, opened, plus the outbound credential of a container
+    connection under `outbound_auth` (see `connectors/CONTRACT.md`).
+
+    Raises:
+        VaultError: a secret cannot be opened with the configured keys.
+        ConnectorUnavailableError: `config.outbound_credential_id` names no mcp_proxy_auth credential.
+    """
     opened: dict[str, str] = {}
     for name, credential_id in connection.secret_refs.items():
         credential = db.get(Credential, credential_id)
         if credential is not None:
             opened[name] = reveal(vault, credential)
+    credential_ref = connection.config.get(OUTBOUND_CREDENTIAL)
+    if isinstance(credential_ref, str) and credential_ref:
+        try:
+            outbound = get_credential(db, connection.account_id, credential_ref)
+        except NotFoundError as exc:
+            raise ConnectorUnavailableError(
+                f"config.{OUTBOUND_CREDENTIAL} of connection {connection.id} names no credential of this account"
+            ) from exc
+        if outbound.kind != CredentialKind.mcp_proxy_auth.value:
+            raise ConnectorUnavailableError(
+                f"config.{OUTBOUND_CREDENTIAL} of connection {connection.id} must be an mcp_proxy_auth credential"
+            )
+        opened[OUTBOUND_AUTH_SECRET] = reveal(vault, outbound)
     return opened
 
 
-def webhook_connection(db: Session, vault: Vault, connection: Connection) -> WebhookConnection:
-    return WebhookConnection(
+def connection_context(db: Session, vault: Vault, connection: Connection) -> ConnectionContext:
+    """The connection as its connector sees it, secrets opened (see `open_connection_secrets` for errors)."""
+    return ConnectionContext(
         connection.id, connection.platform, dict(connection.config), open_connection_secrets(db, vault, connection)
     )
 
 
 def resync_connection(
-    db: Session, vault: Vault, connection_id: str, *, webhooks: WebhookRegistry, public_url: str
+    db: Session, vault: Vault, platforms: PlatformRegistry, connection_id: str, *, public_url: str
 ) -> Connection:
     """Provision an active webhook-mode connection with its platform again (Telegram: a new setWebhook with
     a new secret token, to the current CHATBOX_PUBLIC_URL). ConflictError for an archived or container one."""
     connection = get_connection(db, None, connection_id)
-    webhook = webhooks.get(connection.platform)
+    webhook = platforms.webhook(connection.platform)
     if connection.status != ACTIVE or webhook is None:
+        served = ", ".join(s.name for s in platforms.specs() if platforms.webhook(s.name) is not None) or "none"
         raise ConflictError(
-            f"connection {connection_id} is {connection.status} on {connection.platform}; "
-            "only active telegram and slack connections can be resynced"
+            f"connection {connection_id} is {connection.status} on {connection.platform}; only active connections "
+            f"of webhook platforms can be resynced (here: {served})"
         )
     secrets = open_connection_secrets(db, vault, connection)
     config = dict(connection.config)
     db.rollback()
     provisioned = webhook.provision(
-        ProvisionRequest(connection.id, config, secrets, public_url + ingest_path(connection))
+        ProvisionRequest(
+            connection.id, config, secrets, public_url + ingest_path(platforms, connection.platform, connection.id)
+        )
     )
     connection = get_connection(db, None, connection_id)
     refs = dict(connection.secret_refs)
@@ -176,8 +200,8 @@ def resync_connection(
     return connection
 
 
-def _deprovision_quietly(webhooks: WebhookRegistry | None, connection: WebhookConnection) -> None:
-    webhook = webhooks.get(connection.platform) if webhooks is not None else None
+def _deprovision_quietly(platforms: PlatformRegistry, connection: ConnectionContext) -> None:
+    webhook = platforms.webhook(connection.platform)
     if webhook is None:
         return
     try:
@@ -204,27 +228,22 @@ def list_connections(
 
 
 def archive_connection(
-    db: Session,
-    account_id: str | None,
-    connection_id: str,
-    *,
-    webhooks: WebhookRegistry | None = None,
-    vault: Vault | None = None,
+    db: Session, vault: Vault, platforms: PlatformRegistry, account_id: str | None, connection_id: str
 ) -> Connection:
     """Archive a connection: its inbound token stops working and the platform slot frees up. Idempotent.
 
-    With `webhooks` and `vault`, a webhook-mode platform is told too (Telegram: deleteWebhook), best
+    A webhook-mode platform whose connector runs here is told too (Telegram: deleteWebhook), best
     effort: the archive stands even when the platform cannot be reached (ingest refuses it anyway).
     """
     connection = get_connection(db, account_id, connection_id)
     was_active = connection.status == ACTIVE
     connection.status = ARCHIVED
     db.commit()
-    if was_active and vault is not None and webhooks is not None and webhooks.get(connection.platform) is not None:
+    if was_active and platforms.webhook(connection.platform) is not None:
         try:
-            target = webhook_connection(db, vault, connection)
-        except VaultError as exc:
+            target = connection_context(db, vault, connection)
+        except (VaultError, ConnectorUnavailableError) as exc:
             log.warning("could not open the secrets of connection %s to unregister it: %s", connection.id, exc)
         else:
-            _deprovision_quietly(webhooks, target)
+            _deprovision_quietly(platforms, target)
     return connection

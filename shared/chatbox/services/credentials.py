@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from chatbox.domain.errors import ConflictError, NotFoundError
 from chatbox.domain.ids import is_valid_id, new_id
-from chatbox.domain.schemas import CredentialCreate, CredentialKind, CredentialUpdate
+from chatbox.domain.schemas import ConnectionStatus, CredentialCreate, CredentialKind, CredentialUpdate
 from chatbox.domain.signing import decode_signing_secret
 from chatbox.domain.vault import Sealed, Vault
 from chatbox.services.pagination import paginate
@@ -80,7 +80,7 @@ def delete_credential(db: Session, account_id: str, credential_id: str) -> None:
     if user is not None:
         raise ConflictError(f"credential {credential_id} is used by mailbox {user}; point the mailbox elsewhere first")
     # Archived connections are history: their secrets may go (their inbound tokens no longer work).
-    live = select(Connection).where(Connection.account_id == account_id, Connection.status == "active")
+    live = select(Connection).where(Connection.account_id == account_id, Connection.status == ConnectionStatus.active)
     for connection in db.scalars(live):
         if credential.id in connection.secret_refs.values():
             raise ConflictError(f"credential {credential_id} holds a secret of connection {connection.id}")

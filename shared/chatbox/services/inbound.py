@@ -19,7 +19,7 @@ from chatbox.domain import metrics
 from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.ids import is_valid_id, new_id, token_matches
 from chatbox.domain.normalized import AcceptResult, ChatType, InboundMessage
-from chatbox.domain.schemas import MailboxStatus
+from chatbox.domain.schemas import ConnectionStatus, MailboxStatus
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message, table_of
@@ -62,7 +62,7 @@ def _read_target(db: Session, connection_id: str) -> Any:
 def authenticate_inbound(db: Session, connection_id: str, presented: str) -> None:
     """Check the inbound token of an active connection; AuthenticationError otherwise, whatever the reason."""
     row = _read_target(db, connection_id)
-    if row is None or not token_matches(presented, row.inbound_token_hash) or row.status != "active":
+    if row is None or not token_matches(presented, row.inbound_token_hash) or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
 
 
@@ -74,7 +74,7 @@ def accept_inbound(db: Session, queue: DeliveryQueue, connection_id: str, inboun
     connection raises AuthenticationError and an archived mailbox ConflictError.
     """
     row = _read_target(db, connection_id)
-    if row is None or row.status != "active":
+    if row is None or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
     target = InboundTarget(connection_id, row.platform, row.mailbox_id, row.mailbox_status, row.focal_chat_id)
     if target.mailbox_status == MailboxStatus.archived.value:

@@ -13,26 +13,23 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.domain.errors import (
-    ConflictError,
-    ConnectorUnavailableError,
-    InvalidInputError,
-    NoFocusError,
-    NotFoundError,
-)
+from chatbox.domain.errors import ConflictError, InvalidInputError, NoFocusError, NotFoundError
 from chatbox.domain.ids import new_id
 from chatbox.domain.normalized import MAX_TEXT
-from chatbox.domain.schemas import CredentialKind
+from chatbox.domain.schemas import ConnectionStatus
 from chatbox.domain.vault import Vault
-from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, ConnectorRegistry, SendTarget
-from chatbox.services.credentials import get_credential, reveal
+from chatbox.ports.connector import OutboundMessage
+from chatbox.ports.platforms import PlatformRegistry
+from chatbox.services.connections import connection_context
 from chatbox.services.focus import find_chat, require_live_mailbox
-from chatbox.store.models import Chat, Connection, Credential, Mailbox, Message
+from chatbox.store.models import Chat, Connection, Mailbox, Message
 from chatbox.store.types import utcnow
 
 
 @dataclass(frozen=True)
-class SentMessage:
+class SendReceipt:
+    """A send that went out and was recorded."""
+
     message_id: str  # chatbox's id of the stored outbound message
     external_id: str  # the platform's id of the sent message
     chat_id: str  # the chat address
@@ -49,32 +46,10 @@ def _target_chat(db: Session, mailbox: Mailbox, address: str | None) -> Chat:
     return chat
 
 
-def _open_secrets(db: Session, vault: Vault, connection: Connection) -> dict[str, str]:
-    secrets: dict[str, str] = {}
-    for name, credential_id in connection.secret_refs.items():
-        credential = db.get(Credential, credential_id)
-        if credential is not None:
-            secrets[name] = reveal(vault, credential)
-    credential_ref = connection.config.get(OUTBOUND_CREDENTIAL)
-    if isinstance(credential_ref, str) and credential_ref:
-        try:
-            credential = get_credential(db, connection.account_id, credential_ref)
-        except NotFoundError as exc:
-            raise ConnectorUnavailableError(
-                f"config.{OUTBOUND_CREDENTIAL} of connection {connection.id} names no credential of this account"
-            ) from exc
-        if credential.kind != CredentialKind.mcp_proxy_auth.value:
-            raise ConnectorUnavailableError(
-                f"config.{OUTBOUND_CREDENTIAL} of connection {connection.id} must be an mcp_proxy_auth credential"
-            )
-        secrets[OUTBOUND_AUTH_SECRET] = reveal(vault, credential)
-    return secrets
-
-
 def send_message(
     db: Session,
     vault: Vault,
-    connectors: ConnectorRegistry,
+    platforms: PlatformRegistry,
     mailbox_id: str,
     text: str,
     *,
@@ -82,7 +57,7 @@ def send_message(
     reply_to: str | None = None,
     platform: str | None = None,
     options: Mapping[str, Any] | None = None,
-) -> SentMessage:
+) -> SendReceipt:
     """Send `text` to the chat at address `chat` (default: the focal chat) and store it as outbound.
 
     `platform`, when given, requires the chat to be on that platform (the `<platform>_send` tools).
@@ -108,21 +83,17 @@ def send_message(
             f"{target_chat.address} is a {target_chat.platform} chat; use {target_chat.platform}_send or send_message"
         )
     connection = db.get(Connection, target_chat.connection_id)
-    if connection is None or connection.status != "active":
+    if connection is None or connection.status != ConnectionStatus.active:
         raise ConflictError(
             f"the {target_chat.platform} connection of {target_chat.address} is archived; "
             "this chat can no longer be answered from this mailbox"
         )
-    connector = connectors.get(target_chat.platform)
-    send_target = SendTarget(
-        connection_id=connection.id,
-        platform=connection.platform,
-        config=dict(connection.config),
-        secrets=_open_secrets(db, vault, connection),
-    )
+    connector = platforms.connector(target_chat.platform)
+    ctx = connection_context(db, vault, connection)
     # Nothing is written before the platform answers: the session holds no transaction open across the call.
     db.rollback()
-    external_id = connector.send(send_target, target_chat.external_id, text, reply_to, dict(options or {}))
+    sent = connector.send(ctx, OutboundMessage(target_chat.external_id, text, reply_to, dict(options or {})))
+    external_id = sent.external_id
     now = utcnow()
     message = Message(
         id=new_id("message"),
@@ -149,4 +120,4 @@ def send_message(
             f"the platform reported message id {external_id}, which this connection already used; "
             "the message was sent but not recorded"
         ) from exc
-    return SentMessage(message_id=message.id, external_id=external_id, chat_id=target_chat.address)
+    return SendReceipt(message_id=message.id, external_id=external_id, chat_id=target_chat.address)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -76,6 +81,11 @@ class Database:
             workers = 1 if self.engine.dialect.name == "sqlite" else 16
             self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
         return self._executor
+
+    async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking database work from async code on `executor`: the one bridge from an event loop to
+        the database (keyword arguments allowed)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: function(*args, **kwargs))
 
     @staticmethod
     def write_lock_for(db: Session) -> AbstractContextManager[object]:

@@ -12,12 +12,14 @@ from chatbox.runtime import Runtime
 from chatbox.services.mailboxes import delivery_counts
 from chatbox.web.errors import install_error_handlers
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
-from chatbox.web.routes import connections, credentials, health, inbound, ingest, mailboxes
+from chatbox.web.openapi import install_platform_openapi
+from chatbox.web.routes import connections, credentials, health, inbound, ingest, mailboxes, platforms
 
 API_ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     mailboxes.router,
     connections.router,
+    platforms.router,
     credentials.router,
     inbound.router,
     ingest.router,
@@ -37,6 +39,7 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS) -> 
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
+    install_platform_openapi(app, runtime.platforms)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(MetricsMiddleware)
     _register_queue_depth(runtime)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from chatbox.domain.schemas import (
     ConnectionPublic,
+    ConnectionStatus,
     CredentialKind,
     CredentialPublic,
     MailboxPublic,
     MailboxStatus,
-    Platform,
 )
 from chatbox.domain.settings import Settings
+from chatbox.runtime import Runtime
 from chatbox.services.connections import ingest_path
 from chatbox.store.models import Connection, Credential, Mailbox
 
@@ -32,15 +33,15 @@ def mailbox_public(mailbox: Mailbox, settings: Settings) -> MailboxPublic:
     )
 
 
-def connection_public(connection: Connection, settings: Settings) -> ConnectionPublic:
+def connection_public(connection: Connection, runtime: Runtime) -> ConnectionPublic:
     return ConnectionPublic(
         id=connection.id,
         mailbox_id=connection.mailbox_id,
-        platform=Platform(connection.platform),
+        platform=connection.platform,
         config=connection.config,
         secret_names=sorted(connection.secret_refs),
-        status=connection.status,
-        ingest_url=settings.public_url + ingest_path(connection),
+        status=ConnectionStatus(connection.status),
+        ingest_url=runtime.settings.public_url + ingest_path(runtime.platforms, connection.platform, connection.id),
         created_at=connection.created_at,
         updated_at=connection.updated_at,
     )

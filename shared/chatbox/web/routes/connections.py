@@ -17,9 +17,9 @@ def create_connection(
     mailbox_id: str, body: ConnectionCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionCreated:
     created = connections.create_connection(
-        db, runtime.vault, account, mailbox_id, body, webhooks=runtime.webhooks, public_url=runtime.settings.public_url
+        db, runtime.vault, runtime.platforms, account, mailbox_id, body, public_url=runtime.settings.public_url
     )
-    public = connection_public(created.connection, runtime.settings)
+    public = connection_public(created.connection, runtime)
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)
 
 
@@ -33,21 +33,19 @@ def list_connections(
     cursor: Cursor = None,
 ) -> Page[ConnectionPublic]:
     rows, next_cursor = connections.list_connections(db, account, mailbox_id, limit=limit, cursor=cursor)
-    return Page(items=[connection_public(c, runtime.settings) for c in rows], next_cursor=next_cursor)
+    return Page(items=[connection_public(c, runtime) for c in rows], next_cursor=next_cursor)
 
 
 @router.get("/connections/{connection_id}", summary="Read a connection")
 def get_connection(
     connection_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionPublic:
-    return connection_public(connections.get_connection(db, account, connection_id), runtime.settings)
+    return connection_public(connections.get_connection(db, account, connection_id), runtime)
 
 
 @router.delete("/connections/{connection_id}", summary="Archive a connection")
 def archive_connection(
     connection_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionPublic:
-    archived = connections.archive_connection(
-        db, account, connection_id, webhooks=runtime.webhooks, vault=runtime.vault
-    )
-    return connection_public(archived, runtime.settings)
+    archived = connections.archive_connection(db, runtime.vault, runtime.platforms, account, connection_id)
+    return connection_public(archived, runtime)

@@ -1,0 +1,1 @@
+"""Discord: a container connector (see spec.py and ../CONTRACT.md)."""

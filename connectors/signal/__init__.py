@@ -1,0 +1,1 @@
+"""Signal: a container connector (see spec.py and ../CONTRACT.md)."""

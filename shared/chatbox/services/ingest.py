@@ -1,0 +1,210 @@
+"""Ingest dispatch: a platform's push or a connector's post in, a reply out (as Bolt's `App.dispatch`).
+
+The web face only translates an HTTP request into `dispatch_webhook` / `accept_posted` and the
+reply back; everything else happens here: connection lookup, the platform's verification and
+parsing, the durable accept, the ack. No platform API call happens on this path.
+
+It is the hottest path, so a request costs one trip to the database thread: connections already
+looked up are remembered for `connection_ttl` seconds with their secrets opened (archiving still takes
+effect at once, as the accept re-reads the connection; a new secret from a resync works at once,
+while the replaced one may still pass for up to that long in a warm process), deliveries already
+taken (Telegram `update_id`, Slack `event_id`) are acked without touching the database, and inbound
+tokens already proven are remembered by hash. The caches belong to the dispatcher, which belongs
+to the runtime: nothing is kept in module globals.
+
+| webhook outcome | status |
+|---|---|
+| no such webhook platform in this process | 404 |
+| unknown, archived or other-platform connection; missing proof | 401 |
+| wrong secret token / signature / stale timestamp | 403 |
+| a body that is not one of the platform's events | 400 |
+| accepted, duplicate, ignored update, archived mailbox | 200 |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError
+from chatbox.domain.ids import hash_token, is_valid_id
+from chatbox.domain.normalized import AcceptResult, InboundMessage
+from chatbox.domain.schemas import ConnectionStatus
+from chatbox.domain.vault import Vault
+from chatbox.ports.connector import ConnectionContext
+from chatbox.ports.ingest import WebhookForbiddenError, WebhookRequest, WebhookUnauthenticatedError
+from chatbox.ports.platforms import PlatformRegistry
+from chatbox.ports.queue import DeliveryQueue
+from chatbox.services.connections import connection_context
+from chatbox.services.inbound import accept_inbound, authenticate_inbound
+from chatbox.store.database import Database
+from chatbox.store.models import Connection
+
+log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
+
+CONNECTION_TTL = 60.0
+_ACK = b'{"ok":true}'
+
+
+class Recent(Generic[K, V]):
+    """A bounded, thread-safe map whose entries expire `ttl` seconds after they were put (LRU beyond capacity)."""
+
+    def __init__(self, capacity: int, ttl: float) -> None:
+        self.capacity = capacity
+        self.ttl = ttl
+        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            if time.monotonic() - item[0] > self.ttl:
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
+@dataclass(frozen=True)
+class IngestReply:
+    """What to answer the platform: status, body, content type, extra headers."""
+
+    status: int
+    body: bytes = _ACK
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str) -> IngestReply:
+        headers = {"WWW-Authenticate": "Webhook"} if status == 401 else {}
+        return cls(status, json.dumps({"code": code, "message": message}).encode(), headers=headers)
+
+
+class IngestDispatcher:
+    """Takes inbound for one process: webhook pushes and connector posts. Thread-safe; async methods run
+    their database work on the database thread (`Database.run`)."""
+
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        queue: DeliveryQueue,
+        platforms: PlatformRegistry,
+        *,
+        connection_ttl: float = CONNECTION_TTL,
+    ) -> None:
+        self.db = db
+        self.vault = vault
+        self.queue = queue
+        self.platforms = platforms
+        self._connections: Recent[str, ConnectionContext] = Recent(4096, connection_ttl)
+        self._taken: Recent[tuple[str, str], bool] = Recent(65_536, 3600.0)
+        self._known_tokens: Recent[tuple[str, str], bool] = Recent(4096, float("inf"))
+
+    # --- container connectors and anything else holding an inbound token -----------------------
+
+    async def authenticate_posted(self, connection_id: str, token: str) -> None:
+        """AuthenticationError unless `token` is the inbound token of the active connection."""
+        pair = (connection_id, hash_token(token))
+        if self._known_tokens.get(pair) is None:
+            await self.db.run(self._authenticate, connection_id, token)
+            self._known_tokens.put(pair, True)
+
+    async def accept_posted(self, connection_id: str, message: InboundMessage) -> AcceptResult:
+        """Accept one normalized message of an authenticated connection (see `accept_inbound`)."""
+        return await self.db.run(self._accept_one, connection_id, message)
+
+    # --- webhook-mode platforms ----------------------------------------------------------------
+
+    async def dispatch_webhook(self, platform: str, connection_id: str, request: WebhookRequest) -> IngestReply:
+        """Verify, parse and accept one push of a webhook platform; the reply the platform gets."""
+        webhook = self.platforms.webhook(platform)
+        if webhook is None:
+            return IngestReply.error(404, "not_found", f"this deployment takes no {platform} webhooks")
+        remembered = self._connections.get(connection_id)
+        connection = remembered if remembered is not None and remembered.platform == platform else None
+        for attempt in (1, 2):
+            if connection is None:
+                connection = await self.db.run(self._load_connection, platform, connection_id)
+                if connection is None:
+                    return IngestReply.error(401, "unauthorized", f"no active {platform} connection {connection_id}")
+                self._connections.put(connection_id, connection)
+            try:
+                webhook.verify(connection, request)
+                break
+            except (WebhookUnauthenticatedError, WebhookForbiddenError) as exc:
+                if attempt == 1 and connection is remembered:
+                    connection = None  # the secret may have changed since it was remembered (resync): look again
+                    continue
+                status = 401 if isinstance(exc, WebhookUnauthenticatedError) else 403
+                return IngestReply.error(status, exc.code, exc.message)
+        assert connection is not None  # the loop above returned or verified one
+        try:
+            outcome = webhook.parse(connection, request)
+        except InvalidInputError as exc:
+            return IngestReply.error(400, "bad_request", exc.message)
+        if outcome.reply is not None:
+            return IngestReply(outcome.reply.status, outcome.reply.body, outcome.reply.content_type)
+        taken_key = (connection_id, outcome.delivery_key) if outcome.delivery_key else None
+        if not outcome.messages or (taken_key is not None and self._taken.get(taken_key)):
+            return IngestReply(200)
+        try:
+            await self.db.run(self._accept_all, connection_id, outcome.messages)
+        except AuthenticationError:  # archived since it was remembered
+            self._connections.discard(connection_id)
+            return IngestReply.error(401, "unauthorized", f"no active {platform} connection {connection_id}")
+        except ConflictError as exc:
+            # An archived mailbox takes nothing; answering an error would only make the platform retry.
+            log.info("dropped a %s webhook for connection %s: %s", platform, connection_id, exc.message)
+            return IngestReply(200)
+        if taken_key is not None:
+            self._taken.put(taken_key, True)
+        return IngestReply(200)
+
+    # --- on the database thread ------------------------------------------------------------------
+
+    def _authenticate(self, connection_id: str, token: str) -> None:
+        with self.db.session() as db:
+            authenticate_inbound(db, connection_id, token)
+
+    def _accept_one(self, connection_id: str, message: InboundMessage) -> AcceptResult:
+        with self.db.session() as db:
+            return accept_inbound(db, self.queue, connection_id, message)
+
+    def _load_connection(self, platform: str, connection_id: str) -> ConnectionContext | None:
+        if not is_valid_id("connection", connection_id):
+            return None
+        with self.db.session() as db:
+            connection = db.get(Connection, connection_id)
+            if connection is None or connection.status != ConnectionStatus.active or connection.platform != platform:
+                return None
+            return connection_context(db, self.vault, connection)
+
+    def _accept_all(self, connection_id: str, messages: Sequence[InboundMessage]) -> int:
+        """Accept each message; the number that were new (not duplicates)."""
+        accepted = 0
+        with self.db.session() as db:
+            for message in messages:
+                accepted += 0 if accept_inbound(db, self.queue, connection_id, message).duplicate else 1
+        return accepted

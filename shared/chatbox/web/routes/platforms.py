@@ -1,0 +1,32 @@
+"""The platforms this deployment serves, from the registered specs: what a connection to each takes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chatbox.domain.schemas import ConnectionFieldPublic, PlatformPublic
+from chatbox.ports.platforms import ConnectionField, PlatformSpec
+from chatbox.web.deps import CurrentAccount, RuntimeDep
+
+router = APIRouter(prefix="/v1", tags=["platforms"])
+
+
+def _fields(fields: tuple[ConnectionField, ...]) -> list[ConnectionFieldPublic]:
+    return [ConnectionFieldPublic(name=f.name, description=f.description, required=f.required) for f in fields]
+
+
+def platform_public(spec: PlatformSpec) -> PlatformPublic:
+    return PlatformPublic(
+        name=spec.name,
+        label=spec.label,
+        mode=spec.mode.value,
+        summary=spec.summary,
+        secrets=_fields(spec.secrets),
+        config=_fields(spec.config),
+        send_options=spec.send_options.model_json_schema(),
+    )
+
+
+@router.get("/platforms", summary="List the platforms this deployment serves and what their connections take")
+def list_platforms(runtime: RuntimeDep, _account: CurrentAccount) -> list[PlatformPublic]:
+    return [platform_public(spec) for spec in runtime.platforms.specs()]
