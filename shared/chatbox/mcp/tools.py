@@ -2,8 +2,8 @@
 
 Every tool runs in a worker thread (the services are synchronous SQLAlchemy) and answers with a
 readable text block plus the same facts as `structuredContent`. Every failure becomes a tool error
-(`isError`) whose message says what to do next; see `ERROR_ADVICE` for the one table from error
-types to advice.
+(`isError`) whose message says what to do next; see `chatbox.mcp.registration.ERROR_ADVICE` for the
+one table from error types to advice.
 """
 
 from __future__ import annotations
@@ -14,19 +14,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from chatbox.domain.errors import (
-    ChatboxError,
-    ConflictError,
-    ConnectorUnavailableError,
-    InvalidInputError,
-    NoFocusError,
-    NotFoundError,
-    PlatformRefusedError,
-    RateLimitedError,
-)
 from chatbox.domain.normalized import MAX_TEXT
+from chatbox.mcp.registration import ERROR_ADVICE as ERROR_ADVICE  # re-exported: the table lives with the registration
+from chatbox.mcp.registration import describe_error as describe_error
+from chatbox.mcp.registration import describe_validation_error as describe_validation_error
 from chatbox.runtime import Runtime
 from chatbox.services import focus, sending
 
@@ -376,34 +369,3 @@ TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
 def tools_for(platforms: frozenset[str]) -> list[ToolSpec]:
     """The tools a mailbox sees: the common ones, plus `<platform>_send` for each connected platform."""
     return [tool for tool in TOOLS if tool.platform is None or tool.platform in platforms]
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-# The one table from error types to the advice appended to a tool error (most specific first).
-ERROR_ADVICE: tuple[tuple[type[ChatboxError], str], ...] = (
-    (NoFocusError, "Call list_chats, then switch_chat (or pass chat_id)."),
-    (NotFoundError, "Call list_chats for valid chat ids."),
-    (InvalidInputError, "Fix the arguments and call again."),
-    (RateLimitedError, "Wait, then send again."),
-    (PlatformRefusedError, "Change the message or the chat; sending the same again will fail again."),
-    (ConnectorUnavailableError, "Try again later, or answer on another platform."),
-    (ConflictError, "This cannot be done in the current state."),
-)
-
-
-def describe_error(exc: ChatboxError) -> str:
-    for error_type, advice in ERROR_ADVICE:
-        if isinstance(exc, error_type):
-            return f"{exc.message} [{exc.code}] {advice}"
-    return f"{exc.message} [{exc.code}]"
-
-
-def describe_validation_error(tool: str, exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
-        problems.append(f"{where}: {error.get('msg', 'invalid')}")
-    return (
-        f"invalid arguments for {tool}: " + "; ".join(problems) + " [invalid_input] Fix the arguments and call again."
-    )
