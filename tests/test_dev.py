@@ -157,3 +157,19 @@ def test_dev_delivers_an_inbound_message_to_a_local_webhook_through_its_worker(t
     payload = Webhook(secret).verify(request.body, request.headers)
     assert payload["chat_id"] == "signal:+15550001"
     assert payload["message"]["text"] == "hello agent"
+
+
+def test_dev_follows_a_dotenv_line_refusing_loopback_webhooks(tmp_path: Path) -> None:
+    """The loopback default is a setting's default, so `.env` can turn it off (an exported variable once beat it)."""
+    workdir = _workdir(tmp_path)
+    (workdir / ".env").write_text("CHATBOX_ALLOW_LOOPBACK_WEBHOOKS=0\n")
+
+    with chatbox_dev(workdir, "no-loopback", bootstrap_api_key=BOOTSTRAP_KEY) as run:
+        refused = httpx.post(
+            f"{run.base_url}/v1/mailboxes",
+            json={"name": "agent", "webhook_url": "http://127.0.0.1:9/hook"},
+            headers=_bearer(BOOTSTRAP_KEY),
+            timeout=5,
+        )
+
+    assert refused.status_code == 422, refused.text

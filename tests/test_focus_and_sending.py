@@ -333,3 +333,44 @@ def test_recap_size_is_a_per_mailbox_setting(client: TestClient, runtime: Runtim
     assert_error(client.post("/v1/mailboxes", json={"name": "x", "recap_messages": 101}, headers=account.headers), 422)
     updated = client.put(f"/v1/mailboxes/{default['id']}", json={"recap_messages": 1}, headers=account.headers)
     assert updated.json()["recap_messages"] == 1
+
+
+def test_muting_a_chat_hides_it_from_the_list_until_unmuted(
+    client: TestClient, runtime: Runtime, account: AccountKey
+) -> None:
+    mailbox, connection = _signal_mailbox(client, account)
+    post_inbound(client, connection, "m-1", external_chat_id="alice")
+    post_inbound(client, connection, "m-2", external_chat_id="bob")
+
+    with runtime.db.session() as db:
+        muted = focus.set_chat_muted(db, mailbox["id"], "signal:alice", muted=True)
+    with runtime.db.session() as db:  # a fresh session: the service committed
+        listed_while_muted = [c.id for c in focus.list_chats(db, mailbox["id"])]
+        listed_with_muted = [c.id for c in focus.list_chats(db, mailbox["id"], include_muted=True)]
+        focus.set_chat_muted(db, mailbox["id"], "signal:alice", muted=False)
+    with runtime.db.session() as db:
+        listed_after = [c.id for c in focus.list_chats(db, mailbox["id"])]
+        with pytest.raises(NotFoundError):
+            focus.set_chat_muted(db, mailbox["id"], "signal:nobody", muted=True)
+
+    assert muted.muted is True
+    assert listed_while_muted == ["signal:bob"]
+    assert set(listed_with_muted) == set(listed_after) == {"signal:alice", "signal:bob"}
+
+
+def test_an_archived_mailbox_refuses_focus_sends_and_updates_alike(
+    client: TestClient, runtime: Runtime, account: AccountKey, connector: StandInConnector
+) -> None:
+    mailbox, connection = _signal_mailbox(client, account, connector)
+    post_inbound(client, connection, "m-1")
+    client.delete(f"/v1/mailboxes/{mailbox['id']}", headers=account.headers)
+
+    with runtime.db.session() as db, pytest.raises(ConflictError) as switching:
+        focus.switch_chat(db, mailbox["id"], "signal:chat-1")
+    with pytest.raises(ConflictError) as sending_:
+        _send(runtime, mailbox["id"], chat="signal:chat-1")
+    updating = client.put(f"/v1/mailboxes/{mailbox['id']}", json={"name": "renamed"}, headers=account.headers)
+
+    assert switching.value.message == sending_.value.message == assert_error(updating, 409, "conflict")["message"]
+    assert "archived" in switching.value.message
+    assert connector.requests == []

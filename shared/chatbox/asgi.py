@@ -24,7 +24,7 @@ def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS, *, 
     app = create_api(runtime, routers)
     if mcp:
         # Imported here so an API-only composition never loads the MCP SDK.
-        from chatbox.mcp.server import mcp_routes
+        from chatbox.mcp.routes import mcp_routes
 
         app.router.routes.extend(mcp_routes(runtime))
     return app
@@ -33,7 +33,7 @@ def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS, *, 
 def create_mcp_app(runtime: Runtime) -> Starlette:
     """The MCP endpoints alone (no REST API), with request metrics: what the MCP function serves. Needs no
     lifespan: each request runs its own session manager."""
-    from chatbox.mcp.server import mcp_routes
+    from chatbox.mcp.routes import mcp_routes
 
     app = Starlette(routes=mcp_routes(runtime), middleware=[Middleware(MetricsMiddleware)])
     app.state.runtime = runtime

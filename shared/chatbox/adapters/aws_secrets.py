@@ -1,29 +1,28 @@
-"""Settings whose values live in AWS Secrets Manager, resolved once per cold start.
+"""Settings whose values live in AWS Secrets Manager, resolved once per cold start with Powertools `parameters`.
 
 On Lambda the template passes secrets by ARN, never as plaintext environment values:
-`CHATBOX_<FIELD>_SECRET_ARN` (for example `CHATBOX_VAULT_KEY_SECRET_ARN`) names the secret holding
-the value of `CHATBOX_<FIELD>`. A plain environment value, when present, wins, so tests and
-LocalStack can still pass values directly.
+`CHATBOX_<FIELD>_SECRET_ARN` (for example `CHATBOX_VAULT_KEY_SECRET_ARN`, the setting
+`vault_key_secret_arn`) names the secret holding the value of `CHATBOX_<FIELD>`. A plain value,
+when present, wins, so tests and LocalStack can still pass values directly.
 
 Example:
-    settings = resolve_secret_settings(get_settings())  # one GetSecretValue per configured ARN
+    settings = resolve_secret_settings(get_settings())  # one GetSecretValue per ARN still to resolve
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from chatbox.domain.errors import ChatboxError
 from chatbox.domain.settings import Settings
 
-SECRET_FIELDS = ("db_url", "vault_key", "vault_old_keys", "bootstrap_api_key")
-"""The settings that may come from Secrets Manager."""
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-SecretReader = Callable[[str], str]
+SECRET_FIELDS = ("db_url", "vault_key", "vault_old_keys", "bootstrap_api_key")
+"""The settings that may come from Secrets Manager, each named by the setting `<field>_secret_arn`."""
 
 
 class SecretError(ChatboxError):
@@ -32,37 +31,55 @@ class SecretError(ChatboxError):
     code = "secret_error"
 
 
-def secret_arn_variable(field: str) -> str:
-    """The variable naming the secret for a settings field: `vault_key` -> `CHATBOX_VAULT_KEY_SECRET_ARN`."""
-    return f"CHATBOX_{field.upper()}_SECRET_ARN"
+def unresolved_secrets(settings: Settings) -> dict[str, str]:
+    """Settings still to read from Secrets Manager: field -> ARN, for each ARN whose field has no plain value."""
+    wanted = {field: str(getattr(settings, f"{field}_secret_arn")) for field in SECRET_FIELDS}
+    return {field: arn for field, arn in wanted.items() if arn and not getattr(settings, field)}
 
 
-def resolve_secret_settings(
-    settings: Settings, *, environ: Mapping[str, str] | None = None, read_secret: SecretReader | None = None
-) -> Settings:
-    """A copy of `settings` with every `CHATBOX_<FIELD>_SECRET_ARN` read from Secrets Manager.
+def resolve_secret_settings(settings: Settings, *, provider: SecretsProvider | None = None) -> Settings:
+    """A copy of `settings` with every `<field>_secret_arn` whose field is empty read from Secrets Manager.
 
     Args:
-        environ: where to look for the ARN variables (default `os.environ`).
-        read_secret: ARN -> secret string (default: Secrets Manager through boto3, created only if needed).
+        provider: the Powertools provider to read with (default: `secrets_provider(settings)`, created only
+            when a secret is to be read).
 
     Raises:
         SecretError: a secret could not be read, or a database secret is neither a URL nor RDS-style JSON.
     """
-    env = os.environ if environ is None else environ
-    wanted = {
-        field: env[secret_arn_variable(field)]
-        for field in SECRET_FIELDS
-        if env.get(secret_arn_variable(field)) and not env.get(f"CHATBOX_{field.upper()}")
-    }
+    wanted = unresolved_secrets(settings)
     if not wanted:
         return settings
-    reader = read_secret or secrets_manager_reader()
+    reader = provider or secrets_provider(settings)
     updates: dict[str, Any] = {}
     for field, arn in wanted.items():
-        value = reader(arn)
+        value = read_secret_string(reader, arn)
         updates[field] = database_url_from_secret(value) if field == "db_url" else value.strip()
     return settings.model_copy(update=updates)
+
+
+def secrets_provider(settings: Settings) -> SecretsProvider:
+    """Powertools' Secrets Manager provider, on `CHATBOX_AWS_ENDPOINT_URL` when set (LocalStack, moto).
+
+    Imported here: boto3 and Powertools' parameters load only when a secret is configured."""
+    import boto3
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    client = boto3.client("secretsmanager", endpoint_url=settings.aws_endpoint_url or None)
+    return SecretsProvider(boto3_client=client)
+
+
+def read_secret_string(provider: SecretsProvider, arn: str) -> str:
+    """The secret's `SecretString`. SecretError when it cannot be read or holds binary or nothing."""
+    from aws_lambda_powertools.utilities.parameters import GetParameterError
+
+    try:
+        value = provider.get(arn)
+    except GetParameterError as exc:
+        raise SecretError(f"cannot read secret {arn}: {exc}") from exc
+    if not isinstance(value, str) or not value:
+        raise SecretError(f"secret {arn} has no SecretString")
+    return value
 
 
 def database_url_from_secret(value: str) -> str:
@@ -79,23 +96,3 @@ def database_url_from_secret(value: str) -> str:
     port = fields.get("port", 5432)
     database = fields.get("dbname") or "postgres"
     return f"postgresql+psycopg://{quote(str(user), safe='')}:{quote(str(password), safe='')}@{host}:{port}/{database}"
-
-
-def secrets_manager_reader() -> SecretReader:
-    """Reads `SecretString` with one boto3 Secrets Manager client (imported here: only when a secret is configured)."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    client = boto3.client("secretsmanager", endpoint_url=os.environ.get("CHATBOX_AWS_ENDPOINT_URL") or None)
-
-    def read(arn: str) -> str:
-        try:
-            response = client.get_secret_value(SecretId=arn)
-        except (BotoCoreError, ClientError) as exc:
-            raise SecretError(f"cannot read secret {arn}: {exc}") from exc
-        secret = str(response.get("SecretString") or "")
-        if not secret:
-            raise SecretError(f"secret {arn} has no SecretString")
-        return secret
-
-    return read

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from chatbox.compose import build_runtime, discover_platforms
 from chatbox.domain.errors import ChatboxError
-from chatbox.domain.settings import Settings, get_settings
+from chatbox.domain.settings import DevSettings, Settings, get_settings
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
 from chatbox.services import delivery as delivery_service
@@ -55,9 +54,10 @@ def _echo(line: str) -> None:
     typer.echo(line)
 
 
-def _settings() -> Settings:
+def _settings(*, dev: bool = False) -> Settings:
+    """The process's settings (`chatbox dev`'s defaults with `dev`); exits 2 naming each invalid variable."""
     try:
-        return get_settings()
+        return DevSettings() if dev else get_settings()
     except ValidationError as exc:
         problems = "; ".join(f"CHATBOX_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise _fail(f"invalid configuration: {problems}", 2) from exc
@@ -84,8 +84,8 @@ def _reporting_errors() -> Iterator[None]:
 
 
 @contextmanager
-def _runtime(*, generate_vault_key: bool = False) -> Iterator[Runtime]:
-    settings = _settings()
+def _runtime(settings: Settings | None = None, *, generate_vault_key: bool = False) -> Iterator[Runtime]:
+    settings = settings or _settings()
     _configure_logging(settings)
     try:
         runtime = build_runtime(
@@ -173,31 +173,32 @@ def dev() -> None:
     """One process, zero set-up: home folder, vault key, migrations, first account, and every face served."""
     from chatbox.local.serve import WorkerProcess, prepare_dev_home, serve
 
-    # On one machine the agent harness usually listens on localhost: allow it unless told otherwise.
-    os.environ.setdefault("CHATBOX_ALLOW_LOOPBACK_WEBHOOKS", "1")
-    get_settings.cache_clear()
-    settings = _settings()
+    settings = _settings(dev=True)  # loopback webhooks allowed unless configured otherwise
     if settings.queue != "local":
         raise _fail("chatbox dev runs the local queue; unset CHATBOX_QUEUE", 2)
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the vault key and the database
-    with _runtime(generate_vault_key=True) as runtime:
+    with _runtime(settings, generate_vault_key=True) as runtime:
         issued = prepare_dev_home(runtime)
         if issued is not None:
             _print_first_key(issued, as_json=False)
         _echo(f"chatbox dev serving on {runtime.settings.public_url} (docs at {runtime.settings.public_url}/docs)")
-        with WorkerProcess():
+        with WorkerProcess(["--dev"]):
             serve(runtime)
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    dev: Annotated[
+        bool, typer.Option("--dev", hidden=True, help="chatbox dev's defaults (it starts the worker so)")
+    ] = False,
+) -> None:
     """Consume the local delivery queue: POST webhooks, retry, dead-letter, sweep (`chatbox dev` starts one)."""
     from chatbox.local.serve import run_worker
 
-    settings = _settings()
+    settings = _settings(dev=dev)
     if settings.queue != "local":
         raise _fail("chatbox worker consumes the local queue; with CHATBOX_QUEUE=sqs the delivery Lambda does", 2)
-    with _runtime() as runtime:
+    with _runtime(settings) as runtime:
         run_worker(runtime)
 
 

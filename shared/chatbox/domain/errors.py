@@ -29,6 +29,12 @@ class AuthenticationError(ChatboxError):
     code = "unauthorized"
 
 
+class ForbiddenError(ChatboxError):
+    """The caller is authenticated, but not for what it addressed (another account's id)."""
+
+    code = "forbidden"
+
+
 class VaultError(ChatboxError):
     """A secret could not be sealed or opened: missing key, wrong key, or tampered ciphertext."""
 

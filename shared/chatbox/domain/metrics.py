@@ -1,10 +1,11 @@
-"""Prometheus metrics. Counters live in one registry the web face exposes at /metrics."""
+"""Prometheus metrics. The process's counters live in one registry; /metrics adds the queue depth of the
+runtime serving it (`scrape`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -23,15 +24,15 @@ deliveries = Counter("chatbox_deliveries", "Webhook delivery attempts", ["outcom
 QUEUED_STATUSES = ("pending", "held")
 
 
-class _QueueDepthCollector(Collector):
-    """Reports deliveries by status at scrape time, from the database reader the runtime installed.
+class QueueDepthCollector(Collector):
+    """Reports deliveries by status at scrape time, from a reader of one runtime's database.
 
     Read from the database rather than counted in-process because the deliveries happen elsewhere
     (the `chatbox worker` process, or the delivery Lambda), not in the process serving /metrics.
     """
 
-    def __init__(self) -> None:
-        self.read_depths: Callable[[], dict[str, int]] = dict
+    def __init__(self, read_depths: Callable[[], Mapping[str, int]]) -> None:
+        self.read_depths = read_depths
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily("chatbox_queue_depth", "Deliveries not yet delivered, by status", labels=["status"])
@@ -39,7 +40,7 @@ class _QueueDepthCollector(Collector):
             "chatbox_deliveries_by_status", "Deliveries by status (all time, every mailbox)", labels=["status"]
         )
         try:
-            counts = self.read_depths()
+            counts = dict(self.read_depths())
         except Exception:  # noqa: BLE001 - a scrape must not fail because the database blinked
             counts = {}
         for status, count in sorted(counts.items()):
@@ -50,10 +51,12 @@ class _QueueDepthCollector(Collector):
         yield by_status
 
 
-_queue_depth = _QueueDepthCollector()
-registry.register(_queue_depth)
+def scrape(read_depths: Callable[[], Mapping[str, int]]) -> bytes:
+    """The Prometheus text for /metrics: this process's counters, then the deliveries by status `read_depths` reads.
 
-
-def set_queue_depth_reader(read_depths: Callable[[], dict[str, int]]) -> None:
-    """Point the queue-depth gauge at this process's database."""
-    _queue_depth.read_depths = read_depths
+    The reader is the caller's (each app passes its own runtime's), so two apps in one process (tests, or
+    two runtimes side by side) each report their own database.
+    """
+    per_scrape = CollectorRegistry(auto_describe=False)
+    per_scrape.register(QueueDepthCollector(read_depths))
+    return generate_latest(registry) + generate_latest(per_scrape)

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     sqs_dead_letter_queue_url: str = ""
     aws_endpoint_url: str = ""
 
+    # On Lambda, secrets come by ARN: each names the Secrets Manager secret holding the setting of the same name
+    # without `_secret_arn`, read once per cold start (chatbox.adapters.aws_secrets). A plain value wins.
+    db_url_secret_arn: str = ""
+    vault_key_secret_arn: str = ""
+    vault_old_keys_secret_arn: str = ""
+    bootstrap_api_key_secret_arn: str = ""
+
     # The MCP servers
     mcp_allowed_hosts: str = ""
     mcp_allowed_origins: str = ""
@@ -51,7 +58,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:
-        if not self.db_url:
+        if not self.db_url and not self.db_url_secret_arn:  # with an ARN, the secret fills it in
             self.db_url = f"sqlite:///{self.home / 'chatbox.db'}"
         if not self.public_url:
             self.public_url = f"http://{self.api_host}:{self.api_port}"
@@ -81,6 +88,16 @@ class Settings(BaseSettings):
 
     def mcp_url(self, mailbox_id: str) -> str:
         return f"{self.public_url}/mcp/{mailbox_id}"
+
+
+class DevSettings(Settings):
+    """`chatbox dev`'s settings (and its worker's): the same variables, with the defaults of one machine.
+
+    Loopback webhook targets are allowed unless `CHATBOX_ALLOW_LOOPBACK_WEBHOOKS` (environment or `.env`)
+    says otherwise: on one machine the agent harness usually listens on localhost.
+    """
+
+    allow_loopback_webhooks: bool = True
 
 
 def _split(value: str) -> list[str]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType, TracebackType
 
 import uvicorn
@@ -76,9 +77,15 @@ def _stop_when_orphaned(consumer: LocalConsumer, interval: float = 1.0) -> None:
 
 
 class WorkerProcess:
-    """`chatbox worker` as a child process, restarted if it dies, stopped with its parent."""
+    """`chatbox worker` as a child process, restarted if it dies, stopped with its parent.
 
-    def __init__(self, restart_delay: float = 1.0) -> None:
+    Args:
+        options: passed to `chatbox worker` (`chatbox dev` passes `--dev`, so the worker reads its settings
+            with the same defaults as the process serving the API).
+    """
+
+    def __init__(self, options: Sequence[str] = (), restart_delay: float = 1.0) -> None:
+        self.options = list(options)
         self.restart_delay = restart_delay
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
@@ -103,7 +110,7 @@ class WorkerProcess:
                 process.wait()
 
     def _spawn(self) -> None:
-        self._process = subprocess.Popen([sys.executable, "-m", "chatbox.cli.main", "worker"])
+        self._process = subprocess.Popen([sys.executable, "-m", "chatbox.cli.main", "worker", *self.options])
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():

@@ -1,35 +1,30 @@
 """The per-account admin MCP server: `/mcp/admin/{account_id}`, bearer = an API key of that account.
 
 Agents administer their own messaging surface with it: mailboxes and their delivery health,
-connections, muting chats, templates (validated, with a preview), unpausing and redriving.
-Another account's id answers 403 whatever the key; a wrong key answers 401.
+connections, muting chats, templates (validated, with a preview), unpausing and redriving. Each
+tool checks the mailbox is the account's, then calls the service that does the work.
+A wrong key answers 401; a valid key of another account than the path's answers 403.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
-import anyio.to_thread
 import mcp_types as types
 from mcp.server.lowlevel import Server
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from starlette.types import Receive, Scope, Send
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from chatbox import __version__
-from chatbox.domain.errors import AuthenticationError, ChatboxError
+from chatbox.domain.errors import ForbiddenError
 from chatbox.domain.rendering import VARIABLES, render, validate_templates
 from chatbox.domain.schemas import MailboxUpdate
-from chatbox.mcp.server import bearer_token, send_json_error, serve_stateless, transport_security
-from chatbox.mcp.tools import describe_error, describe_validation_error
+from chatbox.mcp.endpoint import McpEndpoint, transport_security
+from chatbox.mcp.registration import JsonAnswer, ServedTool, ToolTable
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, focus, mailboxes
 from chatbox.services.delivery import recent_deliveries
-
-log = logging.getLogger(__name__)
 
 MailboxId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 ChatAddress = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
@@ -80,19 +75,27 @@ class TailInput(MailboxInput):
 
 @dataclass(frozen=True)
 class AdminTool:
+    """One admin tool: what it is called and does, its typed input, and the function answering it."""
+
     name: str
     description: str
     input_model: type[_Input]
-    run: Callable[[Runtime, str, Any], dict[str, Any]]
+    run: Callable[[Runtime, str, Any], dict[str, Any]]  # (runtime, account_id, validated input) -> structured answer
     read_only: bool
 
-    def input_schema(self) -> dict[str, Any]:
-        schema = self.input_model.model_json_schema()
-        schema.pop("title", None)
-        for prop in schema.get("properties", {}).values():
-            prop.pop("title", None)
-        schema.setdefault("properties", {})
-        return schema
+    def served(self, runtime: Runtime, account_id: str) -> ServedTool:
+        """This tool bound to an authenticated account."""
+
+        def call(arguments: Any) -> JsonAnswer:
+            return JsonAnswer(self.run(runtime, account_id, arguments))
+
+        return ServedTool(
+            name=self.name,
+            description=self.description,
+            input_model=self.input_model,
+            call=call,
+            annotations=types.ToolAnnotations(read_only_hint=self.read_only, destructive_hint=False),
+        )
 
 
 def _iso(value: Any) -> Any:
@@ -134,10 +137,8 @@ def run_list_connections(runtime: Runtime, account_id: str, args: MailboxInput) 
 def _set_muted(runtime: Runtime, account_id: str, args: ChatInput, muted: bool) -> dict[str, Any]:
     with runtime.db.session() as db:
         mailboxes.get_mailbox(db, account_id, args.mailbox_id)
-        chat = focus.find_chat(db, args.mailbox_id, args.chat_id)
-        chat.muted = muted
-        db.commit()
-        return {"chat_id": chat.address, "muted": muted}
+        chat = focus.set_chat_muted(db, args.mailbox_id, args.chat_id, muted=muted)
+        return {"chat_id": chat.address, "muted": chat.muted}
 
 
 def run_mute_chat(runtime: Runtime, account_id: str, args: ChatInput) -> dict[str, Any]:
@@ -273,90 +274,28 @@ ADMIN_TOOLS: tuple[AdminTool, ...] = (
         "tail_deliveries", "The latest deliveries: status, attempts, last error.", TailInput, run_tail_deliveries, True
     ),
 )
-ADMIN_TOOLS_BY_NAME = {tool.name: tool for tool in ADMIN_TOOLS}
-
-
-def _error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
 
 def build_admin_server(runtime: Runtime, account_id: str) -> Server[Any]:
     """A low-level MCP server for one authenticated account (built per request; cheap)."""
+    table = ToolTable([tool.served(runtime, account_id) for tool in ADMIN_TOOLS], caller=f"account {account_id}")
+    return table.server("chatbox-admin", instructions=ADMIN_INSTRUCTIONS)
 
-    async def list_tools(_ctx: Any, _params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(
-            tools=[
-                types.Tool(
-                    name=tool.name,
-                    description=tool.description,
-                    input_schema=tool.input_schema(),
-                    annotations=types.ToolAnnotations(read_only_hint=tool.read_only, destructive_hint=False),
-                )
-                for tool in ADMIN_TOOLS
-            ]
-        )
 
-    async def call_tool(_ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        tool = ADMIN_TOOLS_BY_NAME.get(params.name)
-        if tool is None:
-            return _error(f"unknown tool {params.name!r}; available: {', '.join(ADMIN_TOOLS_BY_NAME)}")
-        try:
-            arguments = tool.input_model.model_validate(params.arguments or {})
-        except ValidationError as exc:
-            return _error(describe_validation_error(tool.name, exc))
-        try:
-            result = await anyio.to_thread.run_sync(tool.run, runtime, account_id, arguments)
-        except ChatboxError as exc:
-            return _error(describe_error(exc))
-        except Exception:
-            log.exception("admin tool %s crashed for account %s", tool.name, account_id)
-            return _error(f"{tool.name} failed on chatbox's side (an internal error); try again shortly.")
-        text = json.dumps(result, indent=2, default=str)
-        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=result)
+def admin_endpoint(runtime: Runtime) -> McpEndpoint[str]:
+    """The endpoint behind `/mcp/admin/{account_id}`: the bearer must be an API key of that account."""
 
-    return Server(
-        "chatbox-admin",
-        version=__version__,
-        instructions=ADMIN_INSTRUCTIONS,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        get_tool_input_schema=lambda name: (
-            ADMIN_TOOLS_BY_NAME[name].input_schema() if name in ADMIN_TOOLS_BY_NAME else None
-        ),
+    def authenticate(path_params: Mapping[str, Any], token: str) -> str:
+        with runtime.db.session() as db:
+            owner = accounts.authenticate_api_key(db, token)
+        if owner != str(path_params.get("account_id", "")):
+            raise ForbiddenError("this API key belongs to another account")
+        return owner
+
+    return McpEndpoint(
+        realm="chatbox-admin-mcp",
+        credential="api_key",
+        authenticate=authenticate,
+        build_server=partial(build_admin_server, runtime),
+        security=transport_security(runtime.settings),
     )
-
-
-class AdminMcpEndpoint:
-    """The ASGI endpoint behind `/mcp/admin/{account_id}`: authenticate the API key, then serve MCP."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.security = transport_security(runtime)
-
-    def _account_of(self, token: str) -> str:
-        with self.runtime.db.session() as db:
-            return accounts.authenticate_api_key(db, token)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        account_id = str(scope.get("path_params", {}).get("account_id", ""))
-        token = bearer_token(scope)
-        challenge = {"WWW-Authenticate": 'Bearer realm="chatbox-admin-mcp"'}
-        if token is None:
-            await send_json_error(
-                send, 401, "unauthorized", "missing bearer token: send `Authorization: Bearer <api_key>`", challenge
-            )
-            return
-        try:
-            owner = await anyio.to_thread.run_sync(self._account_of, token)
-        except AuthenticationError as exc:
-            challenge["WWW-Authenticate"] += ', error="invalid_token"'
-            await send_json_error(send, 401, exc.code, exc.message, challenge)
-            return
-        except Exception:
-            log.exception("cannot authenticate an admin MCP request")
-            await send_json_error(send, 503, "unavailable", "chatbox cannot serve this request now; retry", {})
-            return
-        if owner != account_id:
-            await send_json_error(send, 403, "forbidden", "this API key belongs to another account", {})
-            return
-        await serve_stateless(build_admin_server(self.runtime, account_id), self.security, scope, receive, send)

@@ -2,8 +2,8 @@
 
 Every tool runs in a worker thread (the services are synchronous SQLAlchemy) and answers with a
 readable text block plus the same facts as `structuredContent`. Every failure becomes a tool error
-(`isError`) whose message says what to do next; see `ERROR_ADVICE` for the one table from error
-types to advice.
+(`isError`) whose message says what to do next; see `chatbox.mcp.registration.ERROR_ADVICE` for the
+one table from error types to advice.
 """
 
 from __future__ import annotations
@@ -14,18 +14,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from chatbox.domain.errors import (
-    ChatboxError,
-    ConflictError,
-    ConnectorUnavailableError,
-    InvalidInputError,
-    NoFocusError,
-    NotFoundError,
-    PlatformRefusedError,
-    RateLimitedError,
-)
 from chatbox.domain.normalized import MAX_TEXT
 from chatbox.ports.platforms import PlatformRegistry, PlatformSpec
 from chatbox.runtime import Runtime
@@ -320,34 +310,3 @@ class Toolset:
 
     def get(self, name: str) -> ToolSpec | None:
         return self.by_name.get(name)
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-# The one table from error types to the advice appended to a tool error (most specific first).
-ERROR_ADVICE: tuple[tuple[type[ChatboxError], str], ...] = (
-    (NoFocusError, "Call list_chats, then switch_chat (or pass chat_id)."),
-    (NotFoundError, "Call list_chats for valid chat ids."),
-    (InvalidInputError, "Fix the arguments and call again."),
-    (RateLimitedError, "Wait, then send again."),
-    (PlatformRefusedError, "Change the message or the chat; sending the same again will fail again."),
-    (ConnectorUnavailableError, "Try again later, or answer on another platform."),
-    (ConflictError, "This cannot be done in the current state."),
-)
-
-
-def describe_error(exc: ChatboxError) -> str:
-    for error_type, advice in ERROR_ADVICE:
-        if isinstance(exc, error_type):
-            return f"{exc.message} [{exc.code}] {advice}"
-    return f"{exc.message} [{exc.code}]"
-
-
-def describe_validation_error(tool: str, exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
-        problems.append(f"{where}: {error.get('msg', 'invalid')}")
-    return (
-        f"invalid arguments for {tool}: " + "; ".join(problems) + " [invalid_input] Fix the arguments and call again."
-    )

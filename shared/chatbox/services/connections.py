@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from chatbox.domain.errors import ConflictError, ConnectorError, ConnectorUnavailableError, NotFoundError, VaultError
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
-from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, CredentialKind, MailboxStatus
+from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, CredentialKind
 from chatbox.domain.vault import Vault
 from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, ConnectionContext
 from chatbox.ports.ingest import ProvisionRequest
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.credentials import add_credential, get_credential, reveal
-from chatbox.services.mailboxes import get_mailbox
+from chatbox.services.mailboxes import get_mailbox, require_live_mailbox
 from chatbox.services.pagination import paginate
 from chatbox.store.models import Connection, Credential
 
@@ -70,8 +70,7 @@ def create_connection(
         ConnectorUnavailableError: the platform could not be reached.
     """
     mailbox = get_mailbox(db, account_id, mailbox_id)
-    if mailbox.status == MailboxStatus.archived.value:
-        raise ConflictError(f"mailbox {mailbox_id} is archived")
+    require_live_mailbox(mailbox)
     spec = platforms.spec(data.platform)
     platform = spec.name
     existing = db.scalar(

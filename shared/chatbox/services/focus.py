@@ -15,9 +15,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from chatbox.domain.errors import AuthenticationError, InvalidInputError, NotFoundError
 from chatbox.domain.ids import is_valid_id, token_matches
-from chatbox.domain.schemas import ConnectionStatus, MailboxStatus
+from chatbox.domain.schemas import ConnectionStatus
+from chatbox.services.mailboxes import get_mailbox_any_account
+from chatbox.services.mailboxes import require_live_mailbox as require_live_mailbox  # re-exported for sending
 from chatbox.store.models import Chat, Connection, Mailbox, Message
 
 DEFAULT_RECAP = 20
@@ -169,13 +171,6 @@ def _last_message(db: Session, chat_id: str) -> Message | None:
     return db.scalar(select(Message).where(Message.chat_id == chat_id).order_by(Message.id.desc()).limit(1))
 
 
-def _mailbox(db: Session, mailbox_id: str) -> Mailbox:
-    mailbox = db.get(Mailbox, mailbox_id)
-    if mailbox is None:
-        raise NotFoundError(f"mailbox {mailbox_id} not found")
-    return mailbox
-
-
 def list_chats(
     db: Session, mailbox_id: str, *, platform: str | None = None, include_muted: bool = False
 ) -> list[ChatSummary]:
@@ -183,7 +178,7 @@ def list_chats(
 
     Muted chats are left out unless `include_muted` (the focal chat is always listed).
     """
-    mailbox = _mailbox(db, mailbox_id)
+    mailbox = get_mailbox_any_account(db, mailbox_id)
     stmt = select(Chat).where(Chat.mailbox_id == mailbox.id)
     if platform is not None:
         stmt = stmt.where(Chat.platform == platform)
@@ -216,7 +211,7 @@ def _recent(db: Session, chat_id: str, limit: int, before: str | None = None) ->
 
 def get_focus(db: Session, mailbox_id: str) -> ChatSummary | None:
     """The focal chat, or None when the mailbox has no focus."""
-    mailbox = _mailbox(db, mailbox_id)
+    mailbox = get_mailbox_any_account(db, mailbox_id)
     if mailbox.focal_chat_id is None:
         return None
     chat = db.get(Chat, mailbox.focal_chat_id)
@@ -240,7 +235,7 @@ def switch_chat(
     """
     if not 0 <= recap <= MAX_PAGE:
         raise InvalidInputError(f"recap must be between 0 and {MAX_PAGE}")
-    mailbox = _mailbox(db, mailbox_id)
+    mailbox = get_mailbox_any_account(db, mailbox_id)
     require_live_mailbox(mailbox)
     if use_mailbox_recap and mailbox.recap_messages is not None:
         recap = mailbox.recap_messages
@@ -268,7 +263,7 @@ def read_chat(
         raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE}")
     if before is not None and not is_valid_id("message", before):
         raise InvalidInputError("before must be a message id (`msg_…`), e.g. the next_before of a previous page")
-    mailbox = _mailbox(db, mailbox_id)
+    mailbox = get_mailbox_any_account(db, mailbox_id)
     chat = find_chat(db, mailbox.id, address)
     messages, more = _recent(db, chat.id, limit, before)
     return ChatPage(
@@ -278,7 +273,15 @@ def read_chat(
     )
 
 
-def require_live_mailbox(mailbox: Mailbox) -> None:
-    """ConflictError when the mailbox is archived: it keeps its history but no longer acts."""
-    if mailbox.status == MailboxStatus.archived.value:
-        raise ConflictError(f"mailbox {mailbox.id} is archived; it can no longer change focus or send")
+def set_chat_muted(db: Session, mailbox_id: str, address: str, *, muted: bool) -> Chat:
+    """Mute or unmute the mailbox's chat at `address`: a muted chat leaves the chat list (its messages are still
+    stored and delivered). Idempotent.
+
+    Raises:
+        InvalidInputError: a malformed address.
+        NotFoundError: no such chat in this mailbox.
+    """
+    chat = find_chat(db, mailbox_id, address)
+    chat.muted = muted
+    db.commit()
+    return chat

@@ -76,12 +76,31 @@ def create_mailbox(db: Session, account_id: str, data: MailboxCreate, *, policy:
     return CreatedMailbox(mailbox, token)
 
 
-def get_mailbox(db: Session, account_id: str, mailbox_id: str) -> Mailbox:
-    """The account's mailbox; another account's id is reported exactly like an unknown one."""
+def get_mailbox_any_account(db: Session, mailbox_id: str) -> Mailbox:
+    """A mailbox by id whatever its account: for callers already scoped to it (an MCP token, an operator).
+
+    Raises:
+        NotFoundError: no mailbox has this id (or it is not a mailbox id at all).
+    """
     mailbox = db.get(Mailbox, mailbox_id) if is_valid_id("mailbox", mailbox_id) else None
-    if mailbox is None or mailbox.account_id != account_id:
+    if mailbox is None:
         raise NotFoundError(f"mailbox {mailbox_id} not found")
     return mailbox
+
+
+def get_mailbox(db: Session, account_id: str, mailbox_id: str) -> Mailbox:
+    """The account's mailbox; another account's id is reported exactly like an unknown one (NotFoundError)."""
+    mailbox = get_mailbox_any_account(db, mailbox_id)
+    if mailbox.account_id != account_id:
+        raise NotFoundError(f"mailbox {mailbox_id} not found")
+    return mailbox
+
+
+def require_live_mailbox(mailbox: Mailbox) -> None:
+    """ConflictError when the mailbox is archived: it keeps its history but no longer acts (no focus changes,
+    sends or updates)."""
+    if mailbox.status == MailboxStatus.archived.value:
+        raise ConflictError(f"mailbox {mailbox.id} is archived; it keeps its history but can no longer act")
 
 
 def list_mailboxes(
@@ -96,17 +115,12 @@ def list_mailboxes(
     return paginate(db, stmt, Mailbox.id, kind="mailbox", limit=limit, cursor=cursor)
 
 
-def _require_live(mailbox: Mailbox) -> None:
-    if mailbox.status == MailboxStatus.archived.value:
-        raise ConflictError(f"mailbox {mailbox.id} is archived")
-
-
 def update_mailbox(
     db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str, data: MailboxUpdate, *, policy: AddressPolicy
 ) -> Mailbox:
     """Change only the fields present. Setting a webhook_url sends what was held for the lack of one."""
     mailbox = get_mailbox(db, account_id, mailbox_id)
-    _require_live(mailbox)
+    require_live_mailbox(mailbox)
     fields = data.model_fields_set
     if "name" in fields:
         if data.name is None:
@@ -156,7 +170,7 @@ def regenerate_mcp_token(db: Session, mailbox_id: str) -> str:
 def unpause_mailbox(db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str) -> Mailbox:
     """Resume deliveries: the failure streak resets and held deliveries are sent, each chat in order."""
     mailbox = get_mailbox(db, account_id, mailbox_id)
-    _require_live(mailbox)
+    require_live_mailbox(mailbox)
     mailbox.status = MailboxStatus.active.value
     mailbox.consecutive_failures = 0
     db.commit()
@@ -167,7 +181,7 @@ def unpause_mailbox(db: Session, queue: DeliveryQueue, account_id: str, mailbox_
 def redrive_mailbox(db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str) -> int:
     """Re-queue the mailbox's dead letters with a fresh set of attempts. Returns how many."""
     mailbox = get_mailbox(db, account_id, mailbox_id)
-    _require_live(mailbox)
+    require_live_mailbox(mailbox)
     return redrive_dead_letters(db, queue, mailbox.id)
 
 
@@ -197,11 +211,3 @@ def delivery_counts(db: Session) -> dict[str, int]:
     counts = dict.fromkeys(("pending", "held", "delivered", "dead"), 0)
     counts.update({status: int(count) for status, count in rows})
     return counts
-
-
-def get_mailbox_any_account(db: Session, mailbox_id: str) -> Mailbox:
-    """A mailbox by id regardless of account (operator tools only)."""
-    mailbox = db.get(Mailbox, mailbox_id) if is_valid_id("mailbox", mailbox_id) else None
-    if mailbox is None:
-        raise NotFoundError(f"mailbox {mailbox_id} not found")
-    return mailbox

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.domain.errors import ConflictError, InvalidInputError, NoFocusError, NotFoundError
+from chatbox.domain.errors import ConflictError, InvalidInputError, NoFocusError
 from chatbox.domain.ids import new_id
 from chatbox.domain.normalized import MAX_TEXT
 from chatbox.domain.schemas import ConnectionStatus
@@ -21,7 +21,8 @@ from chatbox.domain.vault import Vault
 from chatbox.ports.connector import OutboundMessage
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.connections import connection_context
-from chatbox.services.focus import find_chat, require_live_mailbox
+from chatbox.services.focus import find_chat
+from chatbox.services.mailboxes import get_mailbox_any_account, require_live_mailbox
 from chatbox.store.models import Chat, Connection, Mailbox, Message
 from chatbox.store.types import utcnow
 
@@ -73,9 +74,7 @@ def send_message(
         raise InvalidInputError("text is empty: write the message to send")
     if len(text) > MAX_TEXT:
         raise InvalidInputError(f"text is longer than {MAX_TEXT} characters; split it into several messages")
-    mailbox = db.get(Mailbox, mailbox_id)
-    if mailbox is None:
-        raise NotFoundError(f"mailbox {mailbox_id} not found")
+    mailbox = get_mailbox_any_account(db, mailbox_id)
     require_live_mailbox(mailbox)
     target_chat = _target_chat(db, mailbox, chat)
     if platform is not None and target_chat.platform != platform:

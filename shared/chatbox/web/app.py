@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, FastAPI
 
 from chatbox import __version__
-from chatbox.domain import metrics
 from chatbox.runtime import Runtime
-from chatbox.services.mailboxes import delivery_counts
 from chatbox.web.errors import install_error_handlers
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from chatbox.web.openapi import install_platform_openapi
@@ -42,13 +40,4 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS) -> 
     install_platform_openapi(app, runtime.platforms)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(MetricsMiddleware)
-    _register_queue_depth(runtime)
     return app
-
-
-def _register_queue_depth(runtime: Runtime) -> None:
-    def read() -> dict[str, int]:
-        with runtime.db.session() as db:
-            return delivery_counts(db)
-
-    metrics.set_queue_depth_reader(read)

@@ -16,6 +16,7 @@ from chatbox.domain.errors import (
     ChatboxError,
     ConflictError,
     ConnectorUnavailableError,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     VaultError,
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
     AuthenticationError: 401,
+    ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
     InvalidInputError: 422,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from chatbox.domain import metrics
+from chatbox.services.mailboxes import delivery_counts
 from chatbox.web.deps import RuntimeDep
 
 router = APIRouter(tags=["operations"])
@@ -24,5 +25,10 @@ def health(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def prometheus_metrics() -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def prometheus_metrics(runtime: RuntimeDep) -> Response:
+    def read_depths() -> dict[str, int]:
+        with runtime.db.session() as db:
+            return delivery_counts(db)
+
+    # The queue depth is read from this app's runtime, not a process global: apps in one process stay apart.
+    return Response(metrics.scrape(read_depths), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,138 @@
+"""The one ASGI endpoint behind every chatbox MCP path: bearer authentication, then stateless MCP serving.
+
+Each request is authenticated before any MCP processing (a malformed body still gets its 401),
+then handed to a fresh stateless, JSON-response session manager around a low-level server built
+for the caller. Stateless mode keeps that cheap, serves both protocol eras (2026-07-28's
+`server/discover` and the older `initialize`), and works the same under uvicorn and Mangum, where
+a manager's single-use `run()` rules out one long-lived manager.
+
+Example:
+    ```python
+    endpoint = McpEndpoint(
+        realm="chatbox-mcp",
+        credential="mcp_token",
+        authenticate=lambda path_params, token: ...,  # -> an identity, or raise AuthenticationError
+        build_server=lambda identity: ...,  # -> a low-level mcp Server for that identity
+        security=transport_security(runtime.settings),
+    )
+    Route("/mcp/{mailbox_id}", endpoint=endpoint, methods=MCP_METHODS)
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import anyio.to_thread
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import Receive, Scope, Send
+
+from chatbox.domain.errors import AuthenticationError, ChatboxError, ForbiddenError
+from chatbox.domain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+IdentityT = TypeVar("IdentityT")
+
+MCP_METHODS = ["GET", "POST", "DELETE"]
+
+# The one table from authentication errors to HTTP answers; anything else raised while authenticating
+# (the database is unreachable, ...) answers 503 rather than a 500.
+STATUS_BY_AUTH_ERROR: tuple[tuple[type[ChatboxError], int], ...] = (
+    (AuthenticationError, 401),
+    (ForbiddenError, 403),
+)
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection with the Host and Origin values the deployment answers to."""
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=settings.mcp_hosts(),
+        allowed_origins=settings.mcp_origins(),
+    )
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The bearer token of the Authorization header, or None when absent or of another scheme."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() or None if scheme.lower() == "bearer" else None
+    return None
+
+
+async def send_json_error(send: Send, status: int, code: str, message: str, headers: Mapping[str, str]) -> None:
+    """Answer `{"code", "message"}` with `status`, as the REST face does."""
+    payload = json.dumps({"code": code, "message": message}).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def serve_stateless(
+    server: Server[Any], security: TransportSecuritySettings, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Serve one request with a fresh stateless, JSON-response session manager (its `run()` is single-use)."""
+    manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True, security_settings=security)
+    async with manager.run():
+        await manager.handle_request(scope, receive, send)
+
+
+class McpEndpoint(Generic[IdentityT]):
+    """An ASGI endpoint: authenticate the bearer token for the path, then serve MCP for that identity.
+
+    Args:
+        realm: the `WWW-Authenticate` realm of the 401 answers.
+        credential: what the bearer token is, named in the 401 for a missing one (`mcp_token`, `api_key`).
+        authenticate: `(path_params, token) -> identity`, synchronous (it runs in a worker thread);
+            raises `AuthenticationError` (401) or `ForbiddenError` (403).
+        build_server: the low-level MCP server for an authenticated identity (built per request).
+        security: the transport security settings (allowed Host and Origin values).
+    """
+
+    def __init__(
+        self,
+        *,
+        realm: str,
+        credential: str,
+        authenticate: Callable[[Mapping[str, Any], str], IdentityT],
+        build_server: Callable[[IdentityT], Server[Any]],
+        security: TransportSecuritySettings,
+    ) -> None:
+        self.realm = realm
+        self.credential = credential
+        self.authenticate = authenticate
+        self.build_server = build_server
+        self.security = security
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = bearer_token(scope)
+        if token is None:
+            message = f"missing bearer token: send `Authorization: Bearer <{self.credential}>`"
+            challenge = {"WWW-Authenticate": f'Bearer realm="{self.realm}"'}
+            await send_json_error(send, 401, "unauthorized", message, challenge)
+            return
+        path_params: Mapping[str, Any] = scope.get("path_params", {})
+        try:
+            identity = await anyio.to_thread.run_sync(self.authenticate, path_params, token)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered: 401/403 by the table, else 503
+            await self._refuse(send, exc, path_params)
+            return
+        await serve_stateless(self.build_server(identity), self.security, scope, receive, send)
+
+    async def _refuse(self, send: Send, exc: Exception, path_params: Mapping[str, Any]) -> None:
+        for error_type, status in STATUS_BY_AUTH_ERROR:
+            if isinstance(exc, error_type):
+                headers = {"WWW-Authenticate": f'Bearer realm="{self.realm}", error="invalid_token"'}
+                await send_json_error(send, status, exc.code, exc.message, headers if status == 401 else {})
+                return
+        # The database is unreachable or similar: say so rather than crash with a 500.
+        log.error("cannot authenticate an MCP request for %s", dict(path_params), exc_info=exc)
+        await send_json_error(send, 503, "unavailable", "chatbox cannot serve this request now; retry", {})

@@ -1,0 +1,59 @@
+"""The one MCP endpoint both servers use: its answers before any MCP processing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chatbox.asgi import create_mcp_app
+from chatbox.compose import build_runtime
+from chatbox.domain.ids import new_id
+from chatbox.domain.settings import Settings
+from chatbox.domain.vault import generate_key
+
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+
+
+@pytest.fixture
+def unreachable_database_client(tmp_path: Path) -> Iterator[TestClient]:
+    """The MCP app over a database that cannot be opened (its folder does not exist)."""
+    settings = Settings(
+        home=tmp_path / "home", db_url=f"sqlite:///{tmp_path / 'absent' / 'chatbox.db'}", vault_key=generate_key()
+    )
+    runtime = build_runtime(settings)
+    try:
+        with TestClient(create_mcp_app(runtime)) as client:
+            yield client
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("path", [f"/mcp/{new_id('mailbox')}", f"/mcp/admin/{new_id('account')}"])
+def test_an_unreachable_database_answers_503_not_a_crash(unreachable_database_client: TestClient, path: str) -> None:
+    response = unreachable_database_client.post(
+        path, json=TOOLS_LIST, headers={**MCP_HEADERS, "authorization": "Bearer some-token"}
+    )
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "unavailable"
+
+
+@pytest.mark.parametrize(
+    ("path", "realm", "credential"),
+    [
+        (f"/mcp/{new_id('mailbox')}", "chatbox-mcp", "<mcp_token>"),
+        (f"/mcp/admin/{new_id('account')}", "chatbox-admin-mcp", "<api_key>"),
+    ],
+)
+def test_a_missing_token_is_401_naming_the_credential_each_server_wants(
+    unreachable_database_client: TestClient, path: str, realm: str, credential: str
+) -> None:
+    response = unreachable_database_client.post(path, json=TOOLS_LIST, headers=MCP_HEADERS)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == f'Bearer realm="{realm}"'
+    assert credential in response.json()["message"]
