@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from chatbox.domain.ids import hash_token, new_id, new_token
 from chatbox.runtime import Runtime
-from chatbox.store.database import Database
+from chatbox.store.database import Database, release_before_network_call
 from chatbox.store.migrate import alembic_config, upgrade_to_head
 from chatbox.store.models import Account, ApiKey, Base, Chat, Connection, Delivery, Mailbox, Message
 from tests.conftest import BACKENDS
@@ -363,3 +363,15 @@ def test_chat_address_is_platform_and_external_id(runtime: Runtime) -> None:
         chat = _chat(db, _connection(db, _mailbox(db, _account(db)), "signal"), "+15551234567")
 
         assert chat.address == "signal:+15551234567"
+
+
+def test_releasing_before_a_network_call_refuses_to_drop_uncommitted_changes(runtime: Runtime) -> None:
+    with runtime.db.session() as db:
+        db.add(Account(id=new_id("account"), name="pending"))
+
+        with pytest.raises(RuntimeError, match="commit them first"):
+            release_before_network_call(db)
+        db.commit()
+        release_before_network_call(db)  # nothing pending: the read transaction simply ends
+
+        assert not db.in_transaction()

@@ -26,6 +26,7 @@ from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.credentials import add_credential, get_credential, reveal
 from chatbox.services.mailboxes import get_mailbox, require_live_mailbox
 from chatbox.services.pagination import paginate
+from chatbox.store.database import release_before_network_call
 from chatbox.store.models import Connection, Credential
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def create_connection(
     secrets = dict(data.secrets)
     webhook = platforms.webhook(platform)
     if webhook is not None:
-        db.rollback()  # no transaction stays open across the platform's API calls
+        release_before_network_call(db)
         provisioned = webhook.provision(
             ProvisionRequest(
                 connection_id, config, secrets, public_url + ingest_path(platforms, platform, connection_id)
@@ -173,7 +174,7 @@ def resync_connection(
         )
     secrets = open_connection_secrets(db, vault, connection)
     config = dict(connection.config)
-    db.rollback()
+    release_before_network_call(db)
     provisioned = webhook.provision(
         ProvisionRequest(
             connection.id, config, secrets, public_url + ingest_path(platforms, connection.platform, connection.id)

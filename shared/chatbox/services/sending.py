@@ -23,6 +23,7 @@ from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.connections import connection_context
 from chatbox.services.focus import find_chat
 from chatbox.services.mailboxes import get_mailbox_any_account, require_live_mailbox
+from chatbox.store.database import release_before_network_call
 from chatbox.store.models import Chat, Connection, Mailbox, Message
 from chatbox.store.types import utcnow
 
@@ -89,8 +90,8 @@ def send_message(
         )
     connector = platforms.connector(target_chat.platform)
     ctx = connection_context(db, vault, connection)
-    # Nothing is written before the platform answers: the session holds no transaction open across the call.
-    db.rollback()
+    # Nothing is written before the platform answers, so recaps show only what the other side received.
+    release_before_network_call(db)
     sent = connector.send(ctx, OutboundMessage(target_chat.external_id, text, reply_to, dict(options or {})))
     external_id = sent.external_id
     now = utcnow()

@@ -104,3 +104,16 @@ class Database:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+def release_before_network_call(db: Session) -> None:
+    """End the session's read-only transaction before a call to a platform or a webhook receiver.
+
+    The one way chatbox keeps database locks and pooled connections free while it waits on the network
+    (a slow platform must never hold SQLite's writer or a Postgres connection). Nothing may be pending:
+    whatever must survive the call is committed first, or written after it. Loaded objects expire and
+    reload on their next use.
+    """
+    if db.new or db.dirty or db.deleted:
+        raise RuntimeError("uncommitted changes before a network call: commit them first, or write after it")
+    db.rollback()
