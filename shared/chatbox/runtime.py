@@ -17,7 +17,7 @@ from chatbox.ports.connector import ConnectorRegistry
 from chatbox.ports.ingest import WebhookRegistry
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
-from chatbox.services.delivery import Deliverer, DeliveryPolicy
+from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
 from chatbox.store.database import Database
 
 

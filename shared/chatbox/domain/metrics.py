@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from chatbox.domain.schemas import DeliveryStatus
+
 registry = CollectorRegistry(auto_describe=True)
 
 http_requests = Counter(
@@ -20,7 +22,7 @@ inbound_messages = Counter(
 deliveries = Counter("chatbox_deliveries", "Webhook delivery attempts", ["outcome"], registry=registry)
 
 
-QUEUED_STATUSES = ("pending", "held")
+QUEUED_STATUSES = (DeliveryStatus.pending.value, DeliveryStatus.held.value)
 
 
 class _QueueDepthCollector(Collector):

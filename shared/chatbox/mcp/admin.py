@@ -27,7 +27,6 @@ from chatbox.mcp.server import bearer_token, send_json_error, serve_stateless, t
 from chatbox.mcp.tools import describe_error, describe_validation_error
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, focus, mailboxes
-from chatbox.services.delivery import recent_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ def run_redrive(runtime: Runtime, account_id: str, args: MailboxInput) -> dict[s
 def run_tail_deliveries(runtime: Runtime, account_id: str, args: TailInput) -> dict[str, Any]:
     with runtime.db.session() as db:
         mailboxes.get_mailbox(db, account_id, args.mailbox_id)
-        rows = recent_deliveries(db, args.mailbox_id, limit=args.limit)
+        rows = mailboxes.recent_deliveries(db, args.mailbox_id, limit=args.limit)
         return {
             "deliveries": [
                 {
