@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,28 @@ from standardwebhooks import Webhook
 from chatbox.adapters.local_queue import DEAD_LETTER_QUEUE, LocalQueue
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
+from chatbox.local.consumer import records_per_chat
+from chatbox.ports.queue import DeliveryJob, QueueRecord
 from chatbox.runtime import Runtime
-from chatbox.services.delivery import deliver_record
-from chatbox.store.models import Delivery, Mailbox
+from chatbox.services.delivery_attempt import Deliverer
+from chatbox.services.delivery_batch import CRASH_RETRY_MAX_SECONDS, deliver_batch
+from chatbox.store.models import Delivery, Mailbox, QueueMessage
+from chatbox.store.types import utcnow
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_credential, create_mailbox
-from tests.support.pipeline import eventually, new_signing_secret, post_inbound, running_consumer
-from tests.support.receiver import Reply, WebhookReceiver, running_receiver
+from tests.support.pipeline import (
+    eventually,
+    new_signing_secret,
+    post_inbound,
+    running_consumer,
+    unreachable_database,
+)
+from tests.support.receiver import Received, Reply, WebhookReceiver, running_receiver
 
 MAX_ATTEMPTS = 3
 SLOW_SECONDS = 1.5
+# Far beyond any wait here: a record left hidden for the visibility timeout instead of a retry delay times out a test.
+VISIBILITY_SECONDS = 600.0
 
 
 @pytest.fixture
@@ -38,6 +50,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         delivery_retry_base_seconds=0.01,
         delivery_max_attempts=MAX_ATTEMPTS,
         pause_after_failures=5,
+        local_queue_visibility_seconds=VISIBILITY_SECONDS,
     )
 
 
@@ -234,8 +247,9 @@ def test_a_record_received_too_often_is_given_up_visibly(
     [record] = queue.receive(10)
     crashing = replace(record, receive_count=MAX_ATTEMPTS + 3)  # as if each earlier receive crashed the worker
 
-    deliver_record(crashing, runtime.deliverer, queue)
+    kept = deliver_batch([crashing], runtime.deliverer, queue)
 
+    assert kept == []
     [delivery] = _deliveries(runtime, mailbox["id"])
     assert delivery.status == "dead" and "gave up" in (delivery.last_error or "")
     assert queue.depth(DEAD_LETTER_QUEUE) == 1 and queue.depth() == 0
@@ -259,3 +273,103 @@ def test_a_slow_failing_mailbox_does_not_delay_another(
 
     assert delivered.json()["mailbox_id"] == healthy["id"]
     assert delivered.at < first_slow.at + SLOW_SECONDS  # before the slow receiver had answered even once
+
+
+def _local_queue(runtime: Runtime) -> LocalQueue:
+    assert isinstance(runtime.queue, LocalQueue)
+    return runtime.queue
+
+
+def _delivery_ids(records: list[QueueRecord]) -> list[str | None]:
+    return [r.delivery_id() for r in records]
+
+
+def test_local_queue_hands_out_a_chats_waiting_messages_together_and_in_order_like_sqs_fifo(runtime: Runtime) -> None:
+    queue = _local_queue(runtime)
+    queue.send([DeliveryJob("dlv_a1", "A"), DeliveryJob("dlv_a2", "A"), DeliveryJob("dlv_b1", "B")])
+
+    first = queue.receive(10)
+    assert _delivery_ids(first) == ["dlv_a1", "dlv_a2", "dlv_b1"]
+    a1, a2, _ = first
+
+    queue.send([DeliveryJob("dlv_a3", "A")])
+    assert queue.receive(10) == []  # chat A has messages in flight: locked
+    queue.retry_later(a2, 0)
+    assert queue.receive(10) == []  # still locked while a1 is in flight, though a2 is visible again
+    queue.delete(a1)
+    assert _delivery_ids(queue.receive(10)) == ["dlv_a2", "dlv_a3"]
+
+
+def test_local_queue_receive_caps_chats_and_messages_per_chat(runtime: Runtime) -> None:
+    queue = _local_queue(runtime)
+    queue.send([DeliveryJob(f"dlv_{chat}{n}", chat) for chat in "ABC" for n in (1, 2)])
+
+    assert _delivery_ids(queue.receive(10, max_groups=2, max_per_group=1)) == ["dlv_A1", "dlv_B1"]
+    assert _delivery_ids(queue.receive(10, max_groups=2, max_per_group=1)) == ["dlv_C1"]
+
+
+def test_a_worker_takes_as_many_of_a_chats_records_as_it_can_post_within_the_visibility_timeout() -> None:
+    assert records_per_chat(60, 15) == 3  # the defaults: one webhook timeout to spare
+    assert records_per_chat(30, 15) == 1
+    assert records_per_chat(VISIBILITY_SECONDS, 15) == 10  # at most an SQS batch
+
+
+def _texts_of_chat(receiver: WebhookReceiver, chat: str) -> list[str]:
+    return [r.json()["message"]["text"] for r in receiver.requests if r.json()["chat_id"] == f"signal:{chat}"]
+
+
+def _fail_first_post_of(text: str) -> Callable[[Received], Reply]:
+    """A receiver's answer: 500 to the first POST of the message `text`, 200 to everything else."""
+    failed: list[Received] = []
+
+    def respond(received: Received) -> Reply:
+        if not failed and received.json()["message"]["text"] == text:
+            failed.append(received)
+            return Reply(status=500)
+        return Reply()
+
+    return respond
+
+
+def test_a_failed_message_and_the_later_ones_of_its_chat_come_back_after_the_retry_backoff(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver
+) -> None:
+    mailbox, connection = _mailbox_with_connection(client, account, receiver)
+    post_inbound(client, connection, "a-1", "a one", external_chat_id="A")
+    post_inbound(client, connection, "a-2", "a two", external_chat_id="A")
+    post_inbound(client, connection, "b-1", "b one", external_chat_id="B")
+    receiver.respond = _fail_first_post_of("a one")
+
+    with running_consumer(runtime):
+        # Bounded far below the visibility timeout: only the retry delay may hold chat A back.
+        eventually(lambda: all(d.status == "delivered" for d in _deliveries(runtime, mailbox["id"])), timeout=10)
+
+    assert _texts_of_chat(receiver, "A") == ["a one", "a one", "a two"]
+    assert _texts_of_chat(receiver, "B") == ["b one"]
+
+
+def _queued(runtime: Runtime) -> list[QueueMessage]:
+    with runtime.db.session() as db:
+        return list(db.scalars(select(QueueMessage).where(QueueMessage.queue == _local_queue(runtime).queue)))
+
+
+def test_a_delivery_that_crashes_the_worker_comes_back_soon_not_after_the_visibility_timeout(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver
+) -> None:
+    mailbox, connection = _mailbox_with_connection(client, account, receiver)
+    post_inbound(client, connection, "a-1", "a one", external_chat_id="A")
+    post_inbound(client, connection, "a-2", "a two", external_chat_id="A")
+
+    with unreachable_database() as down:
+        # The worker's database is down: delivering raises, which no delivery decision covers.
+        crashing = Deliverer(down, runtime.vault, runtime.deliverer.client, runtime.deliverer.policy)
+        with running_consumer(runtime, crashing):
+            eventually(lambda: any(m.receive_count >= 1 for m in _queued(runtime)))
+    received = [m for m in _queued(runtime) if m.receive_count >= 1]
+    assert receiver.requests == []
+    assert max(m.visible_at - utcnow() for m in received).total_seconds() <= CRASH_RETRY_MAX_SECONDS
+
+    with running_consumer(runtime):
+        eventually(lambda: all(d.status == "delivered" for d in _deliveries(runtime, mailbox["id"])), timeout=10)
+
+    assert _texts_of_chat(receiver, "A") == ["a one", "a two"]

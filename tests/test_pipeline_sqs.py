@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import sys
@@ -20,16 +21,18 @@ from chatbox.domain.settings import Settings, get_settings
 from chatbox.domain.vault import generate_key
 from chatbox.ports.queue import DeliveryJob, QueueError, QueueRecord
 from chatbox.runtime import Runtime
-from chatbox.services.delivery import handle_delivery_batch, sweep_unenqueued
+from chatbox.services.delivery_batch import deliver_batch
+from chatbox.services.delivery_requeue import sweep_unenqueued
 from chatbox.store.models import Delivery
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_credential, create_mailbox
-from tests.support.pipeline import eventually, new_signing_secret, post_inbound
+from tests.support.pipeline import eventually, new_signing_secret, post_inbound, unreachable_database
 from tests.support.receiver import Reply, WebhookReceiver, running_receiver
 from tests.support.sqs import SqsStack, create_queues, moto_server
 from tests.test_lambda_api import LambdaContext
 
 EVENTS = Path(__file__).parent / "events"
+VISIBILITY_SECONDS = 1080
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def sqs(moto_endpoint: str, aws_env: None) -> SqsStack:
-    return create_queues(moto_endpoint)
+    # The template's visibility timeout: a record reported failed without a visibility change is gone for 18 min.
+    return create_queues(moto_endpoint, visibility_timeout=VISIBILITY_SECONDS)
 
 
 @pytest.fixture
@@ -99,7 +103,7 @@ def test_sqs_end_to_end_inbound_to_verified_webhook(
     post_inbound(client, connection, "m-1", "over sqs")
     queue = _queue(runtime)
     records = _receive_all(queue, 1)
-    failed = handle_delivery_batch(records, runtime.deliverer, queue)
+    failed = deliver_batch(records, runtime.deliverer, queue)
     for record in records:
         if record.message_id not in failed:
             queue.delete(record)
@@ -142,7 +146,7 @@ def test_crash_between_commit_and_queue_send_loses_nothing(
     with runtime.db.session() as db:
         assert sweep_unenqueued(db, good_queue, grace_seconds=0) == 1
     records = _receive_all(good_queue, 1)
-    assert handle_delivery_batch(records, runtime.deliverer, good_queue) == []
+    assert deliver_batch(records, runtime.deliverer, good_queue) == []
     [request] = receiver.wait_for(1)
     assert request.json()["message"]["id"] == accepted["message_id"]
 
@@ -252,7 +256,7 @@ def test_redrive_uses_a_fresh_deduplication_id_so_fifo_does_not_drop_it(
         delivery = db.scalars(select(Delivery)).one()
         delivery.attempts = runtime.settings.delivery_max_attempts - 1
         db.commit()
-    assert handle_delivery_batch([record], runtime.deliverer, queue) == []  # the last attempt: dead-lettered
+    assert deliver_batch([record], runtime.deliverer, queue) == []  # the last attempt: dead-lettered
     first_send = json.loads(record.body)["delivery_id"]
 
     requeued = client.post(f"/v1/mailboxes/{mailbox['id']}/redrive", headers=account.headers).json()
@@ -260,3 +264,96 @@ def test_redrive_uses_a_fresh_deduplication_id_so_fifo_does_not_drop_it(
     assert requeued == {"requeued": 1}
     [dedupe] = eventually(lambda: _deduplication_ids(sqs), timeout=5)
     assert dedupe.startswith(first_send) and dedupe != first_send
+
+
+def _event_of(records: list[QueueRecord]) -> dict[str, Any]:
+    """The Lambda event SQS would deliver for records received from the queue (real receipt handles)."""
+    shape = json.loads((EVENTS / "sqs_fifo_delivery.json").read_text())["Records"][0]
+    event_records = []
+    for record in records:
+        event_record = copy.deepcopy(shape)
+        event_record.update(messageId=record.message_id, receiptHandle=record.receipt, body=record.body)
+        event_record["attributes"].update(
+            MessageGroupId=record.group_id, ApproximateReceiveCount=str(record.receive_count)
+        )
+        event_records.append(event_record)
+    return {"Records": event_records}
+
+
+def _invoke_as_lambda(handler: ModuleType, queue: SqsQueue, records: list[QueueRecord]) -> set[str]:
+    """What Lambda does with a batch: invoke, then delete the records not reported failed. Returns the failed ids."""
+    response = handler.handler(_event_of(records), LambdaContext(function_name="chatbox-delivery"))
+    failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+    for record in records:
+        if record.message_id not in failed:
+            queue.delete(record)
+    return failed
+
+
+def _visible_and_in_flight(sqs: SqsStack) -> tuple[int, int]:
+    attributes = sqs.client().get_queue_attributes(
+        QueueUrl=sqs.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _post_chat_a_twice_and_chat_b(client: TestClient, account: AccountKey, receiver: WebhookReceiver) -> None:
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    post_inbound(client, connection, "a-1", "a one", external_chat_id="A")
+    post_inbound(client, connection, "a-2", "a two", external_chat_id="A")
+    post_inbound(client, connection, "b-1", "b one", external_chat_id="B")
+
+
+# The records' return is read from the queue's counts rather than by receiving them: moto hands out
+# a FIFO group's messages out of order once several of them were in flight together (real SQS keeps
+# the order). The order on redelivery is asserted with a warm invocation above.
+
+
+def test_lambda_entry_brings_a_failed_chat_back_after_the_retry_backoff_not_the_visibility_timeout(
+    client: TestClient,
+    runtime: Runtime,
+    account: AccountKey,
+    receiver: WebhookReceiver,
+    delivery_handler: ModuleType,
+    sqs: SqsStack,
+) -> None:
+    _post_chat_a_twice_and_chat_b(client, account, receiver)
+    queue = _queue(runtime)
+    batch = _receive_all(queue, 3)
+    receiver.script = [Reply(status=500)]  # the first POST (chat A's first message) fails
+
+    failed = _invoke_as_lambda(delivery_handler, queue, batch)
+
+    a1, a2, _ = batch
+    assert failed == {a1.message_id, a2.message_id}
+    assert [r.json()["message"]["text"] for r in receiver.requests] == ["a one", "b one"]
+    # Both of chat A's records are visible again after the retry delay (a second here), not after 1080 s.
+    eventually(lambda: _visible_and_in_flight(sqs) == (2, 0), timeout=5)
+
+
+def test_lambda_entry_brings_a_crashed_batch_back_soon_not_after_the_visibility_timeout(
+    client: TestClient,
+    runtime: Runtime,
+    account: AccountKey,
+    receiver: WebhookReceiver,
+    delivery_handler: ModuleType,
+    sqs: SqsStack,
+) -> None:
+    _post_chat_a_twice_and_chat_b(client, account, receiver)
+    queue = _queue(runtime)
+    batch = _receive_all(queue, 3)
+    deliverer = delivery_handler.runtime.deliverer
+    working = deliverer.db
+
+    with unreachable_database() as down:
+        deliverer.db = down  # the database is down for this invocation: delivering raises
+        try:
+            failed = _invoke_as_lambda(delivery_handler, queue, batch)
+        finally:
+            deliverer.db = working
+
+    assert failed == {record.message_id for record in batch}
+    assert receiver.requests == []
+    eventually(lambda: _visible_and_in_flight(sqs) == (3, 0), timeout=5)

@@ -15,7 +15,7 @@ from chatbox.domain.addresses import AddressPolicy, check_url_statically
 from chatbox.domain.errors import InvalidInputError
 from chatbox.domain.rendering import DEFAULT_TEMPLATES, VARIABLES, pick_template, render, validate_templates
 from chatbox.runtime import Runtime
-from chatbox.services.delivery import Deliverer, DeliveryPolicy, backoff_seconds
+from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy, backoff_seconds
 from chatbox.store.models import Delivery
 from tests.conftest import AccountKey
 from tests.support.api import assert_error, create_connection, create_mailbox

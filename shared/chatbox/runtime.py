@@ -16,7 +16,7 @@ from chatbox.domain.vault import Vault
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
-from chatbox.services.delivery import Deliverer, DeliveryPolicy
+from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
 from chatbox.services.ingest import IngestDispatcher
 from chatbox.store.database import Database
 

@@ -1,4 +1,5 @@
-"""Pipeline test helpers: a consumer thread over the local queue, inbound posts, bounded polling."""
+"""Pipeline test helpers: a consumer thread over the local queue, inbound posts, bounded polling, a database
+that is down."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from fastapi.testclient import TestClient
 from chatbox.adapters.local_queue import LocalQueue
 from chatbox.local.consumer import LocalConsumer
 from chatbox.runtime import Runtime
+from chatbox.services.delivery_attempt import Deliverer
+from chatbox.store.database import Database
+from tests.support.postgres import free_port
 
 T = TypeVar("T")
 
@@ -24,9 +28,16 @@ def new_signing_secret() -> str:
 
 
 @contextmanager
-def running_consumer(runtime: Runtime) -> Iterator[LocalConsumer]:
+def running_consumer(runtime: Runtime, deliverer: Deliverer | None = None) -> Iterator[LocalConsumer]:
     assert isinstance(runtime.queue, LocalQueue)
-    consumer = LocalConsumer(runtime.queue, runtime.deliverer, poll_interval=0.02, sweep_every=0.2, sweep_grace=0.0)
+    consumer = LocalConsumer(
+        runtime.queue,
+        deliverer or runtime.deliverer,
+        webhook_timeout=runtime.settings.delivery_timeout_seconds,
+        poll_interval=0.02,
+        sweep_every=0.2,
+        sweep_grace=0.0,
+    )
     thread = threading.Thread(target=consumer.run, daemon=True)
     thread.start()
     try:
@@ -35,6 +46,16 @@ def running_consumer(runtime: Runtime) -> Iterator[LocalConsumer]:
         consumer.stop()
         thread.join(timeout=10)
         assert not thread.is_alive(), "consumer did not stop"
+
+
+@contextmanager
+def unreachable_database() -> Iterator[Database]:
+    """A real Database whose server is down (nothing listens on its port): every session raises on first use."""
+    database = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/chatbox")
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02) -> T:

@@ -1,8 +1,8 @@
 """The local queue adapter: SQS FIFO semantics kept durably in the database.
 
 Visibility timeout, receive count, max receives -> dead letter, and per-group order: a group's
-next message is handed out only when no earlier message of that group remains in the queue, so
-a message waiting out its retry delay blocks its chat and nothing else.
+messages are handed out, in order, only while none of them is in flight (hidden), so a message
+waiting out its retry delay blocks its chat and nothing else.
 """
 
 from __future__ import annotations
@@ -109,21 +109,29 @@ class LocalQueue:
 
     # -- consumer side -------------------------------------------------------------------------
 
-    def receive(self, max_messages: int = 10) -> list[QueueRecord]:
-        """Claim up to `max_messages` visible heads of distinct groups, hiding them for the visibility timeout."""
+    def receive(
+        self, max_messages: int = 10, *, max_groups: int | None = None, max_per_group: int | None = None
+    ) -> list[QueueRecord]:
+        """Claim up to `max_messages` visible messages, hiding them for the visibility timeout.
+
+        As SQS FIFO does: a group (chat) with a message in flight is locked, and an unlocked group's
+        messages come in order, several to a batch. `max_groups` caps the distinct groups claimed (the
+        consumer asks for no more chats than it has free workers), `max_per_group` the messages of one
+        group (as many as one worker delivers within the visibility timeout).
+        """
         now = utcnow()
-        earlier = aliased(QueueMessage)
-        heads = (
-            select(QueueMessage.id)
+        other = aliased(QueueMessage)
+        unlocked = (
+            select(QueueMessage.id, QueueMessage.group_id)
             .where(
                 QueueMessage.queue == self.queue,
                 QueueMessage.visible_at <= now,
-                ~select(earlier.id)
+                ~select(other.id)
                 .where(
                     and_(
-                        earlier.queue == QueueMessage.queue,
-                        earlier.group_id == QueueMessage.group_id,
-                        earlier.id < QueueMessage.id,
+                        other.queue == QueueMessage.queue,
+                        other.group_id == QueueMessage.group_id,
+                        other.visible_at > now,
                     )
                 )
                 .exists(),
@@ -133,7 +141,14 @@ class LocalQueue:
         )
         records: list[QueueRecord] = []
         with self.db.session() as db:
-            for message_id in list(db.scalars(heads)):
+            claimed_of_group: dict[str, int] = {}
+            lost: set[str] = set()
+            for message_id, group_id in db.execute(unlocked).all():
+                taken = claimed_of_group.get(group_id, 0)
+                if group_id in lost or (max_per_group is not None and taken >= max_per_group):
+                    continue
+                if not taken and max_groups is not None and len(claimed_of_group) >= max_groups:
+                    continue
                 receipt = secrets.token_hex(16)
                 claimed = db.execute(
                     update(QueueMessage)
@@ -145,8 +160,11 @@ class LocalQueue:
                     )
                     .returning(QueueMessage)
                 ).scalar_one_or_none()
-                if claimed is None:  # another consumer got it first
+                if claimed is None:
+                    # Another consumer got it first: the rest of its group is theirs to deliver in order.
+                    lost.add(group_id)
                     continue
+                claimed_of_group[group_id] = taken + 1
                 records.append(
                     QueueRecord(
                         message_id=str(claimed.id),

@@ -6,6 +6,7 @@ Used by the Lambda functions; the delivery function is driven by SQS event recor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,7 +81,8 @@ class SqsQueue:
         self._call("delete_message", QueueUrl=self.queue_url, ReceiptHandle=record.receipt)
 
     def retry_later(self, record: QueueRecord, delay_seconds: float) -> None:
-        seconds = int(min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS))
+        # Whole seconds, rounded up: never visible again before the delay the core decided.
+        seconds = math.ceil(min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS))
         self._call(
             "change_message_visibility",
             QueueUrl=self.queue_url,

@@ -23,7 +23,6 @@ from chatbox.domain.errors import ChatboxError
 from chatbox.domain.settings import DevSettings, Settings, get_settings
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
-from chatbox.services import delivery as delivery_service
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
 from chatbox.store.models import Delivery, Mailbox
@@ -322,13 +321,13 @@ def tail_deliveries(
     with _runtime() as runtime:
         with runtime.db.session() as db:
             _operator_mailbox(db, mailbox_id)
-            rows = delivery_service.recent_deliveries(db, mailbox_id, limit=limit)
+            rows = mailboxes.recent_deliveries(db, mailbox_id, limit=limit)
         _print_rows(f"deliveries of {mailbox_id}", headers, [_delivery_row(d) for d in rows])
         last = rows[-1].id if rows else None
         while follow:
             time.sleep(1.0)
             with runtime.db.session() as db:
-                rows = delivery_service.recent_deliveries(db, mailbox_id, limit=500, after=last)
+                rows = mailboxes.recent_deliveries(db, mailbox_id, limit=500, after=last)
             for delivery in rows:
                 _echo("\t".join(_delivery_row(delivery)))
             last = rows[-1].id if rows else last

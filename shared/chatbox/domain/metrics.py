@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from chatbox.domain.schemas import DeliveryStatus
+
 registry = CollectorRegistry(auto_describe=True)
 
 http_requests = Counter(
@@ -21,7 +23,7 @@ inbound_messages = Counter(
 deliveries = Counter("chatbox_deliveries", "Webhook delivery attempts", ["outcome"], registry=registry)
 
 
-QUEUED_STATUSES = ("pending", "held")
+QUEUED_STATUSES = (DeliveryStatus.pending.value, DeliveryStatus.held.value)
 
 
 class QueueDepthCollector(Collector):

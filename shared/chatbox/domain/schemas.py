@@ -111,6 +111,15 @@ class MailboxStatus(StrEnum):
     archived = "archived"
 
 
+class DeliveryStatus(StrEnum):
+    """Where a delivery stands: pending -> delivered | dead; held while its mailbox is paused or has no webhook_url."""
+
+    pending = "pending"
+    held = "held"
+    delivered = "delivered"
+    dead = "dead"
+
+
 RecapSize = Annotated[
     int, Field(ge=0, le=100, description="Messages in a switch_chat recap (null: the deployment default)")
 ]

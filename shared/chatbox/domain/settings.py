@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     pause_after_failures: int = Field(default=20, ge=1)
     allow_private_webhooks: bool = False
     allow_loopback_webhooks: bool = False
-    local_queue_visibility_seconds: float = Field(default=30.0, gt=0)
+    # Covers a worker's run of one chat's records (see chatbox.local.consumer.records_per_chat): 3 at 15 s.
+    local_queue_visibility_seconds: float = Field(default=60.0, gt=0)
     sweep_grace_seconds: float = Field(default=30.0, ge=0)
     sqs_queue_url: str = ""
     sqs_dead_letter_queue_url: str = ""

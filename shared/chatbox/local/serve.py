@@ -55,7 +55,12 @@ def run_worker(runtime: Runtime) -> None:
     queue = runtime.queue
     assert isinstance(queue, LocalQueue)
     settings = runtime.settings
-    consumer = LocalConsumer(queue, runtime.deliverer, sweep_grace=settings.sweep_grace_seconds)
+    consumer = LocalConsumer(
+        queue,
+        runtime.deliverer,
+        webhook_timeout=settings.delivery_timeout_seconds,
+        sweep_grace=settings.sweep_grace_seconds,
+    )
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         consumer.stop()

@@ -24,7 +24,6 @@ from chatbox.mcp.endpoint import McpEndpoint, transport_security
 from chatbox.mcp.registration import JsonAnswer, ServedTool, ToolTable
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, focus, mailboxes
-from chatbox.services.delivery import recent_deliveries
 
 MailboxId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 ChatAddress = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
@@ -202,7 +201,7 @@ def run_redrive(runtime: Runtime, account_id: str, args: MailboxInput) -> dict[s
 def run_tail_deliveries(runtime: Runtime, account_id: str, args: TailInput) -> dict[str, Any]:
     with runtime.db.session() as db:
         mailboxes.get_mailbox(db, account_id, args.mailbox_id)
-        rows = recent_deliveries(db, args.mailbox_id, limit=args.limit)
+        rows = mailboxes.recent_deliveries(db, args.mailbox_id, limit=args.limit)
         return {
             "deliveries": [
                 {

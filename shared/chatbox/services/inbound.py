@@ -19,16 +19,13 @@ from chatbox.domain import metrics
 from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.ids import is_valid_id, new_id, token_matches
 from chatbox.domain.normalized import AcceptResult, ChatType, InboundMessage
-from chatbox.domain.schemas import ConnectionStatus, MailboxStatus
+from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, MailboxStatus
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message, table_of
 from chatbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
-
-PENDING = "pending"
-HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -194,7 +191,7 @@ def _store(
             "message_id": message_id,
             "mailbox_id": target.mailbox_id,
             "chat_id": chat_id,
-            "status": HELD if held else PENDING,
+            "status": (DeliveryStatus.held if held else DeliveryStatus.pending).value,
             "attempts": 0,
             "attempt_log": [],
             "enqueued_at": now if staged else None,

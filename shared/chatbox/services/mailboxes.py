@@ -11,10 +11,17 @@ from chatbox.domain.addresses import AddressPolicy, check_url_statically
 from chatbox.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
 from chatbox.domain.rendering import validate_templates
-from chatbox.domain.schemas import CredentialKind, MailboxCreate, MailboxHealth, MailboxStatus, MailboxUpdate
+from chatbox.domain.schemas import (
+    CredentialKind,
+    DeliveryStatus,
+    MailboxCreate,
+    MailboxHealth,
+    MailboxStatus,
+    MailboxUpdate,
+)
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.credentials import get_credential
-from chatbox.services.delivery import redrive_dead_letters, release_held
+from chatbox.services.delivery_requeue import redrive_dead_letters, release_held
 from chatbox.services.pagination import paginate
 from chatbox.store.models import Delivery, Mailbox
 
@@ -196,9 +203,9 @@ def mailbox_health(db: Session, account_id: str, mailbox_id: str) -> MailboxHeal
     return MailboxHealth(
         status=MailboxStatus(mailbox.status),
         consecutive_failures=mailbox.consecutive_failures,
-        delivered=counts.get("delivered", 0),
-        pending=counts.get("pending", 0) + counts.get("held", 0),
-        dead_letters=counts.get("dead", 0),
+        delivered=counts.get(DeliveryStatus.delivered.value, 0),
+        pending=counts.get(DeliveryStatus.pending.value, 0) + counts.get(DeliveryStatus.held.value, 0),
+        dead_letters=counts.get(DeliveryStatus.dead.value, 0),
         last_success_at=mailbox.last_success_at,
         last_error=mailbox.last_error,
         last_error_at=mailbox.last_error_at,
@@ -208,6 +215,15 @@ def mailbox_health(db: Session, account_id: str, mailbox_id: str) -> MailboxHeal
 def delivery_counts(db: Session) -> dict[str, int]:
     """Deliveries by status across all mailboxes (for /metrics): pending and held are the queue depth."""
     rows = db.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
-    counts = dict.fromkeys(("pending", "held", "delivered", "dead"), 0)
+    counts = dict.fromkeys((status.value for status in DeliveryStatus), 0)
     counts.update({status: int(count) for status, count in rows})
     return counts
+
+
+def recent_deliveries(db: Session, mailbox_id: str, *, limit: int = 20, after: str | None = None) -> list[Delivery]:
+    """The mailbox's newest deliveries (oldest first), or those created after the id `after`."""
+    stmt = select(Delivery).where(Delivery.mailbox_id == mailbox_id)
+    if after is not None:
+        return list(db.scalars(stmt.where(Delivery.id > after).order_by(Delivery.id).limit(limit)))
+    newest = list(db.scalars(stmt.order_by(Delivery.id.desc()).limit(limit)))
+    return newest[::-1]

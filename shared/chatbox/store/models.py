@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from chatbox.domain.schemas import DeliveryStatus
 from chatbox.store.types import PortableJSON, UTCDateTime, utcnow
 
 NAMING = {
@@ -180,8 +181,8 @@ class Delivery(Base):
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"))
     mailbox_id: Mapped[str] = mapped_column(ForeignKey("mailboxes.id"))
     chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id"))
-    # pending -> delivered | dead; held while the mailbox is paused.
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # A DeliveryStatus: pending -> delivered | dead; held while the mailbox is paused.
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.pending.value)
     # Set once the queue has the job; pending rows without it are what the sweeper re-sends.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
