@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import logging
+import os
+import socket
+import subprocess
+import sys
 import time
+import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +23,14 @@ from chatbox.ports.ingest import (
     WebhookUnauthenticatedError,
 )
 from connectors.telegram.connector import TelegramConnector
-from tests.support.platforms import TELEGRAM_BOT, TelegramBotApi, running_telegram, telegram_rate_limit
+from tests.support.platforms import (
+    TELEGRAM_BOT,
+    Answer,
+    TelegramBotApi,
+    running_telegram,
+    telegram_chat_migrated,
+    telegram_rate_limit,
+)
 
 TOKEN = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 CHAT = "5512345678"
@@ -57,7 +70,7 @@ def test_provision_checks_the_token_and_sets_the_webhook_with_a_long_random_secr
     assert webhook["url"] == url
     assert webhook["secret_token"] == secret
     assert len(secret) >= 32 and all(c.isalnum() or c in "_-" for c in secret)
-    assert json.loads(webhook["allowed_updates"]) == [
+    assert webhook["allowed_updates"] == [
         "message",
         "edited_message",
         "channel_post",
@@ -113,11 +126,12 @@ def test_send_posts_to_the_chat_and_answers_the_chat_qualified_message_id(
     message_id = connector.send(target(), OutboundMessage(CHAT, "On my way.", None, {})).external_id
 
     [call] = api.calls_of("sendMessage")
-    assert call.params["chat_id"] == CHAT
+    assert call.headers["content-type"] == "application/json"
+    assert call.params["chat_id"] == int(CHAT)
     assert call.params["text"] == "On my way."
     assert "reply_parameters" not in call.params
     assert message_id == f"{CHAT}:500"
-    assert len(api.calls_of("getMe")) == 1  # PTB's initialize, once per bot
+    assert api.calls_of("getMe") == []  # the bot is learned at provision: a send is one request per part
 
 
 def test_send_replies_to_a_referenced_message_and_passes_telegram_options(
@@ -128,8 +142,8 @@ def test_send_replies_to_a_referenced_message_and_passes_telegram_options(
     )
 
     [call] = api.calls_of("sendMessage")
-    assert json.loads(call.params["reply_parameters"]) == {"message_id": 1207, "allow_sending_without_reply": True}
-    assert call.params["disable_notification"] == "true"
+    assert call.params["reply_parameters"] == {"message_id": 1207, "allow_sending_without_reply": True}
+    assert call.params["disable_notification"] is True
 
 
 def test_long_text_is_split_in_order_on_paragraphs_and_only_the_first_part_replies(
@@ -208,3 +222,99 @@ def test_the_secret_token_header_is_compared_to_the_stored_secret(connector: Tel
         connector.verify(connection, WebhookRequest({"x-telegram-bot-api-secret-token": "s" * 42 + "t"}, b"{}"))
     with pytest.raises(WebhookUnauthenticatedError):
         connector.verify(connection, WebhookRequest({}, b"{}"))
+
+
+def test_a_group_that_became_a_supergroup_is_a_refusal_naming_the_new_chat(
+    api: TelegramBotApi, connector: TelegramConnector
+) -> None:
+    api.script["sendMessage"] = [telegram_chat_migrated(-1009876543210)]
+
+    with pytest.raises(PlatformRefusedError, match="telegram:-1009876543210"):
+        connector.send(target(), OutboundMessage("-4001234", "hello", None, {}))
+
+    assert len(api.calls_of("sendMessage")) == 1
+
+
+def test_an_answer_that_is_not_the_bot_apis_json_makes_the_connector_unavailable(
+    api: TelegramBotApi, connector: TelegramConnector
+) -> None:
+    api.script["sendMessage"] = [Answer(502, "<html><body>502 Bad Gateway</body></html>")]
+
+    with pytest.raises(ConnectorUnavailableError, match="HTTP 502"):
+        connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
+
+
+def test_an_unreachable_api_on_send_is_unavailable_and_no_error_names_the_token() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connector = TelegramConnector(f"http://127.0.0.1:{port}", timeout=2.0)
+    try:
+        with pytest.raises(ConnectorUnavailableError, match="cannot be reached") as caught:
+            connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
+    finally:
+        connector.close()
+
+    assert TOKEN not in "".join(traceback.format_exception(caught.value))
+
+
+def test_an_api_that_does_not_answer_in_time_is_unavailable() -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        connector = TelegramConnector(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+        try:
+            with pytest.raises(ConnectorUnavailableError, match="did not answer sendMessage in time") as caught:
+                connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
+        finally:
+            connector.close()
+
+    assert TOKEN not in "".join(traceback.format_exception(caught.value))
+
+
+def test_a_closed_connector_is_unavailable(connector: TelegramConnector) -> None:
+    connector.close()
+
+    with pytest.raises(ConnectorUnavailableError, match="closed"):
+        connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
+
+
+def test_no_log_line_or_error_names_the_bot_token(
+    api: TelegramBotApi, connector: TelegramConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger: httpx names each request's URL at INFO, httpcore more at DEBUG
+    api.blocked_chats.add("999")
+    errors: list[BaseException] = []
+
+    connector.provision(ProvisionRequest("c", {}, {"bot_token": TOKEN}, "https://x.test/hook"))
+    connector.send(target(), OutboundMessage(CHAT, "hello", f"{CHAT}:41", {}))
+    for refused in (target(), target("123:revoked")):
+        try:
+            connector.send(refused, OutboundMessage("999", "hello", None, {}))
+        except (PlatformRefusedError, ConnectorUnavailableError) as exc:
+            errors.append(exc)
+    connector.deprovision(ConnectionContext("c", "telegram", {}, {"bot_token": TOKEN, "webhook_secret": "s" * 43}))
+
+    assert len(errors) == 2
+    assert any(record.name == "httpx" for record in caplog.records)  # the capture did see the request lines
+    assert TOKEN not in caplog.text
+    assert "123:revoked" not in caplog.text
+    assert all(TOKEN not in record.getMessage() for record in caplog.records)
+    assert all("123:revoked" not in "".join(traceback.format_exception(exc)) for exc in errors)
+
+
+def test_importing_the_connector_leaves_the_environment_alone() -> None:
+    probe = "import os; import connectors.telegram.connector; print(sorted(os.environ))"
+    env = {key: value for key, value in os.environ.items() if key != "PTB_TIMEDELTA"}
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert "PTB_TIMEDELTA" not in result.stdout

@@ -517,9 +517,9 @@ def test_mcp_send_message_calls_telegram_send_message_for_the_chat(
 
     assert not result.is_error, text_of(result)
     [call] = telegram_api.calls_of("sendMessage")
-    assert call.params["chat_id"] == "-1002233445566"
+    assert call.params["chat_id"] == -1002233445566
     assert call.params["text"] == "Shipping now."
-    assert json.loads(call.params["reply_parameters"])["message_id"] == 1207
+    assert call.params["reply_parameters"]["message_id"] == 1207
     outbound = [m for m in stored(runtime, connection["id"]) if m.direction == "out"]
     assert [m.external_id for m in outbound] == ["-1002233445566:500"]
 

@@ -1,43 +1,25 @@
-"""The Telegram connector: webhook ingest (secret token), setWebhook/deleteWebhook, and sendMessage via PTB.
+"""The Telegram connector: webhook ingest (secret token), and getMe/setWebhook/deleteWebhook/sendMessage
+over a small synchronous Bot API client (`connectors.telegram.bot_api`).
 
-python-telegram-bot is asyncio-only while chatbox's services are synchronous, so the connector owns
-one private event loop on a daemon thread; every Bot lives and is used on that loop (its HTTP client
-is bound to it) and a sync call waits for its coroutine there. Bots are kept per token, so a token
-costs one getMe (PTB's `initialize`) per process.
+chatbox's services are synchronous and call connectors from worker threads, so the outbound side is plain
+blocking HTTP (one pooled `httpx.Client` per connector): no event loop, no thread of its own. Inbound
+updates are parsed by `translate` (python-telegram-bot's `Update.de_json`, no network).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import logging
-import os
 import secrets
-import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-# PTB 22 warns on every time period it hands out as an int (RetryAfter included, even while raising it);
-# opting into its future timedelta behaviour now silences that and is what its next major version does.
-os.environ.setdefault("PTB_TIMEDELTA", "true")
-
-from telegram import Bot, Message, ReplyParameters
-from telegram.error import (
-    BadRequest,
-    ChatMigrated,
-    Forbidden,
-    InvalidToken,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-    TimedOut,
+from chatbox.domain.errors import (
+    ConnectorError,
+    ConnectorUnavailableError,
+    InvalidInputError,
+    PlatformRefusedError,
+    RateLimitedError,
 )
-from telegram.request import HTTPXRequest
-
-from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
 from chatbox.domain.message_split import split_text, utf16_length
 from chatbox.ports.connector import ConnectionContext, OutboundMessage, SentMessage
 from chatbox.ports.ingest import (
@@ -48,6 +30,7 @@ from chatbox.ports.ingest import (
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
+from connectors.telegram.bot_api import BotApiClient, BotApiError
 from connectors.telegram.spec import TelegramSendOptions
 from connectors.telegram.translate import (
     ALLOWED_UPDATES,
@@ -57,35 +40,29 @@ from connectors.telegram.translate import (
     update_to_outcome,
 )
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
 PLATFORM = "telegram"
 BOT_TOKEN = "bot_token"
 WEBHOOK_SECRET = "webhook_secret"
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 MAX_MESSAGE = 4096  # sendMessage text, in UTF-16 code units
+_TOKEN_REFUSED = (401, 404)  # 401: a well-formed token Telegram does not know; 404: a malformed one
 
 
 class TelegramConnector:
-    """Telegram behind the core's Connector and WebhookPlatform ports.
+    """Telegram behind the core's Connector and WebhookPlatform ports. Thread-safe.
 
     Args:
         api_root: the Bot API root (`CHATBOX_TELEGRAM_API_URL`); requests go to `{api_root}/bot{token}/{method}`.
         max_retry_wait: a 429 asking to wait at most this long is waited out and retried once;
             a longer one is reported as RateLimitedError at once.
-        timeout: seconds for each Bot API call.
+        timeout: seconds for each phase of a Bot API call (connect, write, read).
     """
 
     def __init__(self, api_root: str, *, max_retry_wait: float = 5.0, timeout: float = 10.0) -> None:
         self.api_root = api_root.rstrip("/")
         self.max_retry_wait = max_retry_wait
         self.timeout = timeout
-        self._bots: dict[str, Bot] = {}
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._api = BotApiClient(self.api_root, timeout=timeout)
 
     # --- ingest -------------------------------------------------------------------------------
 
@@ -106,216 +83,168 @@ class TelegramConnector:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def provision(self, request: ProvisionRequest) -> Provisioned:
-        """getMe to check the token, then setWebhook to the connection's ingest URL with a fresh secret token."""
+        """getMe to check the token and learn the bot's id and username, then setWebhook to the connection's
+        ingest URL with a fresh secret token.
+
+        Raises:
+            InvalidInputError: no token, a token Telegram refuses, or a webhook URL it refuses.
+            ConnectorUnavailableError: Telegram cannot be reached or fails.
+        """
         token = request.secrets.get(BOT_TOKEN)
         if not token:
             raise InvalidInputError("a telegram connection needs secrets.bot_token (from @BotFather)")
         webhook_secret = secrets.token_urlsafe(32)  # 43 chars of A-Za-z0-9_-
-        bot = self._bot(token)
+        me = self._provision_call(request, token, "getMe", {})
+        if not isinstance(me, dict) or not _is_int(me.get("id")):
+            raise ConnectorUnavailableError("Telegram answered getMe without the bot's id; try again later")
+        username = me.get("username")
+        self._provision_call(
+            request,
+            token,
+            "setWebhook",
+            {"url": request.ingest_url, "secret_token": webhook_secret, "allowed_updates": list(ALLOWED_UPDATES)},
+        )
+        config: dict[str, Any] = {"bot_id": me["id"], "bot_username": username if isinstance(username, str) else None}
+        return Provisioned(config=config, secrets={WEBHOOK_SECRET: webhook_secret})
 
-        async def register() -> Provisioned:
-            await bot.set_webhook(
-                url=request.ingest_url,
-                secret_token=webhook_secret,
-                allowed_updates=list(ALLOWED_UPDATES),
-            )
-            me = bot.bot
-            config: dict[str, Any] = {"bot_id": me.id, "bot_username": me.username}
-            return Provisioned(config=config, secrets={WEBHOOK_SECRET: webhook_secret})
-
+    def _provision_call(self, request: ProvisionRequest, token: str, method: str, params: dict[str, Any]) -> Any:
         try:
-            return self._call(bot, register)
-        except InvalidToken:
-            self._forget(token)
-            # `from None`: PTB's message quotes the token, which must not reach logs.
-            raise InvalidInputError(
-                "Telegram refused secrets.bot_token (getMe: Unauthorized): copy the token from @BotFather again"
-            ) from None
-        except BadRequest as exc:
-            raise InvalidInputError(
-                f"Telegram refused the webhook URL {request.ingest_url} ({exc.message}): CHATBOX_PUBLIC_URL must be "
-                "a public https URL on port 443, 80, 88 or 8443"
-            ) from exc
-        except TelegramError as exc:
-            raise self._unavailable("setWebhook", exc) from exc
+            return self._api.call(token, method, params)
+        except BotApiError as exc:
+            if exc.error_code in _TOKEN_REFUSED:
+                # `from None`: the cause adds nothing the message lacks (the message names no token either).
+                raise InvalidInputError(
+                    f"Telegram refused secrets.bot_token ({method}: {exc.description}): copy the token from "
+                    "@BotFather again"
+                ) from None
+            if method == "setWebhook" and exc.error_code == 400:
+                raise InvalidInputError(
+                    f"Telegram refused the webhook URL {request.ingest_url} ({_detail(exc)}): CHATBOX_PUBLIC_URL "
+                    "must be a public https URL on port 443, 80, 88 or 8443"
+                ) from exc
+            raise _failed(exc) from exc
 
     def deprovision(self, connection: ConnectionContext) -> None:
-        """deleteWebhook, for a connection whose webhook chatbox registered (it holds a webhook secret)."""
+        """deleteWebhook, for a connection whose webhook chatbox registered (it holds a webhook secret).
+
+        Raises:
+            ConnectorUnavailableError: Telegram cannot be reached, refuses the token or fails (the caller logs it).
+        """
         token = connection.secrets.get(BOT_TOKEN)
         if not token or not connection.secrets.get(WEBHOOK_SECRET):
             return
-        bot = self._bot(token)
-
-        async def unregister() -> bool:
-            return await bot.delete_webhook()
-
         try:
-            self._call(bot, unregister)
-        except TelegramError as exc:
-            raise self._unavailable("deleteWebhook", exc) from exc
-        finally:
-            self._forget(token)
+            self._api.call(token, "deleteWebhook", {})
+        except BotApiError as exc:
+            raise _failed(exc) from exc
 
     # --- send ---------------------------------------------------------------------------------
 
     def send(self, ctx: ConnectionContext, msg: OutboundMessage) -> SentMessage:
         """sendMessage, split at 4096 UTF-16 units on paragraph, line, then word boundaries; only the
-        first part replies to `reply_to`. Returns the first part's id (`"{chat_id}:{message_id}"`)."""
+        first part replies to `reply_to` (as `reply_parameters`). Returns the first part's id
+        (`"{chat_id}:{message_id}"`).
+
+        Raises:
+            PlatformRefusedError: the chat is unknown, blocked the bot, moved to a supergroup, or the text is refused.
+            RateLimitedError: Telegram asks to wait longer than `max_retry_wait`, or again after one wait.
+            ConnectorUnavailableError: no token, a token Telegram no longer accepts, or Telegram unreachable.
+        """
         token = ctx.secrets.get(BOT_TOKEN)
         if not token:
             raise ConnectorUnavailableError(
                 f"the telegram connection {ctx.connection_id} has no bot_token; reconnect it"
             )
         options = TelegramSendOptions.model_validate(msg.options)
-        bot = self._bot(token)
-        chat_id: int | str = int(msg.chat_id) if _is_int(msg.chat_id) else msg.chat_id
+        chat_id: int | str = int(msg.chat_id) if _is_int_text(msg.chat_id) else msg.chat_id
         reply_id = reply_message_id(msg.reply_to) if msg.reply_to else None
-        parts = split_text(msg.text, MAX_MESSAGE, utf16_length)
         first_id: str | None = None
-        for index, part in enumerate(parts):
-            reply = (
-                ReplyParameters(message_id=reply_id, allow_sending_without_reply=True)
-                if reply_id is not None and index == 0
-                else None
-            )
-
-            def send_part(part: str = part, reply: ReplyParameters | None = reply) -> Coroutine[Any, Any, Message]:
-                return bot.send_message(
-                    chat_id=chat_id,
-                    text=part,
-                    reply_parameters=reply,
-                    parse_mode=options.parse_mode,
-                    disable_notification=options.disable_notification,
-                )
-
-            sent = self._send_with_retry(bot, send_part, msg.chat_id, token)
+        for index, part in enumerate(split_text(msg.text, MAX_MESSAGE, utf16_length)):
+            params: dict[str, Any] = {
+                "chat_id": chat_id,
+                "text": part,
+                "disable_notification": options.disable_notification,
+            }
+            if options.parse_mode is not None:
+                params["parse_mode"] = options.parse_mode
+            if reply_id is not None and index == 0:
+                params["reply_parameters"] = {"message_id": reply_id, "allow_sending_without_reply": True}
+            sent = self._send_part(token, msg.chat_id, params)
             if first_id is None:
-                first_id = message_external_id(sent.chat.id, sent.message_id)
+                first_id = _sent_message_id(sent)
         assert first_id is not None  # split_text of a non-blank text yields at least one part
         return SentMessage(first_id)
 
-    def _send_with_retry(
-        self, bot: Bot, make: Callable[[], Coroutine[Any, Any, Message]], chat: str, token: str
-    ) -> Message:
+    def _send_part(self, token: str, chat: str, params: dict[str, Any]) -> Any:
         for attempt in (1, 2):
             try:
-                return self._call(bot, make)
-            except RetryAfter as exc:
-                period = exc.retry_after
-                wait = period.total_seconds() if isinstance(period, timedelta) else float(period)
-                if attempt == 1 and wait <= self.max_retry_wait:
+                return self._api.call(token, "sendMessage", params)
+            except BotApiError as exc:
+                wait = exc.retry_after
+                if wait is not None and exc.migrate_to_chat_id is None and attempt == 1 and wait <= self.max_retry_wait:
+                    # The one sleep in this connector: `send` runs on a worker thread (services are synchronous),
+                    # and the wait is bounded by max_retry_wait (5 s by default), so the caller gets the message
+                    # sent instead of a RateLimitedError for a pause shorter than a round trip through the agent.
                     time.sleep(wait)
                     continue
-                raise RateLimitedError(
-                    f"Telegram rate limit for chat {chat}: wait {wait:g}s before sending again", wait
-                ) from exc
-            except ChatMigrated as exc:
-                raise PlatformRefusedError(
-                    f"the Telegram group {chat} became a supergroup with id {exc.new_chat_id}; "
-                    f"send to telegram:{exc.new_chat_id} instead"
-                ) from exc
-            except Forbidden as exc:
-                raise PlatformRefusedError(
-                    f"Telegram refused the message to chat {chat}: {exc.message}. The user blocked the bot, or "
-                    "the bot is no longer in that chat; it can write again once the user restarts it (/start) "
-                    "or the bot is added back"
-                ) from exc
-            except InvalidToken:
-                self._forget(token)
-                raise ConnectorUnavailableError(
-                    "Telegram no longer accepts this connection's bot token; the operator must reconnect the bot"
-                ) from None
-            except BadRequest as exc:
-                raise PlatformRefusedError(
-                    f"Telegram refused the message to chat {chat}: {exc.message}. Check the chat id (the bot can "
-                    "only write to chats it is in, or users who started it) and the text"
-                ) from exc
-            except TelegramError as exc:
-                raise self._unavailable("sendMessage", exc) from exc
+                raise _send_error(exc, chat) from exc
         raise AssertionError("unreachable")
 
-    # --- the private event loop ---------------------------------------------------------------
-
-    def _bot(self, token: str) -> Bot:
-        with self._lock:
-            bot = self._bots.get(token)
-            if bot is None:
-                request = HTTPXRequest(
-                    connection_pool_size=16,
-                    read_timeout=self.timeout,
-                    write_timeout=self.timeout,
-                    connect_timeout=self.timeout,
-                )
-                bot = Bot(token, base_url=f"{self.api_root}/bot", request=request)
-                self._bots[token] = bot
-            return bot
-
-    def _forget(self, token: str) -> None:
-        with self._lock:
-            bot = self._bots.pop(token, None)
-        if bot is not None and self._loop is not None and not self._closed:
-            self._submit(bot.shutdown).result(timeout=self.timeout)
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._closed:
-                raise ConnectorUnavailableError("the telegram connector is closed")
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="telegram-connector", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def _submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> Any:
-        return asyncio.run_coroutine_threadsafe(make(), self._ensure_loop())
-
-    def _call(self, bot: Bot, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run one Bot API interaction on the private loop, after `bot.initialize()` (getMe the first time)."""
-
-        async def run() -> T:
-            await bot.initialize()
-            return await make()
-
-        future = self._submit(run)
-        try:
-            result: T = future.result(timeout=self.timeout * 3)
-        except FutureTimeout as exc:
-            future.cancel()
-            raise ConnectorUnavailableError("Telegram did not answer in time; try again later") from exc
-        return result
-
-    @staticmethod
-    def _unavailable(method: str, exc: TelegramError) -> ConnectorUnavailableError:
-        if isinstance(exc, TimedOut):
-            return ConnectorUnavailableError(f"Telegram did not answer {method} in time; try again later")
-        if isinstance(exc, NetworkError):
-            return ConnectorUnavailableError(f"Telegram cannot be reached ({exc.message}); try again later")
-        return ConnectorUnavailableError(f"Telegram failed {method} ({exc.message}); try again later")
-
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            bots, self._bots = list(self._bots.values()), {}
-            loop, thread = self._loop, self._thread
-        if loop is None:
-            return
-
-        async def shutdown() -> None:
-            for bot in bots:
-                try:
-                    await bot.shutdown()
-                except TelegramError:
-                    log.debug("telegram bot shutdown failed", exc_info=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=self.timeout)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=self.timeout)
-        loop.close()
+        self._api.close()
 
 
-def _is_int(value: str) -> bool:
+def _send_error(exc: BotApiError, chat: str) -> ConnectorError:
+    """What an `ok: false` answer to sendMessage means for the agent (the order is Telegram's: parameters first)."""
+    if exc.migrate_to_chat_id is not None:
+        return PlatformRefusedError(
+            f"the Telegram group {chat} became a supergroup with id {exc.migrate_to_chat_id}; "
+            f"send to telegram:{exc.migrate_to_chat_id} instead"
+        )
+    if exc.retry_after is not None or exc.error_code == 429:
+        wait = exc.retry_after
+        advice = f"wait {wait:g}s before sending again" if wait is not None else "slow down"
+        return RateLimitedError(f"Telegram rate limit for chat {chat}: {advice}", wait)
+    if exc.error_code in _TOKEN_REFUSED:
+        return ConnectorUnavailableError(
+            "Telegram no longer accepts this connection's bot token; the operator must reconnect the bot"
+        )
+    if exc.error_code == 403:
+        return PlatformRefusedError(
+            f"Telegram refused the message to chat {chat}: {_detail(exc)}. The user blocked the bot, or "
+            "the bot is no longer in that chat; it can write again once the user restarts it (/start) "
+            "or the bot is added back"
+        )
+    if exc.error_code == 400:
+        return PlatformRefusedError(
+            f"Telegram refused the message to chat {chat}: {_detail(exc)}. Check the chat id (the bot can "
+            "only write to chats it is in, or users who started it) and the text"
+        )
+    return _failed(exc)
+
+
+def _failed(exc: BotApiError) -> ConnectorUnavailableError:
+    return ConnectorUnavailableError(f"Telegram failed {exc.method} ({exc.description}); try again later")
+
+
+def _detail(exc: BotApiError) -> str:
+    """Telegram's description without its status prefix: "Bad Request: chat not found" -> "Chat not found"."""
+    text = exc.description
+    for prefix in ("Bad Request: ", "Forbidden: "):
+        text = text.removeprefix(prefix)
+    return text[:1].upper() + text[1:]
+
+
+def _sent_message_id(sent: Any) -> str:
+    chat = sent.get("chat") if isinstance(sent, dict) else None
+    if not isinstance(chat, dict) or not _is_int(chat.get("id")) or not _is_int(sent.get("message_id")):
+        raise ConnectorUnavailableError("Telegram answered sendMessage without a message id; try again later")
+    return message_external_id(chat["id"], sent["message_id"])
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_int_text(value: str) -> bool:
     return value.lstrip("-").isdigit()

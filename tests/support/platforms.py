@@ -31,8 +31,10 @@ class ApiCall:
 
 @dataclass
 class Answer:
+    """`body` is sent as JSON; a `str` body is sent as is, as text/html (a proxy's error page, say)."""
+
     status: int
-    body: Json
+    body: Json | str
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -58,9 +60,10 @@ class _StandIn:
                     params.update(dict(parse_qsl(raw.decode())))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = stand_in._dispatch(url.path, params, headers)
-                payload = json.dumps(answer.body).encode()
+                as_text = isinstance(answer.body, str)
+                payload = answer.body.encode() if isinstance(answer.body, str) else json.dumps(answer.body).encode()
                 self.send_response(answer.status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", "text/html" if as_text else "application/json")
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(payload)))
@@ -151,7 +154,9 @@ class TelegramBotApi(_StandIn):
             "text": text,
         }
         if "reply_parameters" in params:
-            reply = json.loads(params["reply_parameters"])
+            reply = params["reply_parameters"]
+            if isinstance(reply, str):  # a form-encoded request JSON-serializes it; a JSON body carries the object
+                reply = json.loads(reply)
             message["reply_to_message"] = {"message_id": reply["message_id"], "chat": chat, "date": 0, "text": "…"}
         return _ok(message)
 
@@ -173,6 +178,13 @@ def _telegram_error(code: int, description: str, **parameters: Any) -> Answer:
 def telegram_rate_limit(retry_after: int) -> Answer:
     """Telegram's 429, as sent: the wait in `parameters.retry_after`."""
     return _telegram_error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+
+
+def telegram_chat_migrated(new_chat_id: int) -> Answer:
+    """Telegram's 400 for a group that became a supergroup: the new id in `parameters.migrate_to_chat_id`."""
+    return _telegram_error(
+        400, "Bad Request: group chat was upgraded to a supergroup chat", migrate_to_chat_id=new_chat_id
+    )
 
 
 TELEGRAM_BOT: Json = {
