@@ -160,7 +160,7 @@ def bootstrap(
 
 @app.command()
 def api() -> None:
-    """Serve the REST API on CHATBOX_API_HOST:CHATBOX_API_PORT."""
+    """Serve the REST API and the MCP servers on CHATBOX_API_HOST:CHATBOX_API_PORT (run `chatbox worker` beside it)."""
     from chatbox.local.serve import serve
 
     with _runtime() as runtime:
@@ -169,7 +169,8 @@ def api() -> None:
 
 @app.command()
 def dev() -> None:
-    """One process, zero set-up: home folder, vault key, migrations, first account, and every face served."""
+    """Zero set-up: home folder, vault key, migrations, first account, every face served; the delivery worker
+    runs as a child process, restarted if it dies and stopped with this one."""
     from chatbox.local.serve import WorkerProcess, prepare_dev_home, serve
 
     settings = _settings(dev=True)  # loopback webhooks allowed unless configured otherwise

@@ -53,9 +53,7 @@ class Settings(BaseSettings):
     mcp_allowed_origins: str = ""
     mcp_recap_messages: int = Field(default=20, ge=0, le=100)
 
-    # Webhook-mode platforms: the API roots their connectors call (stand-ins in tests, proxies)
-    telegram_api_url: str = "https://api.telegram.org"
-    slack_api_url: str = "https://slack.com/api/"
+    # A platform's own settings (e.g. CHATBOX_TELEGRAM_API_URL) live on its spec's settings model.
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:

@@ -1,1 +1,2 @@
-"""The one-process runtime (`chatbox dev`): serving the faces and consuming the local queue."""
+"""The local runtime (`chatbox dev`, `chatbox api`, `chatbox worker`): serving the faces with uvicorn, and
+consuming the local queue in a worker process (`chatbox dev` runs it as a supervised child)."""

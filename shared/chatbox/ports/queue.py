@@ -1,7 +1,7 @@
 """The queue port: how accepted deliveries reach the delivery function, and how it settles them.
 
 Two adapters implement it with SQS FIFO semantics: `chatbox.adapters.local_queue` (durable, in the
-database, for the one-process runtime) and `chatbox.adapters.sqs_queue` (Lambda + SQS).
+database, for `chatbox dev` and `chatbox worker`) and `chatbox.adapters.sqs_queue` (Lambda + SQS).
 """
 
 from __future__ import annotations
