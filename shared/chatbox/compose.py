@@ -56,7 +56,10 @@ def build_queue(settings: Settings, db: Database) -> DeliveryQueue:
     return LocalQueue(
         db,
         visibility_timeout=settings.local_queue_visibility_seconds,
-        max_receives=settings.delivery_max_attempts + 4,  # a backstop behind the core's own crash check
+        # No receive limit of its own: a message waiting behind its chat's failing one is received often
+        # without being tried, and the core's crash guard (which discounts those deferrals) marks what
+        # it gives up as dead in the database, where a queue-side dead letter would leave it pending.
+        max_receives=0,
         wake_path=settings.home / "queue.wake",
     )
 

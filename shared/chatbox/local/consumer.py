@@ -97,7 +97,11 @@ class LocalConsumer:
 
     def _receive(self, free: int) -> list[QueueRecord]:
         # No more chats than free workers: a received record's visibility timeout runs from now.
-        return self.queue.receive(free * self.per_chat, max_groups=free, max_per_group=self.per_chat)
+        try:
+            return self.queue.receive(free * self.per_chat, max_groups=free, max_per_group=self.per_chat)
+        except Exception:  # noqa: BLE001 - the database is down or restarting: wait a poll, then receive again
+            log.warning("cannot receive from the local queue; trying again", exc_info=True)
+            return []
 
     def _submit(self, pool: ThreadPoolExecutor, records: list[QueueRecord]) -> None:
         future = pool.submit(self._deliver, records)

@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -31,6 +32,9 @@ from chatbox.store.models import Chat, Credential, Delivery, Mailbox, Message
 from chatbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# Receives beyond max attempts tolerated before a record is treated as crashing its consumer.
+CRASH_ALLOWANCE = 2
 
 # SQS's ceiling for ChangeMessageVisibility; the local queue keeps the same one.
 MAX_BACKOFF_SECONDS = 12 * 3600
@@ -80,13 +84,16 @@ class Deliverer:
         self.client = client
         self.policy = policy
 
-    def deliver(self, delivery_id: str) -> Decision:
+    def deliver(self, delivery_id: str, receive_count: int = 1) -> Decision:
         """Make one attempt at a delivery (or decide there is nothing to attempt) and record it.
+
+        `receive_count` is how often the queue has handed out this delivery's message: received far
+        more often than deferrals and attempts explain, it keeps crashing its consumer, and is given up.
 
         Raises whatever the database raises: the caller keeps the record and retries it soon.
         """
         with self.db.session() as db:
-            prepared = self._prepare(db, delivery_id)
+            prepared = self._prepare(db, delivery_id, receive_count)
             if isinstance(prepared, Decision):
                 db.commit()
                 return prepared
@@ -98,18 +105,24 @@ class Deliverer:
         metrics.deliveries.labels("delivered" if result.ok else "failed").inc()
         return decision
 
-    def give_up(self, delivery_id: str, reason: str) -> None:
-        """Mark a delivery dead without another attempt (it is headed for the dead-letter queue)."""
+    def note_deferred(self, delivery_ids: Sequence[str]) -> None:
+        """Count a receive that returned these deliveries unattempted (behind their chat's earlier message)."""
+        if not delivery_ids:
+            return
         with self.db.session() as db:
-            delivery = db.get(Delivery, delivery_id)
-            if delivery is not None and delivery.status not in FINISHED:
-                _mark_dead(delivery, reason)
-                db.commit()
+            db.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(deferrals=Delivery.deferrals + 1))
+            db.commit()
 
-    def _prepare(self, db: Session, delivery_id: str) -> _Prepared | Decision:
+    def _prepare(self, db: Session, delivery_id: str, receive_count: int) -> _Prepared | Decision:
         delivery = db.get(Delivery, delivery_id)
         if delivery is None or delivery.status in FINISHED:
             return Decision(Outcome.DONE)
+        receives = receive_count - delivery.deferrals  # those that handed it to an attempt (or a crash)
+        if receives > self.policy.max_attempts + CRASH_ALLOWANCE:
+            # Received far more often than attempts were recorded: the delivery keeps crashing the
+            # consumer. Give up visibly instead of looping.
+            _mark_dead(delivery, f"gave up after {receives} receives without a recorded outcome")
+            return Decision(Outcome.DEAD)
         mailbox = db.get(Mailbox, delivery.mailbox_id)
         if mailbox is None or mailbox.status == MailboxStatus.archived.value:
             _mark_dead(delivery, "mailbox archived")

@@ -14,7 +14,8 @@ queue's whole visibility timeout (1080 s on AWS), and so does the local queue. S
   record's receive count;
 - the later records of the same group (chat) in the batch are not attempted: a chat's messages go
   out in order. They stay too, hidden for the same delay as the record ahead of them, so they come
-  back with it, not a visibility timeout later.
+  back with it, not a visibility timeout later; and the receive is noted as a deferral, so waiting
+  behind a failing message never counts against a delivery's own crash guard.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import logging
 from collections.abc import Callable, Sequence
 
 from chatbox.ports.queue import DeliveryQueue, QueueRecord
-from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy, Outcome, backoff_seconds
+from chatbox.services.delivery_attempt import CRASH_ALLOWANCE, Deliverer, DeliveryPolicy, Outcome, backoff_seconds
 
 log = logging.getLogger(__name__)
 
-# Receives beyond max attempts tolerated before a record is treated as crashing its consumer.
-CRASH_ALLOWANCE = 2
+__all__ = ["CRASH_ALLOWANCE", "CRASH_RETRY_MAX_SECONDS", "crash_retry_seconds", "deliver_batch"]
 # The longest an unexpected error keeps a record (and its chat) waiting before the next try.
 CRASH_RETRY_MAX_SECONDS = 300.0
 
@@ -50,6 +50,7 @@ def deliver_batch(
         on_record: called as each record is taken up (the Lambda entry sets its log correlation id).
     """
     failed: list[str] = []
+    deferred: list[str] = []
     delay_of_group: dict[str, float] = {}  # groups with a record that stays, and that record's delay
     for record in records:
         delay = delay_of_group.get(record.group_id)
@@ -60,9 +61,19 @@ def deliver_batch(
             if delay is None:
                 continue
             delay_of_group[record.group_id] = delay
+        elif (delivery_id := record.delivery_id()) is not None:
+            deferred.append(delivery_id)
         _retry_later(queue, record, delay)
         failed.append(record.message_id)
+    _note_deferred(deliverer, deferred)
     return failed
+
+
+def _note_deferred(deliverer: Deliverer, delivery_ids: list[str]) -> None:
+    try:
+        deliverer.note_deferred(delivery_ids)
+    except Exception:  # noqa: BLE001 - the records stay either way; only the crash guard loses the count
+        log.warning("could not note %d deferred deliveries", len(delivery_ids), exc_info=True)
 
 
 def _deliver_record(record: QueueRecord, deliverer: Deliverer, queue: DeliveryQueue) -> float | None:
@@ -81,13 +92,7 @@ def _settle(record: QueueRecord, deliverer: Deliverer, queue: DeliveryQueue) -> 
         log.error("queue record %s carries no delivery id; dead-lettering it", record.message_id)
         queue.dead_letter(record)
         return None
-    if record.receive_count > deliverer.policy.max_attempts + CRASH_ALLOWANCE:
-        # Received far more often than attempts were recorded: the delivery keeps crashing the
-        # consumer. Give up visibly instead of looping.
-        deliverer.give_up(delivery_id, f"gave up after {record.receive_count} receives without a recorded outcome")
-        queue.dead_letter(record)
-        return None
-    decision = deliverer.deliver(delivery_id)
+    decision = deliverer.deliver(delivery_id, record.receive_count)
     if decision.outcome is Outcome.RETRY:
         return decision.delay
     if decision.outcome is Outcome.DEAD:

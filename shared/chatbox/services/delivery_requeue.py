@@ -35,6 +35,8 @@ def requeue(db: Session, queue: DeliveryQueue, deliveries: Iterable[Delivery], *
     for delivery in ordered:
         delivery.status = DeliveryStatus.pending.value
         delivery.enqueued_at = None
+        if fresh:  # a new queue message: its receive count starts again, and so do its deferrals
+            delivery.deferrals = 0
     staged = queue.stage(db, jobs)
     now = utcnow()
     if staged:

@@ -186,6 +186,9 @@ class Delivery(Base):
     # Set once the queue has the job; pending rows without it are what the sweeper re-sends.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Receives of its current queue message that returned it unattempted, behind an earlier message of its
+    # chat that had to stay: they do not count towards the crash guard (`Deliverer.deliver`).
+    deferrals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbox.domain.errors import (
@@ -90,7 +91,20 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OperationalError)
+    # The database is restarting, unreachable or busy (the driver's OperationalError): nothing was committed,
+    # so the caller may retry the same request.
+    log.warning("database unavailable: %s", type(exc.orig).__name__)
+    return JSONResponse(
+        error_body("unavailable", "the database is unavailable; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ChatboxError, _on_chatbox_error)
+    app.add_exception_handler(OperationalError, _on_database_unavailable)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
