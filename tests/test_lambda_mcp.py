@@ -31,6 +31,7 @@ from tests.test_lambda_api import PUBLIC_URL, LambdaContext, body_of
 
 EVENTS = Path(__file__).parent / "events"
 HANDLER_MODULE = "functions.mcp.handler"
+FAILURES_ALLOWED = 2  # CHATBOX_AUTH_FAILURES_PER_CREDENTIAL of the functions under test
 
 
 @dataclass
@@ -39,8 +40,11 @@ class LoadedMcpHandler:
     mailbox_id: str
     token: str
 
-    def event(self, payload: dict[str, Any], *, token: str | None = None, **headers: str) -> dict[str, Any]:
-        """The recorded MCP POST, re-aimed at this mailbox with another JSON-RPC body."""
+    def event(
+        self, payload: dict[str, Any] | None, *, token: str | None = None, source_ip: str | None = None, **headers: str
+    ) -> dict[str, Any]:
+        """The recorded MCP POST, re-aimed at this mailbox with another JSON-RPC body (None: a GET without one),
+        from another address when given."""
         event: dict[str, Any] = json.loads((EVENTS / "apigw_v2_post_mcp.json").read_text())
         event = copy.deepcopy(event)
         path = f"/mcp/{self.mailbox_id}"
@@ -48,6 +52,13 @@ class LoadedMcpHandler:
         event["pathParameters"] = {"mailbox_id": self.mailbox_id}
         event["headers"]["authorization"] = f"Bearer {self.token if token is None else token}"
         event["headers"].update(headers)
+        if source_ip is not None:
+            event["requestContext"]["http"]["sourceIp"] = event["headers"]["x-forwarded-for"] = source_ip
+        if payload is None:
+            event["requestContext"]["http"]["method"] = "GET"
+            event["headers"]["accept"] = "text/event-stream"
+            del event["body"], event["headers"]["content-length"], event["headers"]["content-type"]
+            return event
         event["body"] = json.dumps(payload)
         event["headers"]["content-length"] = str(len(event["body"]))
         return event
@@ -82,6 +93,7 @@ def mcp_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loa
     monkeypatch.setenv("CHATBOX_VAULT_KEY", vault_key)
     monkeypatch.setenv("CHATBOX_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CHATBOX_PUBLIC_URL", PUBLIC_URL)
+    monkeypatch.setenv("CHATBOX_AUTH_FAILURES_PER_CREDENTIAL", str(FAILURES_ALLOWED))
     get_settings.cache_clear()
     sys.modules.pop(HANDLER_MODULE, None)
     module = importlib.import_module(HANDLER_MODULE)
@@ -150,3 +162,31 @@ def test_wrong_token_is_401_through_api_gateway(mcp_handler: LoadedMcpHandler) -
     assert response["statusCode"] == 401
     assert response["headers"]["www-authenticate"].startswith("Bearer")
     assert body_of(response)["code"] == "unauthorized"
+
+
+def test_get_is_405_allow_post_through_api_gateway_rather_than_a_stream_until_the_timeout(
+    mcp_handler: LoadedMcpHandler,
+) -> None:
+    response = mcp_handler(mcp_handler.event(None))
+
+    assert response["statusCode"] == 405
+    assert response["headers"]["allow"] == "POST"
+    assert body_of(response)["code"] == "method_not_allowed"
+
+
+def test_wrong_tokens_are_throttled_by_api_gateways_source_ip(mcp_handler: LoadedMcpHandler) -> None:
+    tools_list = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    legacy = {"mcp-protocol-version": "2025-11-25"}
+
+    wrong = [mcp_handler(mcp_handler.event(tools_list, token="mcp_nope")) for _ in range(FAILURES_ALLOWED)]
+    refused = mcp_handler(mcp_handler.event(tools_list, **legacy))
+    # The address is API Gateway's sourceIp; a forwarding header the client wrote itself changes nothing.
+    spoofed = mcp_handler(mcp_handler.event(tools_list, **legacy, **{"x-forwarded-for": "198.51.100.99"}))
+    elsewhere = mcp_handler(mcp_handler.event(tools_list, source_ip="198.51.100.99", **legacy))
+
+    assert [response["statusCode"] for response in wrong] == [401] * FAILURES_ALLOWED
+    assert refused["statusCode"] == 429
+    assert int(refused["headers"]["retry-after"]) > 0
+    assert body_of(refused)["code"] == "rate_limited"
+    assert spoofed["statusCode"] == 429
+    assert elsewhere["statusCode"] == 200, elsewhere["body"]

@@ -91,6 +91,15 @@ def test_wrong_key_is_401_and_another_accounts_id_is_403(
     assert foreign.status_code == 403
 
 
+def test_get_is_405_allow_post_at_once_even_with_the_right_key(base_url: str, account: AccountKey) -> None:
+    headers = {"accept": "text/event-stream", "authorization": f"Bearer {account.api_key}"}
+
+    response = httpx.get(admin_url(base_url, account), headers=headers, timeout=5)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
 def test_list_mailboxes_health_and_connections(
     client: TestClient, base_url: str, account: AccountKey, other_account: AccountKey
 ) -> None:

@@ -57,3 +57,16 @@ def test_a_missing_token_is_401_naming_the_credential_each_server_wants(
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == f'Bearer realm="{realm}"'
     assert credential in response.json()["message"]
+
+
+@pytest.mark.parametrize("path", [f"/mcp/{new_id('mailbox')}", f"/mcp/admin/{new_id('account')}"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+def test_every_method_but_post_is_405_allow_post_before_authentication(
+    unreachable_database_client: TestClient, path: str, method: str
+) -> None:
+    response = unreachable_database_client.request(method, path, headers={"accept": "text/event-stream"})
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    if method != "HEAD":
+        assert response.json()["code"] == "method_not_allowed"

@@ -171,6 +171,21 @@ def test_bare_path_and_trailing_slash_both_answer_without_redirect(
         assert response.json()["result"]["serverInfo"]["name"] == "chatbox"
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_get_and_delete_answer_405_allow_post_at_once_even_with_the_right_token(
+    client: TestClient, account: AccountKey, base_url: str, method: str
+) -> None:
+    mailbox = create_mailbox(client, account)
+    headers = {"accept": "text/event-stream", "authorization": f"Bearer {mailbox['mcp_token']}"}
+
+    # A stateless server has no event stream to offer: GET must not open one and hang (Mangum buffers it).
+    response = httpx.request(method, f"{base_url}/mcp/{mailbox['id']}", headers=headers, timeout=5)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["code"] == "method_not_allowed"
+
+
 def test_foreign_origin_and_unknown_host_are_refused(client: TestClient, account: AccountKey, base_url: str) -> None:
     mailbox = create_mailbox(client, account)
     headers = {**MCP_HEADERS, "authorization": f"Bearer {mailbox['mcp_token']}"}

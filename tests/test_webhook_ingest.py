@@ -177,6 +177,30 @@ def test_a_refused_bot_token_stores_nothing(
     assert telegram_api.webhooks == {}
 
 
+def test_a_telegram_connection_over_the_credential_quota_unregisters_its_webhook_and_stores_nothing(
+    account: AccountKey, telegram_api: TelegramBotApi, slack_api: SlackWebApi, runtime: Runtime
+) -> None:
+    # The bot token fits; the webhook secret Telegram provisioning adds does not.
+    tight = compose(runtime.settings.model_copy(update={"max_credentials_per_account": 1}), telegram_api, slack_api)
+    try:
+        with TestClient(create_app(tight)) as client:
+            mailbox = create_mailbox(client, account)
+            response = client.post(
+                f"/v1/mailboxes/{mailbox['id']}/connections",
+                json={"platform": "telegram", "secrets": {"bot_token": TELEGRAM_TOKEN}},
+                headers=account.headers,
+            )
+    finally:
+        tight.close()
+
+    body = assert_error(response, 409, "quota_exceeded")
+    assert "CHATBOX_MAX_CREDENTIALS_PER_ACCOUNT=1" in body["message"]
+    assert [call.method for call in telegram_api.calls] == ["getMe", "setWebhook", "deleteWebhook"]
+    assert telegram_api.webhooks == {}
+    with runtime.db.session() as db:
+        assert db.scalars(select(Connection)).all() == []
+
+
 def test_archiving_a_telegram_connection_deletes_its_webhook_and_closes_ingest(
     client: TestClient, account: AccountKey, telegram_api: TelegramBotApi, runtime: Runtime
 ) -> None:
@@ -248,6 +272,30 @@ def test_a_missing_or_wrong_secret_token_stores_nothing(
 
     assert_error(response, status)
     assert stored(runtime, connection["id"]) == []
+
+
+def test_wrong_secret_tokens_on_one_connection_get_429_while_telegram_itself_still_gets_in(
+    client: TestClient, account: AccountKey, telegram_api: TelegramBotApi, slack_api: SlackWebApi, runtime: Runtime
+) -> None:
+    _, connection = telegram_connection(client, account)
+    strict = compose(runtime.settings.model_copy(update={"auth_failures_per_credential": 2}), telegram_api, slack_api)
+    body = payload_bytes("telegram", "private_text")
+    try:
+        with (
+            TestClient(create_app(strict), client=("198.51.100.7", 40000)) as attacker,
+            TestClient(create_app(strict), client=("149.154.167.220", 443)) as telegram,
+        ):
+            wrong = [post_telegram(attacker, connection, body, "wrong-" + "x" * 40) for _ in range(2)]
+            refused = post_telegram(attacker, connection, body, webhook_secret(telegram_api))
+            pushed = post_telegram(telegram, connection, body, webhook_secret(telegram_api))
+    finally:
+        strict.close()
+
+    assert [response.status_code for response in wrong] == [403, 403]
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused.headers["retry-after"]) > 0
+    assert pushed.status_code == 200
+    assert len(stored(runtime, connection["id"])) == 1
 
 
 def test_unknown_connection_and_wrong_platform_are_401(

@@ -18,6 +18,8 @@ from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
 from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
 from chatbox.services.ingest import IngestDispatcher
+from chatbox.services.quotas import AccountLimits
+from chatbox.services.throttle import AuthThrottle, ThrottlePolicy
 from chatbox.store.database import Database
 
 
@@ -31,8 +33,18 @@ class Runtime:
     webhook_sender: Callable[[], WebhookSender]
     # The platforms this process serves, filled by the composition root.
     platforms: PlatformRegistry = field(default_factory=PlatformRegistry)
+    # Failed-authentication counts of every auth surface in this process (built from the settings).
+    auth_throttle: AuthThrottle = field(init=False)
     _deliverer: Deliverer | None = field(default=None, init=False)
     _ingest: IngestDispatcher | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.auth_throttle = auth_throttle(self.settings)
+
+    @property
+    def account_limits(self) -> AccountLimits:
+        """The quotas every account has in this deployment."""
+        return AccountLimits.from_settings(self.settings)
 
     @property
     def address_policy(self) -> AddressPolicy:
@@ -59,7 +71,7 @@ class Runtime:
     def ingest(self) -> IngestDispatcher:
         """The ingest dispatcher (and its caches), built on first use."""
         if self._ingest is None:
-            self._ingest = IngestDispatcher(self.db, self.vault, self.queue, self.platforms)
+            self._ingest = IngestDispatcher(self.db, self.vault, self.queue, self.platforms, self.auth_throttle)
         return self._ingest
 
     def close(self) -> None:
@@ -67,6 +79,17 @@ class Runtime:
             self._deliverer.client.close()
         self.platforms.close()
         self.db.dispose()
+
+
+def auth_throttle(settings: Settings) -> AuthThrottle:
+    """The process's failed-authentication throttle, with the deployment's limits."""
+    return AuthThrottle(
+        ThrottlePolicy(
+            per_client=settings.auth_failures_per_client,
+            per_credential=settings.auth_failures_per_credential,
+            window_seconds=settings.auth_failure_window_seconds,
+        )
+    )
 
 
 def address_policy(settings: Settings) -> AddressPolicy:

@@ -21,6 +21,13 @@ class ConflictError(ChatboxError):
     code = "conflict"
 
 
+class QuotaExceededError(ConflictError):
+    """The account already holds as many of something as the deployment allows (a `CHATBOX_MAX_*` setting);
+    archiving or deleting one makes room."""
+
+    code = "quota_exceeded"
+
+
 class InvalidInputError(ChatboxError):
     code = "invalid_input"
 
@@ -33,6 +40,16 @@ class ForbiddenError(ChatboxError):
     """The caller is authenticated, but not for what it addressed (another account's id)."""
 
     code = "forbidden"
+
+
+class ThrottledError(ChatboxError):
+    """Too many failed authentication attempts from this client: refused unchecked for `retry_after` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class VaultError(ChatboxError):

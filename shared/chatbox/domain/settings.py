@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     bootstrap_api_key: str = ""
     log_level: str = "INFO"
 
+    # Limits: failed-authentication throttling (chatbox.services.throttle; 0 switches a bucket off) and account quotas
+    auth_failures_per_client: int = Field(default=60, ge=0)
+    auth_failures_per_credential: int = Field(default=20, ge=0)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    max_mailboxes_per_account: int = Field(default=100, ge=1)
+    max_credentials_per_account: int = Field(default=500, ge=1)
+
     # The delivery pipeline
     queue: Literal["local", "sqs"] = "local"
     delivery_max_attempts: int = Field(default=8, ge=1, le=100)

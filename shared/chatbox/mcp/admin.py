@@ -24,6 +24,7 @@ from chatbox.mcp.endpoint import McpEndpoint, transport_security
 from chatbox.mcp.registration import JsonAnswer, ServedTool, ToolTable
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, focus, mailboxes
+from chatbox.services.throttle import api_key_target
 
 MailboxId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 ChatAddress = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
@@ -297,4 +298,7 @@ def admin_endpoint(runtime: Runtime) -> McpEndpoint[str]:
         authenticate=authenticate,
         build_server=partial(build_admin_server, runtime),
         security=transport_security(runtime.settings),
+        throttle=runtime.auth_throttle,
+        # An API key's failures count here as on the REST API: per (client, key prefix), and per client.
+        throttle_target=lambda _path_params, token: api_key_target(token),
     )

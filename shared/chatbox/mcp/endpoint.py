@@ -6,6 +6,15 @@ for the caller. Stateless mode keeps that cheap, serves both protocol eras (2026
 `server/discover` and the older `initialize`), and works the same under uvicorn and Mangum, where
 a manager's single-use `run()` rules out one long-lived manager.
 
+Only POST is served: stateless mode has no session to stream server-initiated messages on or to
+delete, so GET (the optional event stream, which would stay open until the client leaves, and
+under Mangum until Lambda's timeout) and DELETE answer 405 `Allow: POST` at once, as the
+streamable HTTP transport allows. The SDK's client opens that stream and deletes a session only
+when the server handed it a session id, which a stateless server never does.
+
+Failed authentications are throttled (`chatbox.services.throttle`): a client that failed too often
+lately gets 429 with `Retry-After` before its token is looked at.
+
 Example:
     ```python
     endpoint = McpEndpoint(
@@ -14,6 +23,8 @@ Example:
         authenticate=lambda path_params, token: ...,  # -> an identity, or raise AuthenticationError
         build_server=lambda identity: ...,  # -> a low-level mcp Server for that identity
         security=transport_security(runtime.settings),
+        throttle=runtime.auth_throttle,
+        throttle_target=lambda path_params, token: f"mcp:{path_params['mailbox_id']}",
     )
     Route("/mcp/{mailbox_id}", endpoint=endpoint, methods=MCP_METHODS)
     ```
@@ -32,20 +43,24 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Receive, Scope, Send
 
-from chatbox.domain.errors import AuthenticationError, ChatboxError, ForbiddenError
+from chatbox.domain.errors import AuthenticationError, ChatboxError, ForbiddenError, ThrottledError
 from chatbox.domain.settings import Settings
+from chatbox.services.throttle import Attempt, AuthThrottle, client_address
 
 log = logging.getLogger(__name__)
 
 IdentityT = TypeVar("IdentityT")
 
+# The methods the routes hand to the endpoint: it serves POST and answers the others 405 itself, in JSON.
 MCP_METHODS = ["GET", "POST", "DELETE"]
+SERVED_METHODS = "POST"
 
 # The one table from authentication errors to HTTP answers; anything else raised while authenticating
 # (the database is unreachable, ...) answers 503 rather than a 500.
 STATUS_BY_AUTH_ERROR: tuple[tuple[type[ChatboxError], int], ...] = (
     (AuthenticationError, 401),
     (ForbiddenError, 403),
+    (ThrottledError, 429),
 )
 
 
@@ -95,6 +110,9 @@ class McpEndpoint(Generic[IdentityT]):
             raises `AuthenticationError` (401) or `ForbiddenError` (403).
         build_server: the low-level MCP server for an authenticated identity (built per request).
         security: the transport security settings (allowed Host and Origin values).
+        throttle: the runtime's failed-authentication throttle.
+        throttle_target: `(path_params, token) -> target` the failures count against with the client
+            (`chatbox.services.throttle.Attempt.target`).
     """
 
     def __init__(
@@ -105,14 +123,24 @@ class McpEndpoint(Generic[IdentityT]):
         authenticate: Callable[[Mapping[str, Any], str], IdentityT],
         build_server: Callable[[IdentityT], Server[Any]],
         security: TransportSecuritySettings,
+        throttle: AuthThrottle,
+        throttle_target: Callable[[Mapping[str, Any], str], str],
     ) -> None:
         self.realm = realm
         self.credential = credential
         self.authenticate = authenticate
         self.build_server = build_server
         self.security = security
+        self.throttle = throttle
+        self.throttle_target = throttle_target
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") != "POST":
+            message = (
+                "this MCP server is stateless with JSON responses: POST each request (no event stream, no sessions)"
+            )
+            await send_json_error(send, 405, "method_not_allowed", message, {"Allow": SERVED_METHODS})
+            return
         token = bearer_token(scope)
         if token is None:
             message = f"missing bearer token: send `Authorization: Bearer <{self.credential}>`"
@@ -120,9 +148,11 @@ class McpEndpoint(Generic[IdentityT]):
             await send_json_error(send, 401, "unauthorized", message, challenge)
             return
         path_params: Mapping[str, Any] = scope.get("path_params", {})
+        attempt = Attempt(client_address(scope.get("client")), self.throttle_target(path_params, token))
         try:
-            identity = await anyio.to_thread.run_sync(self.authenticate, path_params, token)
-        except Exception as exc:  # noqa: BLE001 - every failure is answered: 401/403 by the table, else 503
+            with self.throttle.guard(attempt):
+                identity = await anyio.to_thread.run_sync(self.authenticate, path_params, token)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered: 401/403/429 by the table, else 503
             await self._refuse(send, exc, path_params)
             return
         await serve_stateless(self.build_server(identity), self.security, scope, receive, send)
@@ -130,8 +160,12 @@ class McpEndpoint(Generic[IdentityT]):
     async def _refuse(self, send: Send, exc: Exception, path_params: Mapping[str, Any]) -> None:
         for error_type, status in STATUS_BY_AUTH_ERROR:
             if isinstance(exc, error_type):
-                headers = {"WWW-Authenticate": f'Bearer realm="{self.realm}", error="invalid_token"'}
-                await send_json_error(send, status, exc.code, exc.message, headers if status == 401 else {})
+                headers: dict[str, str] = {}
+                if status == 401:
+                    headers["WWW-Authenticate"] = f'Bearer realm="{self.realm}", error="invalid_token"'
+                if isinstance(exc, ThrottledError):
+                    headers["Retry-After"] = str(exc.retry_after)
+                await send_json_error(send, status, exc.code, exc.message, headers)
                 return
         # The database is unreachable or similar: say so rather than crash with a 500.
         log.error("cannot authenticate an MCP request for %s", dict(path_params), exc_info=exc)

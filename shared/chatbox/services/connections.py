@@ -16,7 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.domain.errors import ConflictError, ConnectorError, ConnectorUnavailableError, NotFoundError, VaultError
+from chatbox.domain.errors import (
+    ConflictError,
+    ConnectorError,
+    ConnectorUnavailableError,
+    NotFoundError,
+    QuotaExceededError,
+    VaultError,
+)
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
 from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, CredentialKind
 from chatbox.domain.vault import Vault
@@ -26,6 +33,7 @@ from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.credentials import add_credential, get_credential, reveal
 from chatbox.services.mailboxes import get_mailbox, require_live_mailbox
 from chatbox.services.pagination import paginate
+from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_credential_room
 from chatbox.store.database import release_before_network_call
 from chatbox.store.models import Connection, Credential
 
@@ -58,6 +66,7 @@ def create_connection(
     data: ConnectionCreate,
     *,
     public_url: str = "",
+    limits: AccountLimits = DEFAULT_LIMITS,
 ) -> CreatedConnection:
     """Attach a platform to a mailbox. ConflictError when the mailbox already has an active one.
 
@@ -69,6 +78,8 @@ def create_connection(
         InvalidInputError: an unknown platform, a missing required secret or config key, or the
             platform refused the credentials or the ingest URL.
         ConnectorUnavailableError: the platform could not be reached.
+        QuotaExceededError: the connection's secrets would take the account over `limits.max_credentials`
+            (checked before the platform is called, and again with what it returned).
     """
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
@@ -82,6 +93,7 @@ def create_connection(
     if existing is not None:
         raise ConflictError(f"mailbox {mailbox_id} already has an active {platform} connection ({existing})")
     spec.check_connection_input(data.config, data.secrets)
+    require_credential_room(db, account_id, len(data.secrets), limits)
     connection_id = new_id("connection")
     config: dict[str, Any] = dict(data.config)
     secrets = dict(data.secrets)
@@ -95,6 +107,11 @@ def create_connection(
         )
         config.update(provisioned.config)
         secrets.update(provisioned.secrets)
+        try:
+            require_credential_room(db, account_id, len(secrets), limits)
+        except QuotaExceededError:
+            _deprovision_quietly(platforms, ConnectionContext(connection_id, platform, config, secrets))
+            raise
     refs = {
         name: add_credential(
             db, vault, account_id, f"{platform}:{connection_id}:{name}", CredentialKind.platform, value

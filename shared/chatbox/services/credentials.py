@@ -11,6 +11,7 @@ from chatbox.domain.schemas import ConnectionStatus, CredentialCreate, Credentia
 from chatbox.domain.signing import decode_signing_secret
 from chatbox.domain.vault import Sealed, Vault
 from chatbox.services.pagination import paginate
+from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_credential_room
 from chatbox.store.models import Connection, Credential, Mailbox
 
 
@@ -36,7 +37,16 @@ def add_credential(
     return credential
 
 
-def create_credential(db: Session, vault: Vault, account_id: str, data: CredentialCreate) -> Credential:
+def create_credential(
+    db: Session,
+    vault: Vault,
+    account_id: str,
+    data: CredentialCreate,
+    *,
+    limits: AccountLimits = DEFAULT_LIMITS,
+) -> Credential:
+    """Seal and store a credential. QuotaExceededError when the account holds `limits.max_credentials` already."""
+    require_credential_room(db, account_id, 1, limits)
     credential = add_credential(db, vault, account_id, data.name, data.kind, data.value)
     db.commit()
     return credential

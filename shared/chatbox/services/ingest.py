@@ -12,9 +12,15 @@ taken (Telegram `update_id`, Slack `event_id`) are acked without touching the da
 tokens already proven are remembered by hash. The caches belong to the dispatcher, which belongs
 to the runtime: nothing is kept in module globals.
 
+Failed proofs are throttled (`chatbox.services.throttle`): a client that keeps failing against one
+connection is refused before any lookup, with `Retry-After`. Webhook pushes count per (client, connection)
+only, since every tenant's pushes come from the platform's same addresses; posts with an inbound token
+also count per client, across every bearer-secret surface.
+
 | webhook outcome | status |
 |---|---|
 | no such webhook platform in this process | 404 |
+| this client failed too often against this connection lately | 429 + `Retry-After` |
 | unknown, archived or other-platform connection; missing proof | 401 |
 | wrong secret token / signature / stale timestamp | 403 |
 | a body that is not one of the platform's events | 400 |
@@ -32,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError
+from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError, ThrottledError
 from chatbox.domain.ids import hash_token, is_valid_id
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.domain.schemas import ConnectionStatus
@@ -43,6 +49,7 @@ from chatbox.ports.platforms import PlatformRegistry
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.connections import connection_context
 from chatbox.services.inbound import accept_inbound, authenticate_inbound
+from chatbox.services.throttle import Attempt, AuthThrottle
 from chatbox.store.database import Database
 from chatbox.store.models import Connection
 
@@ -100,6 +107,12 @@ class IngestReply:
         headers = {"WWW-Authenticate": "Webhook"} if status == 401 else {}
         return cls(status, json.dumps({"code": code, "message": message}).encode(), headers=headers)
 
+    @classmethod
+    def throttled(cls, exc: ThrottledError) -> IngestReply:
+        reply = cls.error(429, exc.code, exc.message)
+        reply.headers["Retry-After"] = str(exc.retry_after)
+        return reply
+
 
 class IngestDispatcher:
     """Takes inbound for one process: webhook pushes and connector posts. Thread-safe; async methods run
@@ -111,6 +124,7 @@ class IngestDispatcher:
         vault: Vault,
         queue: DeliveryQueue,
         platforms: PlatformRegistry,
+        throttle: AuthThrottle,
         *,
         connection_ttl: float = CONNECTION_TTL,
     ) -> None:
@@ -118,18 +132,28 @@ class IngestDispatcher:
         self.vault = vault
         self.queue = queue
         self.platforms = platforms
+        self.throttle = throttle
         self._connections: Recent[str, ConnectionContext] = Recent(4096, connection_ttl)
         self._taken: Recent[tuple[str, str], bool] = Recent(65_536, 3600.0)
         self._known_tokens: Recent[tuple[str, str], bool] = Recent(4096, float("inf"))
 
     # --- container connectors and anything else holding an inbound token -----------------------
 
-    async def authenticate_posted(self, connection_id: str, token: str) -> None:
-        """AuthenticationError unless `token` is the inbound token of the active connection."""
+    async def authenticate_posted(self, connection_id: str, token: str, *, client: str) -> None:
+        """Return when `token` is the inbound token of the active connection.
+
+        Args:
+            client: the caller's address (`chatbox.services.throttle.client_address`).
+
+        Raises:
+            AuthenticationError: a wrong token, or an unknown or archived connection (counted as a failure).
+            ThrottledError: `client` failed too often lately; nothing was checked.
+        """
         pair = (connection_id, hash_token(token))
-        if self._known_tokens.get(pair) is None:
-            await self.db.run(self._authenticate, connection_id, token)
-            self._known_tokens.put(pair, True)
+        with self.throttle.guard(Attempt(client, f"inbound:{connection_id}")):
+            if self._known_tokens.get(pair) is None:
+                await self.db.run(self._authenticate, connection_id, token)
+                self._known_tokens.put(pair, True)
 
     async def accept_posted(self, connection_id: str, message: InboundMessage) -> AcceptResult:
         """Accept one normalized message of an authenticated connection (see `accept_inbound`)."""
@@ -137,17 +161,26 @@ class IngestDispatcher:
 
     # --- webhook-mode platforms ----------------------------------------------------------------
 
-    async def dispatch_webhook(self, platform: str, connection_id: str, request: WebhookRequest) -> IngestReply:
-        """Verify, parse and accept one push of a webhook platform; the reply the platform gets."""
+    async def dispatch_webhook(
+        self, platform: str, connection_id: str, request: WebhookRequest, *, client: str
+    ) -> IngestReply:
+        """Verify, parse and accept one push of a webhook platform from `client` (its address); the reply the
+        platform gets."""
         webhook = self.platforms.webhook(platform)
         if webhook is None:
             return IngestReply.error(404, "not_found", f"this deployment takes no {platform} webhooks")
+        proof = Attempt(client, f"webhook:{connection_id}", per_client=False)
+        try:
+            self.throttle.check(proof)
+        except ThrottledError as exc:
+            return IngestReply.throttled(exc)
         remembered = self._connections.get(connection_id)
         connection = remembered if remembered is not None and remembered.platform == platform else None
         for attempt in (1, 2):
             if connection is None:
                 connection = await self.db.run(self._load_connection, platform, connection_id)
                 if connection is None:
+                    self.throttle.record_failure(proof)
                     return IngestReply.error(401, "unauthorized", f"no active {platform} connection {connection_id}")
                 self._connections.put(connection_id, connection)
             try:
@@ -157,6 +190,7 @@ class IngestDispatcher:
                 if attempt == 1 and connection is remembered:
                     connection = None  # the secret may have changed since it was remembered (resync): look again
                     continue
+                self.throttle.record_failure(proof)
                 status = 401 if isinstance(exc, WebhookUnauthenticatedError) else 403
                 return IngestReply.error(status, exc.code, exc.message)
         assert connection is not None  # the loop above returned or verified one

@@ -23,6 +23,7 @@ from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.credentials import get_credential
 from chatbox.services.delivery_requeue import redrive_dead_letters, release_held
 from chatbox.services.pagination import paginate
+from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_mailbox_room
 from chatbox.store.models import Delivery, Mailbox
 
 
@@ -52,10 +53,19 @@ def _check_webhook_url(url: str | None, policy: AddressPolicy) -> None:
         check_url_statically(url, policy)
 
 
-def create_mailbox(db: Session, account_id: str, data: MailboxCreate, *, policy: AddressPolicy) -> CreatedMailbox:
+def create_mailbox(
+    db: Session,
+    account_id: str,
+    data: MailboxCreate,
+    *,
+    policy: AddressPolicy,
+    limits: AccountLimits = DEFAULT_LIMITS,
+) -> CreatedMailbox:
     """Create a mailbox and its MCP token (returned once; only the hash is kept).
 
-    Raises InvalidInputError for a forbidden webhook target, an unusable template or credential.
+    Raises:
+        InvalidInputError: a forbidden webhook target, an unusable template or credential.
+        QuotaExceededError: the account has `limits.max_mailboxes` live mailboxes already.
     """
     _check_webhook_url(data.webhook_url, policy)
     validate_templates(data.templates)
@@ -65,6 +75,7 @@ def create_mailbox(db: Session, account_id: str, data: MailboxCreate, *, policy:
     _check_credential_ref(
         db, account_id, data.webhook_auth_credential_id, CredentialKind.webhook_auth, "webhook_auth_credential_id"
     )
+    require_mailbox_room(db, account_id, limits)
     token = new_token("mcp")
     mailbox = Mailbox(
         id=new_id("mailbox"),

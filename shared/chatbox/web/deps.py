@@ -13,6 +13,7 @@ from chatbox.domain.errors import AuthenticationError
 from chatbox.runtime import Runtime
 from chatbox.services.accounts import authenticate_api_key
 from chatbox.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from chatbox.services.throttle import Attempt, api_key_target, client_address
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -33,12 +34,26 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="An API key of your account")
 
 
+async def get_client_address(request: Request) -> str:
+    """The caller's address as failed-authentication throttling counts it (`chatbox.services.throttle`).
+    Async only so FastAPI runs it inline rather than on a worker thread: it does no I/O."""
+    return client_address(request.client)
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]
+
+
 def get_current_account(
-    db: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    db: SessionDep,
+    runtime: RuntimeDep,
+    client: ClientAddress,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
+    """The account of the bearer API key: 401 for a wrong one, 429 while this client failed too often lately."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("missing bearer token: send `Authorization: Bearer <api_key>`")
-    return authenticate_api_key(db, credentials.credentials)
+    with runtime.auth_throttle.guard(Attempt(client, api_key_target(credentials.credentials))):
+        return authenticate_api_key(db, credentials.credentials)
 
 
 CurrentAccount = Annotated[str, Depends(get_current_account)]

@@ -20,6 +20,7 @@ from chatbox.domain.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    ThrottledError,
     VaultError,
 )
 
@@ -31,9 +32,19 @@ STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     InvalidInputError: 422,
+    ThrottledError: 429,
     VaultError: 503,
     # Creating a telegram/slack connection calls the platform (chatbox.ports.ingest.WebhookPlatform.provision).
     ConnectorUnavailableError: 502,
+}
+
+# OpenAPI `responses=` of every route a client authenticates on: failed attempts are throttled (a router's default).
+THROTTLED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "Too many failed authentication attempts from this client lately (`rate_limited`); "
+        "nothing was checked",
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    }
 }
 
 _HTTP_CODES = {
@@ -67,6 +78,8 @@ async def _on_chatbox_error(_request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         log.error("service error: %s", exc.message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, ThrottledError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
 
 

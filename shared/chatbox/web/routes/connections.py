@@ -7,17 +7,36 @@ from fastapi import APIRouter
 from chatbox.domain.schemas import ConnectionCreate, ConnectionCreated, ConnectionPublic, Page
 from chatbox.services import connections
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
+from chatbox.web.errors import THROTTLED_RESPONSES
 from chatbox.web.presenters import connection_public
 
-router = APIRouter(prefix="/v1", tags=["connections"])
+router = APIRouter(prefix="/v1", tags=["connections"], responses=THROTTLED_RESPONSES)
 
 
-@router.post("/mailboxes/{mailbox_id}/connections", status_code=201, summary="Attach a platform to a mailbox")
+@router.post(
+    "/mailboxes/{mailbox_id}/connections",
+    status_code=201,
+    summary="Attach a platform to a mailbox",
+    responses={
+        409: {
+            "description": "`conflict`: the platform already has an active connection on the mailbox, or the mailbox "
+            "is archived; `quota_exceeded`: its secrets would take the account over "
+            "CHATBOX_MAX_CREDENTIALS_PER_ACCOUNT"
+        }
+    },
+)
 def create_connection(
     mailbox_id: str, body: ConnectionCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionCreated:
     created = connections.create_connection(
-        db, runtime.vault, runtime.platforms, account, mailbox_id, body, public_url=runtime.settings.public_url
+        db,
+        runtime.vault,
+        runtime.platforms,
+        account,
+        mailbox_id,
+        body,
+        public_url=runtime.settings.public_url,
+        limits=runtime.account_limits,
     )
     public = connection_public(created.connection, runtime)
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)

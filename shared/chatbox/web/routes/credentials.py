@@ -7,16 +7,25 @@ from fastapi import APIRouter, Response
 from chatbox.domain.schemas import CredentialCreate, CredentialPublic, CredentialUpdate, Page
 from chatbox.services import credentials
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
+from chatbox.web.errors import THROTTLED_RESPONSES
 from chatbox.web.presenters import credential_public
 
-router = APIRouter(prefix="/v1/credentials", tags=["credentials"])
+router = APIRouter(prefix="/v1/credentials", tags=["credentials"], responses=THROTTLED_RESPONSES)
 
 
-@router.post("", status_code=201, summary="Store a secret (sealed at rest; the value is never returned)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Store a secret (sealed at rest; the value is never returned)",
+    responses={
+        409: {"description": "`quota_exceeded`: the account holds CHATBOX_MAX_CREDENTIALS_PER_ACCOUNT credentials"}
+    },
+)
 def create_credential(
     body: CredentialCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> CredentialPublic:
-    return credential_public(credentials.create_credential(db, runtime.vault, account, body))
+    created = credentials.create_credential(db, runtime.vault, account, body, limits=runtime.account_limits)
+    return credential_public(created)
 
 
 @router.get("", summary="List credentials (names and kinds only)")

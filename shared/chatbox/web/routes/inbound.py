@@ -12,9 +12,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from chatbox.domain.errors import AuthenticationError
 from chatbox.domain.normalized import AcceptResult, InboundMessage
-from chatbox.web.deps import RuntimeDep
+from chatbox.web.deps import ClientAddress, RuntimeDep
+from chatbox.web.errors import THROTTLED_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["inbound"])
+router = APIRouter(prefix="/v1", tags=["inbound"], responses=THROTTLED_RESPONSES)
 
 _inbound_bearer = HTTPBearer(auto_error=False, scheme_name="InboundToken", description="The connection's inbound token")
 
@@ -22,12 +23,13 @@ _inbound_bearer = HTTPBearer(auto_error=False, scheme_name="InboundToken", descr
 async def authenticated_connection_id(
     connection_id: str,
     runtime: RuntimeDep,
+    client: ClientAddress,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_inbound_bearer)],
 ) -> str:
     """Authenticate before the body is validated, so a wrong token is a 401 whatever the body."""
     if credentials is None:
         raise AuthenticationError("missing bearer token: send `Authorization: Bearer <inbound_token>`")
-    await runtime.ingest.authenticate_posted(connection_id, credentials.credentials)
+    await runtime.ingest.authenticate_posted(connection_id, credentials.credentials, client=client)
     return connection_id
 
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from chatbox.ports.ingest import WebhookRequest
 from chatbox.runtime import Runtime
 from chatbox.services.ingest import IngestReply
+from chatbox.services.throttle import client_address
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -34,9 +35,12 @@ def to_response(reply: IngestReply) -> Response:
         401: {"description": "Unknown connection, or no proof of origin"},
         403: {"description": "Wrong secret token or signature, or a stale timestamp"},
         404: {"description": "This deployment serves no such platform"},
+        429: {"description": "Too many failed proofs from this address for this connection lately; see Retry-After"},
     },
 )
 async def ingest_webhook(platform: str, connection_id: str, request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    reply = await runtime.ingest.dispatch_webhook(platform, connection_id, await to_webhook_request(request))
+    reply = await runtime.ingest.dispatch_webhook(
+        platform, connection_id, await to_webhook_request(request), client=client_address(request.client)
+    )
     return to_response(reply)

@@ -15,14 +15,25 @@ from chatbox.domain.schemas import (
 )
 from chatbox.services import mailboxes
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
+from chatbox.web.errors import THROTTLED_RESPONSES
 from chatbox.web.presenters import mailbox_public
 
-router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"])
+router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=THROTTLED_RESPONSES)
 
 
-@router.post("", status_code=201, summary="Create a mailbox; the MCP token is shown once")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a mailbox; the MCP token is shown once",
+    responses={
+        409: {
+            "description": "`quota_exceeded`: the account has CHATBOX_MAX_MAILBOXES_PER_ACCOUNT mailboxes that are not "
+            "archived"
+        }
+    },
+)
 def create_mailbox(body: MailboxCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxCreated:
-    created = mailboxes.create_mailbox(db, account, body, policy=runtime.address_policy)
+    created = mailboxes.create_mailbox(db, account, body, policy=runtime.address_policy, limits=runtime.account_limits)
     public = mailbox_public(created.mailbox, runtime.settings)
     return MailboxCreated(**public.model_dump(), mcp_token=created.mcp_token)
 

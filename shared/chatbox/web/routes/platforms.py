@@ -7,8 +7,9 @@ from fastapi import APIRouter
 from chatbox.domain.schemas import ConnectionFieldPublic, PlatformPublic
 from chatbox.ports.platforms import ConnectionField, PlatformSpec
 from chatbox.web.deps import CurrentAccount, RuntimeDep
+from chatbox.web.errors import THROTTLED_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["platforms"])
+router = APIRouter(prefix="/v1", tags=["platforms"], responses=THROTTLED_RESPONSES)
 
 
 def _fields(fields: tuple[ConnectionField, ...]) -> list[ConnectionFieldPublic]:
