@@ -18,6 +18,7 @@ from chatbox.adapters.http_container import HttpContainerConnector
 from chatbox.adapters.http_webhook import WebhookClient
 from chatbox.adapters.local_queue import LocalQueue
 from chatbox.domain.errors import VaultError
+from chatbox.domain.redaction import register_secrets
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault, generate_key
 from chatbox.ports.connector import Connector
@@ -73,6 +74,7 @@ def build_runtime(
 ) -> Runtime:
     """A runtime serving `platforms` (their own settings read from the environment unless given in
     `platform_settings`), on the queue and database the settings name."""
+    register_secrets(settings.secret_values())
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url)
     policy = address_policy(settings)

@@ -1,4 +1,5 @@
-"""What every Lambda entry composes once per cold start: settings with secrets, a JSON logger, the runtime.
+"""What every Lambda entry composes once per cold start: settings with secrets, a redacting JSON logger, the
+runtime.
 
 Example (a function's `handler.py`):
     logger = lambda_logger("chatbox-inbound")
@@ -13,24 +14,47 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.logging.types import LogRecord
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from mangum import Mangum
 from mangum.types import ASGI
 
 from chatbox.adapters.aws_secrets import resolve_secret_settings
+from chatbox.domain.redaction import install_log_redaction, redact, redact_value, register_secrets
 from chatbox.domain.settings import Settings, get_settings
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
+class RedactingPowertoolsFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON log format with every string of the log entry redacted before it is serialized
+    (message, exception text, stack trace values, appended keys): see `chatbox.domain.redaction`."""
+
+    def serialize(self, log: LogRecord) -> str:
+        redacted: dict[str, Any] = redact_value(log)
+        return super().serialize(redacted)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's naming
+        return redact(super().formatException(ei))
+
+
 def lambda_settings() -> Settings:
-    """The process settings with `CHATBOX_*_SECRET_ARN` secrets resolved (read once: call at import time)."""
-    return resolve_secret_settings(get_settings())
+    """The process settings with `CHATBOX_*_SECRET_ARN` secrets resolved (read once: call at import time).
+    The secret values are kept out of every log line from then on."""
+    settings = resolve_secret_settings(get_settings())
+    register_secrets(settings.secret_values())
+    return settings
 
 
 def lambda_logger(service: str, level: str | None = None) -> Logger:
-    """A Powertools JSON logger for `service`; chatbox's own module loggers write through its format."""
-    logger = Logger(service=service, level=level or get_settings().log_level)
+    """A Powertools JSON logger for `service`, redacting (no secret, token or credential-bearing URL in any
+    line); chatbox's own module loggers write through its format, and every other record of the process
+    (httpx, the Lambda runtime's root handler) is redacted too."""
+    logger = Logger(
+        service=service, level=level or get_settings().log_level, logger_formatter=RedactingPowertoolsFormatter()
+    )
+    install_log_redaction(loggers=[logger.name])  # the record factory, and a filter on each handler
     copy_config_to_registered_loggers(source_logger=logger, include={"chatbox"})
     return logger
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from chatbox.compose import build_runtime, discover_platforms
 from chatbox.domain.errors import ChatboxError
+from chatbox.domain.redaction import RedactingFormatter, install_log_redaction, redact, redact_url, register_secrets
 from chatbox.domain.settings import DevSettings, Settings, get_settings
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
@@ -27,7 +28,12 @@ from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
 from chatbox.store.models import Delivery, Mailbox
 
-app = typer.Typer(help="chatbox: messaging platforms behind one API for AI agents.", no_args_is_help=True)
+# No local variables in a traceback: they hold settings, tokens and opened credentials.
+app = typer.Typer(
+    help="chatbox: messaging platforms behind one API for AI agents.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 operator = typer.Typer(help="Operator chores across all accounts.", no_args_is_help=True)
 vault_cli = typer.Typer(help="Vault key management.", no_args_is_help=True)
 app.add_typer(operator, name="operator")
@@ -63,10 +69,16 @@ def _settings(*, dev: bool = False) -> Settings:
 
 
 def _configure_logging(settings: Settings) -> None:
+    """Log lines on stderr, redacted (no secret, token or credential-bearing URL in any line, at any level:
+    `chatbox.domain.redaction`); the same for uvicorn's loggers, which `serve` configures."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     try:
-        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     except ValueError as exc:  # an unknown level name
         raise _fail(f"invalid configuration: CHATBOX_LOG_LEVEL: {exc}", 2) from exc
+    install_log_redaction()
+    register_secrets(settings.secret_values())
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -212,7 +224,8 @@ def mailbox_list(include_archived: Annotated[bool, typer.Option(help="Show archi
             rows, cursor = mailboxes.list_mailboxes(
                 db, None, limit=200, cursor=cursor, include_archived=include_archived
             )
-            found += [[m.id, m.account_id, m.name, m.status, m.webhook_url or "-"] for m in rows]
+            # The host and path only: a receiver's URL may carry a token in its query or userinfo.
+            found += [[m.id, m.account_id, m.name, m.status, redact_url(m.webhook_url or "-")] for m in rows]
             if cursor is None:
                 break
     _print_rows("mailboxes", ["id", "account", "name", "status", "webhook_url"], found)
@@ -307,7 +320,7 @@ def _delivery_row(delivery: Delivery) -> list[str]:
         delivery.status,
         str(delivery.attempts),
         delivery.updated_at.isoformat(timespec="seconds"),
-        delivery.last_error or "-",
+        redact(delivery.last_error or "-"),
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,6 +94,18 @@ class Settings(BaseSettings):
 
     def mcp_url(self, mailbox_id: str) -> str:
         return f"{self.public_url}/mcp/{mailbox_id}"
+
+    def secret_values(self) -> list[str]:
+        """The values of the secret settings: the vault keys, the bootstrap API key, the database password
+        (for `chatbox.domain.redaction.register_secrets`, which keeps them out of every log line)."""
+        values = [self.vault_key, *_split(self.vault_old_keys), self.bootstrap_api_key]
+        try:
+            password = urlsplit(self.db_url).password
+        except ValueError:  # not a URL: the database layer reports it
+            password = None
+        if password:
+            values += [password, unquote(password)]
+        return [value.strip() for value in values if value.strip()]
 
 
 class DevSettings(Settings):

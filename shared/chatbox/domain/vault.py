@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatbox.domain.errors import VaultError
+from chatbox.domain.redaction import register_secret
 
 _NONCE_BYTES = 12
 
@@ -55,11 +56,17 @@ def _associated_data(credential_id: str, account_id: str) -> bytes:
 
 
 class Vault:
-    """Seals and opens credential values. One instance per process."""
+    """Seals and opens credential values. One instance per process.
+
+    Its keys, and every value it seals or opens, are registered with `chatbox.domain.redaction`: whatever
+    their shape, they never appear in this process's log lines.
+    """
 
     def __init__(self, current_key: str, old_keys: list[str] | None = None) -> None:
         if not current_key:
             raise VaultError("no vault key configured: set CHATBOX_VAULT_KEY (base64 of 32 bytes)")
+        for encoded in (current_key, *(old_keys or [])):
+            register_secret(encoded.strip())
         current = decode_key(current_key)
         self.current_key_id = key_id_of(current)
         self._keys = {self.current_key_id: current}
@@ -72,6 +79,7 @@ class Vault:
         return cls(current_key, [k for k in old_keys.split(",") if k.strip()])
 
     def seal(self, plaintext: str, *, credential_id: str, account_id: str) -> Sealed:
+        register_secret(plaintext)
         nonce = os.urandom(_NONCE_BYTES)
         aead = AESGCM(self._keys[self.current_key_id])
         ciphertext = aead.encrypt(nonce, plaintext.encode(), _associated_data(credential_id, account_id))
@@ -88,7 +96,9 @@ class Vault:
             )
         except (InvalidTag, ValueError) as exc:  # ValueError: a nonce of an impossible length
             raise VaultError(f"credential {credential_id} failed authentication (tampered or wrong key)") from exc
-        return plaintext.decode()
+        opened = plaintext.decode()
+        register_secret(opened)
+        return opened
 
     def needs_rotation(self, sealed: Sealed) -> bool:
         return sealed.key_id != self.current_key_id

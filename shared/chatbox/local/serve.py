@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -11,11 +12,14 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType, TracebackType
+from typing import Any
 
 import uvicorn
+import uvicorn.config
 
 from chatbox.adapters.local_queue import LocalQueue
 from chatbox.asgi import create_app
+from chatbox.domain.redaction import RedactingFilter
 from chatbox.local.consumer import LocalConsumer
 from chatbox.runtime import Runtime
 from chatbox.services import accounts
@@ -35,6 +39,16 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging configuration with a `RedactingFilter` on each of its handlers: an access line
+    names the request's path and query (`?token=…` is redacted), an error line may hold anything."""
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {**config.get("filters", {}), "redact": {"()": RedactingFilter}}
+    for handler in config["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "redact"]
+    return config
+
+
 def serve(runtime: Runtime) -> None:
     """Serve the app until SIGINT or SIGTERM; either unwinds normally, so a `with` around this cleans up."""
     settings = runtime.settings
@@ -46,6 +60,7 @@ def serve(runtime: Runtime) -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(),
         proxy_headers=True,
     )
 

@@ -38,6 +38,8 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_db_engine(url: str) -> Engine:
+    """`hide_parameters`: a statement's parameters (webhook URLs, message text) stay out of SQLAlchemy's
+    errors and log lines, which end up in ours."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -46,11 +48,15 @@ def create_db_engine(url: str) -> Engine:
         # Enough pooled connections for every request thread: an overflow connection is closed on
         # return, and reconnecting (with its pragmas) on every request is a large share of the work.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=48, max_overflow=16
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            pool_size=48,
+            max_overflow=16,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
