@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError
+from chatbox.domain.errors import AuthenticationError, ConflictError, ForbiddenError, InvalidInputError
 from chatbox.domain.ids import hash_token, is_valid_id
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.domain.schemas import ConnectionStatus
@@ -125,7 +125,9 @@ class IngestDispatcher:
     # --- container connectors and anything else holding an inbound token -----------------------
 
     async def authenticate_posted(self, connection_id: str, token: str) -> None:
-        """AuthenticationError unless `token` is the inbound token of the active connection."""
+        """AuthenticationError unless `token` is the inbound token of the active connection; ForbiddenError
+        when that connection's platform is not one whose inbound arrives on this route (a webhook-mode
+        platform's pushes are proven by the platform's own secret or signature, at its ingest path)."""
         pair = (connection_id, hash_token(token))
         if self._known_tokens.get(pair) is None:
             await self.db.run(self._authenticate, connection_id, token)
@@ -186,7 +188,16 @@ class IngestDispatcher:
 
     def _authenticate(self, connection_id: str, token: str) -> None:
         with self.db.session() as db:
-            authenticate_inbound(db, connection_id, token)
+            platform = authenticate_inbound(db, connection_id, token)
+        spec = self.platforms.get(platform)
+        if spec is None:
+            raise ForbiddenError(f"connection {connection_id} is on {platform}, which this deployment does not serve")
+        if spec.receives_webhooks:
+            raise ForbiddenError(
+                f"connection {connection_id} is a {spec.label} connection: {spec.label} delivers its updates to "
+                f"/v1/ingest/{platform}/{connection_id}, proven by the platform's own secret or signature; "
+                "its inbound token is not accepted on this route"
+            )
 
     def _accept_one(self, connection_id: str, message: InboundMessage) -> AcceptResult:
         with self.db.session() as db:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chatbox.domain.addresses import AddressPolicy, check_url_statically
+from chatbox.domain.addresses import AddressPolicy, check_url
 from chatbox.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
 from chatbox.domain.rendering import validate_templates
@@ -48,8 +48,10 @@ def _check_credential_ref(
 
 
 def _check_webhook_url(url: str | None, policy: AddressPolicy) -> None:
+    """TargetRefusedError (422) for a target the policy refuses. It may resolve the host name, so callers
+    run it before their first query: no transaction stays open across a DNS lookup."""
     if url is not None:
-        check_url_statically(url, policy)
+        check_url(url, policy, field="webhook_url")
 
 
 def create_mailbox(db: Session, account_id: str, data: MailboxCreate, *, policy: AddressPolicy) -> CreatedMailbox:
@@ -126,15 +128,16 @@ def update_mailbox(
     db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str, data: MailboxUpdate, *, policy: AddressPolicy
 ) -> Mailbox:
     """Change only the fields present. Setting a webhook_url sends what was held for the lack of one."""
+    fields = data.model_fields_set
+    if "webhook_url" in fields:
+        _check_webhook_url(data.webhook_url, policy)
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
-    fields = data.model_fields_set
     if "name" in fields:
         if data.name is None:
             raise InvalidInputError("name cannot be null")
         mailbox.name = data.name
     if "webhook_url" in fields:
-        _check_webhook_url(data.webhook_url, policy)
         mailbox.webhook_url = data.webhook_url
     if "signing_credential_id" in fields:
         _check_credential_ref(

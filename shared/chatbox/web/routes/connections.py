@@ -17,7 +17,14 @@ def create_connection(
     mailbox_id: str, body: ConnectionCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionCreated:
     created = connections.create_connection(
-        db, runtime.vault, runtime.platforms, account, mailbox_id, body, public_url=runtime.settings.public_url
+        db,
+        runtime.vault,
+        runtime.platforms,
+        account,
+        mailbox_id,
+        body,
+        public_url=runtime.settings.public_url,
+        policy=runtime.connector_address_policy,
     )
     public = connection_public(created.connection, runtime)
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)
