@@ -83,7 +83,7 @@ def create_connection(
             `config.outbound_url` (TargetRefusedError).
         ConnectorUnavailableError: the platform could not be reached.
     """
-    _check_outbound_url(data.config.get(OUTBOUND_URL), policy or AddressPolicy())
+    _check_outbound_url(db, data.config.get(OUTBOUND_URL), policy or AddressPolicy())
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
     spec = platforms.spec(data.platform)
@@ -137,12 +137,13 @@ def create_connection(
     return CreatedConnection(connection, token)
 
 
-def _check_outbound_url(url: Any, policy: AddressPolicy) -> None:
-    """Runs before the first query (it may resolve the host name): no transaction waits on DNS."""
+def _check_outbound_url(db: Session, url: Any, policy: AddressPolicy) -> None:
+    """It may resolve the host name: it runs before anything is written, and no transaction waits on DNS."""
     if url is None:
         return
     if not isinstance(url, str) or not url:
         raise InvalidInputError(f"config.{OUTBOUND_URL} must be the connector's http:// or https:// send URL")
+    release_before_network_call(db)
     check_url(url, policy, field=f"config.{OUTBOUND_URL}")
 
 

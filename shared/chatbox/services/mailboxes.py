@@ -23,6 +23,7 @@ from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.credentials import get_credential
 from chatbox.services.delivery_requeue import redrive_dead_letters, release_held
 from chatbox.services.pagination import paginate
+from chatbox.store.database import release_before_network_call
 from chatbox.store.models import Delivery, Mailbox
 
 
@@ -47,10 +48,11 @@ def _check_credential_ref(
         )
 
 
-def _check_webhook_url(url: str | None, policy: AddressPolicy) -> None:
-    """TargetRefusedError (422) for a target the policy refuses. It may resolve the host name, so callers
-    run it before their first query: no transaction stays open across a DNS lookup."""
+def _check_webhook_url(db: Session, url: str | None, policy: AddressPolicy) -> None:
+    """TargetRefusedError (422) for a target the policy refuses. It may resolve the host name, so it runs
+    before anything is written and holds no transaction open across the lookup."""
     if url is not None:
+        release_before_network_call(db)
         check_url(url, policy, field="webhook_url")
 
 
@@ -59,7 +61,7 @@ def create_mailbox(db: Session, account_id: str, data: MailboxCreate, *, policy:
 
     Raises InvalidInputError for a forbidden webhook target, an unusable template or credential.
     """
-    _check_webhook_url(data.webhook_url, policy)
+    _check_webhook_url(db, data.webhook_url, policy)
     validate_templates(data.templates)
     _check_credential_ref(
         db, account_id, data.signing_credential_id, CredentialKind.hmac_signing, "signing_credential_id"
@@ -130,7 +132,7 @@ def update_mailbox(
     """Change only the fields present. Setting a webhook_url sends what was held for the lack of one."""
     fields = data.model_fields_set
     if "webhook_url" in fields:
-        _check_webhook_url(data.webhook_url, policy)
+        _check_webhook_url(db, data.webhook_url, policy)
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
     if "name" in fields:
