@@ -30,7 +30,7 @@ from chatbox.store.models import Message
 from tests.conftest import AccountKey
 from tests.support.api import assert_error, create_connection, create_credential, create_mailbox
 from tests.support.mcp import ConnectorReply, StandInConnector, running_connector
-from tests.support.pipeline import post_inbound
+from tests.support.pipeline import accept_directly, post_inbound
 
 CONNECTOR_TOKEN = "connector-token-0123456789abcdef"
 
@@ -287,7 +287,7 @@ def test_unreachable_connector_is_unavailable(client: TestClient, runtime: Runti
 def test_platform_without_connector_is_a_clear_error(client: TestClient, runtime: Runtime, account: AccountKey) -> None:
     mailbox = create_mailbox(client, account)
     connection = create_connection(client, account, mailbox["id"], platform="telegram")
-    post_inbound(client, connection, "m-1")
+    accept_directly(runtime, connection, "m-1")
 
     with pytest.raises(ConnectorUnavailableError, match="no telegram connector is available"):
         _send(runtime, mailbox["id"], chat="telegram:chat-1")

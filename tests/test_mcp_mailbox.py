@@ -29,7 +29,7 @@ from tests.support.mcp import (
     serving,
     text_of,
 )
-from tests.support.pipeline import post_inbound, running_consumer
+from tests.support.pipeline import accept_directly, post_inbound, running_consumer
 from tests.support.receiver import WebhookReceiver, running_receiver
 
 CONNECTOR_TOKEN = "connector-token-0123456789abcdef"
@@ -258,12 +258,12 @@ def test_focus_tools_succeed(
 
 
 def test_every_failure_is_a_tool_error_with_advice(
-    client: TestClient, account: AccountKey, base_url: str, connector: StandInConnector
+    client: TestClient, runtime: Runtime, account: AccountKey, base_url: str, connector: StandInConnector
 ) -> None:
     mailbox, connection = _mailbox_with_signal(client, account, connector)
     telegram = create_connection(client, account, mailbox["id"], platform="telegram")
     post_inbound(client, connection, "m-1")
-    post_inbound(client, telegram, "t-1", external_chat_id="-100200")
+    accept_directly(runtime, telegram, "t-1", external_chat_id="-100200")
     url, token = mcp_url(base_url, mailbox), mailbox["mcp_token"]
 
     async def go() -> dict[str, types.CallToolResult]:

@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings
 from chatbox.adapters.http_container import HttpContainerConnector
 from chatbox.adapters.http_webhook import WebhookClient
 from chatbox.adapters.local_queue import LocalQueue
+from chatbox.adapters.outbound_http import system_resolver
+from chatbox.domain.addresses import Resolver
 from chatbox.domain.errors import VaultError
 from chatbox.domain.redaction import register_secrets
 from chatbox.domain.settings import Settings
@@ -25,7 +27,7 @@ from chatbox.ports.connector import Connector
 from chatbox.ports.platforms import PlatformRegistry, PlatformSpec
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
-from chatbox.runtime import Runtime, address_policy
+from chatbox.runtime import Runtime, address_policy, connector_address_policy
 from chatbox.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -71,19 +73,20 @@ def build_runtime(
     platforms: Iterable[PlatformSpec] = (),
     platform_settings: Mapping[str, BaseSettings] | None = None,
     generate_vault_key: bool = False,
+    resolve_host: Resolver = system_resolver,
 ) -> Runtime:
     """A runtime serving `platforms` (their own settings read from the environment unless given in
-    `platform_settings`), on the queue and database the settings name."""
+    `platform_settings`), on the queue and database the settings name. `resolve_host` resolves the host
+    names of tenant-set URLs, for their check at configuration and for connecting (tests inject their own)."""
     register_secrets(settings.secret_values())
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url)
-    policy = address_policy(settings)
 
     def webhook_sender() -> WebhookSender:
-        return WebhookClient(policy, timeout=settings.delivery_timeout_seconds)
+        return WebhookClient(address_policy(settings, resolve_host), timeout=settings.delivery_timeout_seconds)
 
     def container_connector() -> Connector:
-        return HttpContainerConnector(policy)
+        return HttpContainerConnector(connector_address_policy(settings, resolve_host))
 
     registry = PlatformRegistry(platforms, container_connector=container_connector, settings=platform_settings)
     return Runtime(
@@ -93,6 +96,7 @@ def build_runtime(
         queue=build_queue(settings, db),
         webhook_sender=webhook_sender,
         platforms=registry,
+        resolve_host=resolve_host,
     )
 
 

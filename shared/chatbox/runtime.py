@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatbox.domain.addresses import AddressPolicy
+from chatbox.domain.addresses import AddressPolicy, Resolver
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault
 from chatbox.ports.platforms import PlatformRegistry
@@ -35,6 +35,9 @@ class Runtime:
     platforms: PlatformRegistry = field(default_factory=PlatformRegistry)
     # Failed-authentication counts of every auth surface in this process (built from the settings).
     auth_throttle: AuthThrottle = field(init=False)
+    # Resolves host names for the configuration-time check of tenant-set URLs (the composition root gives
+    # the one its HTTP clients connect with); None checks them statically only.
+    resolve_host: Resolver | None = None
     _deliverer: Deliverer | None = field(default=None, init=False)
     _ingest: IngestDispatcher | None = field(default=None, init=False)
 
@@ -48,7 +51,13 @@ class Runtime:
 
     @property
     def address_policy(self) -> AddressPolicy:
-        return address_policy(self.settings)
+        """The policy for webhook URLs (mailboxes)."""
+        return address_policy(self.settings, self.resolve_host)
+
+    @property
+    def connector_address_policy(self) -> AddressPolicy:
+        """The policy for container connector URLs (`config.outbound_url` of a connection)."""
+        return connector_address_policy(self.settings, self.resolve_host)
 
     @property
     def deliverer(self) -> Deliverer:
@@ -92,6 +101,19 @@ def auth_throttle(settings: Settings) -> AuthThrottle:
     )
 
 
-def address_policy(settings: Settings) -> AddressPolicy:
-    """The deployment's policy for tenant-set URLs."""
-    return AddressPolicy(allow_private=settings.allow_private_webhooks, allow_loopback=settings.allow_loopback_webhooks)
+def address_policy(settings: Settings, resolve: Resolver | None = None) -> AddressPolicy:
+    """The deployment's policy for webhook URLs: public addresses, plus what the dev allowances open."""
+    return AddressPolicy(
+        allow_private=settings.allow_private_webhooks, allow_loopback=settings.allow_loopback_webhooks, resolve=resolve
+    )
+
+
+def connector_address_policy(settings: Settings, resolve: Resolver | None = None) -> AddressPolicy:
+    """The policy for container connector URLs: the webhook policy, plus the hosts the operator admits
+    (CHATBOX_CONNECTOR_ALLOWED_HOSTS). Only an operator setting widens it, never a tenant's URL."""
+    return AddressPolicy(
+        allow_private=settings.allow_private_webhooks,
+        allow_loopback=settings.allow_loopback_webhooks,
+        operator_allowlist=settings.connector_allowlist,
+        resolve=resolve,
+    )

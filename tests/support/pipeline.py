@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 from fastapi.testclient import TestClient
 
 from chatbox.adapters.local_queue import LocalQueue
+from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.local.consumer import LocalConsumer
 from chatbox.runtime import Runtime
 from chatbox.services.delivery_attempt import Deliverer
+from chatbox.services.inbound import accept_inbound
 from chatbox.store.database import Database
 from tests.support.postgres import free_port
 
@@ -68,6 +70,18 @@ def eventually(check: Callable[[], T | None], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def accept_directly(
+    runtime: Runtime, connection: dict[str, Any], external_message_id: str, text: str = "hello", **fields: Any
+) -> AcceptResult:
+    """Accept one inbound message through the core, as a webhook-mode platform's ingest does once it verified a
+    push: the inbound token of a Telegram or Slack connection does not open the generic route (`post_inbound`)."""
+    message = InboundMessage.model_validate(
+        {"external_chat_id": "chat-1", "external_message_id": external_message_id, "text": text, **fields}
+    )
+    with runtime.db.session() as db:
+        return accept_inbound(db, runtime.queue, connection["id"], message)
 
 
 def post_inbound(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -85,8 +86,11 @@ class WebhookReceiver:
 
 
 @contextmanager
-def running_receiver() -> Iterator[WebhookReceiver]:
+def running_receiver(tls: ssl.SSLContext | None = None) -> Iterator[WebhookReceiver]:
+    """A receiver serving on 127.0.0.1; over TLS with `tls` (a server context), its `url` then still says http."""
     receiver = WebhookReceiver()
+    if tls is not None:
+        receiver.server.socket = tls.wrap_socket(receiver.server.socket, server_side=True)
     thread = threading.Thread(target=receiver.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -2,7 +2,10 @@
 
 Signal and Discord connectors are long-running programs of their own; chatbox reaches them with
 one POST per message to the `outbound_url` stored on the connection, authenticated with the
-account's `mcp_proxy_auth` credential named by `outbound_credential_id`.
+account's `mcp_proxy_auth` credential named by `outbound_credential_id`. The URL is a tenant's, so the
+request goes through the pinned outbound client (`chatbox.adapters.outbound_http`) under the connector
+policy (`chatbox.runtime.connector_address_policy`: public addresses, the dev allowances, and the hosts
+the operator admits with CHATBOX_CONNECTOR_ALLOWED_HOSTS).
 """
 
 from __future__ import annotations
@@ -13,8 +16,14 @@ import uuid
 import httpx
 
 from chatbox.adapters.http_webhook import parse_retry_after
+from chatbox.adapters.outbound_http import build_outbound_client
 from chatbox.domain.addresses import AddressPolicy, check_url_statically
-from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.domain.errors import (
+    ConnectorUnavailableError,
+    PlatformRefusedError,
+    RateLimitedError,
+    TargetRefusedError,
+)
 from chatbox.ports.connector import (
     OUTBOUND_AUTH_SECRET,
     OUTBOUND_CREDENTIAL,
@@ -28,7 +37,7 @@ from chatbox.ports.connector import (
 class HttpContainerConnector:
     """A `Connector` for every container platform: `POST {outbound_url}` with a JSON body.
 
-    Thread-safe; keeps one pooled HTTP client. No redirects are followed.
+    Thread-safe; keeps one pooled HTTP client. A redirect is an error, never followed.
     """
 
     def __init__(self, policy: AddressPolicy, *, timeout: float = 10.0) -> None:
@@ -40,7 +49,7 @@ class HttpContainerConnector:
     def client(self) -> httpx.Client:
         """Built on first send: a process that never sends to a container pays nothing for it."""
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False)
+            self._client = build_outbound_client(self.policy, timeout=self.timeout)
         return self._client
 
     def send(self, ctx: ConnectionContext, msg: OutboundMessage) -> SentMessage:
@@ -51,9 +60,9 @@ class HttpContainerConnector:
                 "the operator must set it to the connector's send URL"
             )
         try:
-            check_url_statically(url, self.policy)
-        except InvalidInputError as exc:
-            raise ConnectorUnavailableError(f"config.{OUTBOUND_URL} is not allowed: {exc.message}") from exc
+            check_url_statically(url, self.policy, field=f"config.{OUTBOUND_URL}")
+        except TargetRefusedError as exc:
+            raise _refused(ctx, exc) from exc
         headers = {"content-type": "application/json", "user-agent": "chatbox-connector-client/1"}
         token = ctx.secrets.get(OUTBOUND_AUTH_SECRET)
         if token:
@@ -69,6 +78,8 @@ class HttpContainerConnector:
         }
         try:
             response = self.client.post(url, content=json.dumps(body).encode(), headers=headers)
+        except TargetRefusedError as exc:  # the host resolved to a refused address: nothing was sent
+            raise _refused(ctx, exc) from exc
         except httpx.TimeoutException as exc:
             raise ConnectorUnavailableError(f"the {ctx.platform} connector timed out; try again") from exc
         except httpx.HTTPError as exc:
@@ -80,6 +91,14 @@ class HttpContainerConnector:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def _refused(ctx: ConnectionContext, exc: TargetRefusedError) -> ConnectorUnavailableError:
+    """The refusal says only what was refused and why: no request was made, so there is no reply to show."""
+    return ConnectorUnavailableError(
+        f"the {ctx.platform} connection {ctx.connection_id} cannot send: {exc.message}; "
+        f"the operator must fix config.{OUTBOUND_URL}"
+    )
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -107,6 +126,11 @@ def _message_id_or_raise(platform: str, response: httpx.Response) -> str:
         if not isinstance(message_id, str) or not message_id:
             raise ConnectorUnavailableError(f"the {platform} connector answered {status} without a message_id")
         return message_id
+    if 300 <= status < 400:
+        raise ConnectorUnavailableError(
+            f"the {platform} connector answered a redirect (HTTP {status}), which chatbox does not follow; "
+            f"config.{OUTBOUND_URL} must be the connector's send URL itself"
+        )
     detail = _error_message(response)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"))

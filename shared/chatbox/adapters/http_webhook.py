@@ -1,36 +1,16 @@
-"""The HTTP webhook sender: no redirects, a timeout, and a refusal to reach private addresses (SSRF)."""
+"""The HTTP webhook sender: the pinned outbound client (`chatbox.adapters.outbound_http`), no redirects, a timeout."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import httpx
 
-from chatbox.domain.addresses import AddressPolicy
+from chatbox.adapters.outbound_http import build_outbound_client
+from chatbox.domain.addresses import AddressPolicy, check_url_statically
+from chatbox.domain.errors import TargetRefusedError
 from chatbox.ports.webhook_sender import PostResult
-
-
-class TargetRefused(Exception):
-    """The webhook host resolves to an address the policy forbids."""
-
-
-def check_resolved(url: str, policy: AddressPolicy) -> None:
-    """Resolve the host now and refuse if any address is forbidden (TargetRefused)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise TargetRefused(f"cannot resolve {host}: {exc.strerror}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not policy.permits(address):
-            raise TargetRefused(f"{host} resolves to {address}, a private address; refused (SSRF protection)")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -48,11 +28,12 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class WebhookClient:
-    """One pooled HTTP client per process."""
+    """One pooled HTTP client per process, connecting only to addresses the policy allows (a redirect is a
+    failed attempt, not followed)."""
 
     def __init__(self, policy: AddressPolicy, timeout: float = 15.0) -> None:
         self.policy = policy
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+        self._client = build_outbound_client(policy, timeout=timeout)
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> PostResult:
         started = time.perf_counter()
@@ -61,11 +42,10 @@ class WebhookClient:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            check_resolved(url, self.policy)
-        except TargetRefused as exc:
-            return PostResult(None, str(exc), None, elapsed())
-        try:
+            check_url_statically(url, self.policy)
             response = self._client.post(url, content=body, headers=headers)
+        except TargetRefusedError as exc:  # refused before connecting: the receiver got nothing
+            return PostResult(None, exc.message, None, elapsed())
         except httpx.TimeoutException:
             return PostResult(None, "timed out", None, elapsed())
         except httpx.HTTPError as exc:
@@ -74,6 +54,8 @@ class WebhookClient:
         if response.status_code in (429, 503):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
         error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        if 300 <= response.status_code < 400:
+            error = f"HTTP {response.status_code} (redirects are not followed: set webhook_url to the final URL)"
         return PostResult(response.status_code, error, retry_after, elapsed())
 
     def close(self) -> None:

@@ -32,6 +32,14 @@ class InvalidInputError(ChatboxError):
     code = "invalid_input"
 
 
+class TargetRefusedError(InvalidInputError):
+    """A URL a tenant set leads where this deployment does not connect (chatbox.domain.addresses: SSRF protection).
+
+    An InvalidInputError (422) when a URL is configured; at send time the adapters report it as a failed
+    delivery attempt or a ConnectorUnavailableError, never having connected.
+    """
+
+
 class AuthenticationError(ChatboxError):
     code = "unauthorized"
 

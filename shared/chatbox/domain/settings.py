@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chatbox.domain.addresses import OperatorAllowlist
 
 
 class Settings(BaseSettings):
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
     pause_after_failures: int = Field(default=20, ge=1)
     allow_private_webhooks: bool = False
     allow_loopback_webhooks: bool = False
+    # Container connectors the operator runs on private addresses: comma-separated host, host:port or CIDR.
+    connector_allowed_hosts: str = ""
     # Covers a worker's run of one chat's records (see chatbox.local.consumer.records_per_chat): 3 at 15 s.
     local_queue_visibility_seconds: float = Field(default=60.0, gt=0)
     sweep_grace_seconds: float = Field(default=30.0, ge=0)
@@ -61,6 +65,17 @@ class Settings(BaseSettings):
     mcp_recap_messages: int = Field(default=20, ge=0, le=100)
 
     # A platform's own settings (e.g. CHATBOX_TELEGRAM_API_URL) live on its spec's settings model.
+
+    @field_validator("connector_allowed_hosts")
+    @classmethod
+    def _check_connector_allowed_hosts(cls, value: str) -> str:
+        OperatorAllowlist.parse(value)  # a ValueError names the bad entry, at startup rather than at a send
+        return value
+
+    @property
+    def connector_allowlist(self) -> OperatorAllowlist:
+        """CHATBOX_CONNECTOR_ALLOWED_HOSTS, parsed."""
+        return OperatorAllowlist.parse(self.connector_allowed_hosts)
 
     @model_validator(mode="after")
     def _fill_derived_defaults(self) -> Settings:

@@ -16,10 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chatbox.domain.addresses import AddressPolicy, check_url
 from chatbox.domain.errors import (
     ConflictError,
     ConnectorError,
     ConnectorUnavailableError,
+    InvalidInputError,
     NotFoundError,
     QuotaExceededError,
     VaultError,
@@ -27,7 +29,7 @@ from chatbox.domain.errors import (
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
 from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, CredentialKind
 from chatbox.domain.vault import Vault
-from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, ConnectionContext
+from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, OUTBOUND_URL, ConnectionContext
 from chatbox.ports.ingest import ProvisionRequest
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.credentials import add_credential, get_credential, reveal
@@ -67,20 +69,26 @@ def create_connection(
     *,
     public_url: str = "",
     limits: AccountLimits = DEFAULT_LIMITS,
+    policy: AddressPolicy | None = None,
 ) -> CreatedConnection:
     """Attach a platform to a mailbox. ConflictError when the mailbox already has an active one.
+
+    A `config.outbound_url` (where chatbox sends for a container platform) must pass `policy`, the
+    connector address policy (`chatbox.runtime.connector_address_policy`; the strictest one when None).
 
     When this process runs the platform's webhook connector, the connection is first provisioned with
     the platform (Telegram: getMe + setWebhook to `public_url` + its ingest path; Slack: auth.test), and
     what that returns is stored too: config merged, secrets sealed. Nothing is stored when that fails.
 
     Raises:
-        InvalidInputError: an unknown platform, a missing required secret or config key, or the
-            platform refused the credentials or the ingest URL.
+        InvalidInputError: an unknown platform, a missing required secret or config key, the
+            platform refused the credentials or the ingest URL, or the policy refused
+            `config.outbound_url` (TargetRefusedError).
         ConnectorUnavailableError: the platform could not be reached.
         QuotaExceededError: the connection's secrets would take the account over `limits.max_credentials`
             (checked before the platform is called, and again with what it returned).
     """
+    _check_outbound_url(db, data.config.get(OUTBOUND_URL), policy or AddressPolicy())
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
     spec = platforms.spec(data.platform)
@@ -138,6 +146,16 @@ def create_connection(
             _deprovision_quietly(platforms, ConnectionContext(connection_id, platform, config, secrets))
         raise ConflictError(f"mailbox {mailbox_id} already has an active {platform} connection") from exc
     return CreatedConnection(connection, token)
+
+
+def _check_outbound_url(db: Session, url: Any, policy: AddressPolicy) -> None:
+    """It may resolve the host name: it runs before anything is written, and no transaction waits on DNS."""
+    if url is None:
+        return
+    if not isinstance(url, str) or not url:
+        raise InvalidInputError(f"config.{OUTBOUND_URL} must be the connector's http:// or https:// send URL")
+    release_before_network_call(db)
+    check_url(url, policy, field=f"config.{OUTBOUND_URL}")
 
 
 def open_connection_secrets(db: Session, vault: Vault, connection: Connection) -> dict[str, str]:

@@ -56,11 +56,14 @@ def _read_target(db: Session, connection_id: str) -> Any:
     ).first()
 
 
-def authenticate_inbound(db: Session, connection_id: str, presented: str) -> None:
-    """Check the inbound token of an active connection; AuthenticationError otherwise, whatever the reason."""
+def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str:
+    """Check the inbound token of an active connection and return its platform; AuthenticationError otherwise,
+    whatever the reason."""
     row = _read_target(db, connection_id)
     if row is None or not token_matches(presented, row.inbound_token_hash) or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
+    platform: str = row.platform
+    return platform
 
 
 def accept_inbound(db: Session, queue: DeliveryQueue, connection_id: str, inbound: InboundMessage) -> AcceptResult:

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from chatbox.domain.errors import AuthenticationError, ConflictError, InvalidInputError, ThrottledError
+from chatbox.domain.errors import AuthenticationError, ConflictError, ForbiddenError, InvalidInputError, ThrottledError
 from chatbox.domain.ids import hash_token, is_valid_id
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.domain.schemas import ConnectionStatus
@@ -147,6 +147,9 @@ class IngestDispatcher:
 
         Raises:
             AuthenticationError: a wrong token, or an unknown or archived connection (counted as a failure).
+            ForbiddenError: the connection's platform is not one whose inbound arrives on this route (a
+                webhook-mode platform's pushes are proven by the platform's own secret or signature, at its
+                ingest path).
             ThrottledError: `client` failed too often lately; nothing was checked.
         """
         pair = (connection_id, hash_token(token))
@@ -220,7 +223,16 @@ class IngestDispatcher:
 
     def _authenticate(self, connection_id: str, token: str) -> None:
         with self.db.session() as db:
-            authenticate_inbound(db, connection_id, token)
+            platform = authenticate_inbound(db, connection_id, token)
+        spec = self.platforms.get(platform)
+        if spec is None:
+            raise ForbiddenError(f"connection {connection_id} is on {platform}, which this deployment does not serve")
+        if spec.receives_webhooks:
+            raise ForbiddenError(
+                f"connection {connection_id} is a {spec.label} connection: {spec.label} delivers its updates to "
+                f"/v1/ingest/{platform}/{connection_id}, proven by the platform's own secret or signature; "
+                "its inbound token is not accepted on this route"
+            )
 
     def _accept_one(self, connection_id: str, message: InboundMessage) -> AcceptResult:
         with self.db.session() as db:

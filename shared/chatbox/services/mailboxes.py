@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chatbox.domain.addresses import AddressPolicy, check_url_statically
+from chatbox.domain.addresses import AddressPolicy, check_url
 from chatbox.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
 from chatbox.domain.rendering import validate_templates
@@ -24,6 +24,7 @@ from chatbox.services.credentials import get_credential
 from chatbox.services.delivery_requeue import redrive_dead_letters, release_held
 from chatbox.services.pagination import paginate
 from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_mailbox_room
+from chatbox.store.database import release_before_network_call
 from chatbox.store.models import Delivery, Mailbox
 
 
@@ -48,9 +49,12 @@ def _check_credential_ref(
         )
 
 
-def _check_webhook_url(url: str | None, policy: AddressPolicy) -> None:
+def _check_webhook_url(db: Session, url: str | None, policy: AddressPolicy) -> None:
+    """TargetRefusedError (422) for a target the policy refuses. It may resolve the host name, so it runs
+    before anything is written and holds no transaction open across the lookup."""
     if url is not None:
-        check_url_statically(url, policy)
+        release_before_network_call(db)
+        check_url(url, policy, field="webhook_url")
 
 
 def create_mailbox(
@@ -67,7 +71,7 @@ def create_mailbox(
         InvalidInputError: a forbidden webhook target, an unusable template or credential.
         QuotaExceededError: the account has `limits.max_mailboxes` live mailboxes already.
     """
-    _check_webhook_url(data.webhook_url, policy)
+    _check_webhook_url(db, data.webhook_url, policy)
     validate_templates(data.templates)
     _check_credential_ref(
         db, account_id, data.signing_credential_id, CredentialKind.hmac_signing, "signing_credential_id"
@@ -137,15 +141,16 @@ def update_mailbox(
     db: Session, queue: DeliveryQueue, account_id: str, mailbox_id: str, data: MailboxUpdate, *, policy: AddressPolicy
 ) -> Mailbox:
     """Change only the fields present. Setting a webhook_url sends what was held for the lack of one."""
+    fields = data.model_fields_set
+    if "webhook_url" in fields:
+        _check_webhook_url(db, data.webhook_url, policy)
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
-    fields = data.model_fields_set
     if "name" in fields:
         if data.name is None:
             raise InvalidInputError("name cannot be null")
         mailbox.name = data.name
     if "webhook_url" in fields:
-        _check_webhook_url(data.webhook_url, policy)
         mailbox.webhook_url = data.webhook_url
     if "signing_credential_id" in fields:
         _check_credential_ref(

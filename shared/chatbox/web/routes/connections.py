@@ -37,6 +37,7 @@ def create_connection(
         body,
         public_url=runtime.settings.public_url,
         limits=runtime.account_limits,
+        policy=runtime.connector_address_policy,
     )
     public = connection_public(created.connection, runtime)
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)

@@ -37,7 +37,11 @@ async def authenticated_connection_id(
     "/connections/{connection_id}/messages",
     status_code=202,
     summary="Accept one normalized inbound message (idempotent on external_message_id)",
-    responses={401: {"description": "Wrong or missing inbound token"}, 409: {"description": "Mailbox archived"}},
+    responses={
+        401: {"description": "Wrong or missing inbound token"},
+        403: {"description": "A webhook-mode platform's connection: that platform pushes to /v1/ingest instead"},
+        409: {"description": "Mailbox archived"},
+    },
 )
 async def post_inbound_message(
     body: InboundMessage,
