@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     public_url: str = ""
     bootstrap_api_key: str = ""
     log_level: str = "INFO"
+    # /metrics counts across every account: unset, only loopback clients may scrape it (`chatbox dev` on one
+    # machine); set, any client with `Authorization: Bearer <token>` may, and no one without it.
+    metrics_token: str = ""
 
     # The delivery pipeline
     queue: Literal["local", "sqs"] = "local"
@@ -47,6 +50,7 @@ class Settings(BaseSettings):
     vault_key_secret_arn: str = ""
     vault_old_keys_secret_arn: str = ""
     bootstrap_api_key_secret_arn: str = ""
+    metrics_token_secret_arn: str = ""
 
     # The MCP servers
     mcp_allowed_hosts: str = ""

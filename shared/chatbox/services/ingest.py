@@ -141,14 +141,15 @@ class IngestDispatcher:
         """Verify, parse and accept one push of a webhook platform; the reply the platform gets."""
         webhook = self.platforms.webhook(platform)
         if webhook is None:
-            return IngestReply.error(404, "not_found", f"this deployment takes no {platform} webhooks")
+            # The path's words are not repeated: they may be anything (README, "Security notes").
+            return IngestReply.error(404, "not_found", "this deployment takes no webhooks of that platform")
         remembered = self._connections.get(connection_id)
         connection = remembered if remembered is not None and remembered.platform == platform else None
         for attempt in (1, 2):
             if connection is None:
                 connection = await self.db.run(self._load_connection, platform, connection_id)
                 if connection is None:
-                    return IngestReply.error(401, "unauthorized", f"no active {platform} connection {connection_id}")
+                    return IngestReply.error(401, "unauthorized", f"no active {platform} connection has that id")
                 self._connections.put(connection_id, connection)
             try:
                 webhook.verify(connection, request)
@@ -173,7 +174,7 @@ class IngestDispatcher:
             await self.db.run(self._accept_all, connection_id, outcome.messages)
         except AuthenticationError:  # archived since it was remembered
             self._connections.discard(connection_id)
-            return IngestReply.error(401, "unauthorized", f"no active {platform} connection {connection_id}")
+            return IngestReply.error(401, "unauthorized", f"no active {platform} connection has that id")
         except ConflictError as exc:
             # An archived mailbox takes nothing; answering an error would only make the platform retry.
             log.info("dropped a %s webhook for connection %s: %s", platform, connection_id, exc.message)

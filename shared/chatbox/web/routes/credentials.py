@@ -7,19 +7,25 @@ from fastapi import APIRouter, Response
 from chatbox.domain.schemas import CredentialCreate, CredentialPublic, CredentialUpdate, Page
 from chatbox.services import credentials
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
+from chatbox.web.errors import error_responses
 from chatbox.web.presenters import credential_public
 
 router = APIRouter(prefix="/v1/credentials", tags=["credentials"])
 
 
-@router.post("", status_code=201, summary="Store a secret (sealed at rest; the value is never returned)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Store a secret (sealed at rest; the value is never returned)",
+    responses=error_responses(400, 401, 413, 422),
+)
 def create_credential(
     body: CredentialCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> CredentialPublic:
     return credential_public(credentials.create_credential(db, runtime.vault, account, body))
 
 
-@router.get("", summary="List credentials (names and kinds only)")
+@router.get("", summary="List credentials (names and kinds only)", responses=error_responses(401, 422))
 def list_credentials(
     db: SessionDep, account: CurrentAccount, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
 ) -> Page[CredentialPublic]:
@@ -27,19 +33,28 @@ def list_credentials(
     return Page(items=[credential_public(c) for c in rows], next_cursor=next_cursor)
 
 
-@router.get("/{credential_id}", summary="Read a credential's metadata")
+@router.get("/{credential_id}", summary="Read a credential's metadata", responses=error_responses(401, 404))
 def get_credential(credential_id: str, db: SessionDep, account: CurrentAccount) -> CredentialPublic:
     return credential_public(credentials.get_credential(db, account, credential_id))
 
 
-@router.put("/{credential_id}", summary="Rename a credential or replace its value")
+@router.put(
+    "/{credential_id}",
+    summary="Rename a credential or replace its value",
+    responses=error_responses(400, 401, 404, 413, 422),
+)
 def update_credential(
     credential_id: str, body: CredentialUpdate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> CredentialPublic:
     return credential_public(credentials.update_credential(db, runtime.vault, account, credential_id, body))
 
 
-@router.delete("/{credential_id}", status_code=204, summary="Delete a credential nothing uses")
+@router.delete(
+    "/{credential_id}",
+    status_code=204,
+    summary="Delete a credential nothing uses",
+    responses=error_responses(401, 404, 409, s409="A mailbox or an active connection still uses it"),
+)
 def delete_credential(credential_id: str, db: SessionDep, account: CurrentAccount) -> Response:
     credentials.delete_credential(db, account, credential_id)
     return Response(status_code=204)

@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chatbox.domain.errors import AuthenticationError
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.web.deps import RuntimeDep
+from chatbox.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["inbound"])
 
@@ -35,7 +36,9 @@ async def authenticated_connection_id(
     "/connections/{connection_id}/messages",
     status_code=202,
     summary="Accept one normalized inbound message (idempotent on external_message_id)",
-    responses={401: {"description": "Wrong or missing inbound token"}, 409: {"description": "Mailbox archived"}},
+    responses=error_responses(
+        400, 401, 409, 413, 422, s401="Wrong or missing inbound token", s409="The mailbox is archived"
+    ),
 )
 async def post_inbound_message(
     body: InboundMessage,
