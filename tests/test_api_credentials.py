@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -369,3 +370,39 @@ def test_secrets_are_not_in_the_sqlite_file(runtime: Runtime, client: TestClient
     assert files
     for path in files:
         assert plaintext.encode() not in path.read_bytes()
+
+
+def _whsec(size: int) -> str:
+    """A Standard Webhooks secret over `size` bytes."""
+    return "whsec_" + base64.b64encode(bytes(range(7, 7 + size))).decode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [_whsec(16), _whsec(23), _whsec(65), _whsec(128), "whsec_", "s3cret-chosen-by-the-tenant", "whsec_not base64!"],
+    ids=["16-bytes", "23-bytes", "65-bytes", "128-bytes", "empty-key", "no-prefix", "not-base64"],
+)
+def test_a_chosen_hmac_signing_secret_must_meet_the_standard_webhooks_length(
+    client: TestClient, account: AccountKey, value: str
+) -> None:
+    created = client.post(
+        "/v1/credentials", json={"name": "sig", "kind": "hmac_signing", "value": value}, headers=account.headers
+    )
+    existing = create_credential(client, account, kind="hmac_signing", name="kept")
+    replaced = client.put(f"/v1/credentials/{existing['id']}", json={"value": value}, headers=account.headers)
+
+    chosen = value.removeprefix("whsec_")
+    for response in (created, replaced):
+        body = assert_error(response, 422, "invalid_input")
+        assert "whsec_" in body["message"] or "24-64 bytes" in body["message"]
+        assert not chosen or chosen not in response.text
+    assert [c["name"] for c in client.get("/v1/credentials", headers=account.headers).json()["items"]] == ["kept"]
+
+
+@pytest.mark.parametrize("size", [24, 32, 64])
+def test_a_chosen_hmac_signing_secret_of_24_to_64_bytes_is_taken(
+    runtime: Runtime, client: TestClient, account: AccountKey, size: int
+) -> None:
+    created = create_credential(client, account, kind="hmac_signing", value=_whsec(size))
+
+    assert _revealed(runtime, created["id"]) == _whsec(size)

@@ -60,10 +60,45 @@ def test_every_v1_operation_requires_the_bearer_scheme() -> None:
     assert unguarded == [], f"/v1 operations without the bearer scheme: {unguarded}"
 
 
-def test_health_and_metrics_need_no_auth() -> None:
+def test_health_needs_no_auth_and_metrics_takes_an_optional_token() -> None:
     document = build_openapi_document()
-    for path in ("/health", "/metrics"):
-        assert "security" not in document["paths"][path]["get"], f"{path} must stay open"
+
+    assert "security" not in document["paths"]["/health"]["get"], "/health must stay open"
+    # A loopback client needs none when no CHATBOX_METRICS_TOKEN is configured; anyone else needs the token.
+    assert document["paths"]["/metrics"]["get"]["security"] == [{"MetricsToken": []}, {}]
+    assert {"401", "403"} <= set(document["paths"]["/metrics"]["get"]["responses"])
+
+
+# Routes where an unknown id is a failed authentication (401), not a 404: the id is what the token is checked for.
+ID_AUTHENTICATED = {"/v1/connections/{connection_id}/messages", "/v1/ingest/{platform}/{connection_id}"}
+
+
+def test_every_operation_documents_the_errors_every_route_of_its_kind_answers() -> None:
+    document = build_openapi_document()
+    missing = []
+    for method, path, operation in _operations(document):
+        parameters = operation.get("parameters", [])
+        expected = {"401"} if path.startswith("/v1/") else set()
+        if "requestBody" in operation:
+            expected |= {"400", "413", "422"}
+        if any(parameter["in"] == "query" for parameter in parameters):
+            expected.add("422")
+        if path not in ID_AUTHENTICATED and any(parameter["in"] == "path" for parameter in parameters):
+            expected.add("404")
+        undocumented = expected - set(operation["responses"])
+        if undocumented:
+            missing.append(f"{method} {path}: {sorted(undocumented)}")
+
+    assert missing == []
+
+
+def test_error_answers_are_documented_with_the_error_body() -> None:
+    document = build_openapi_document()
+    for method, path, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")) and path != "/health":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
 
 
 def test_platform_enums_and_ingest_proofs_come_from_the_registered_platforms() -> None:

@@ -23,7 +23,7 @@ from chatbox.services.delivery_batch import CRASH_RETRY_MAX_SECONDS, deliver_bat
 from chatbox.store.models import Delivery, Mailbox, QueueMessage
 from chatbox.store.types import utcnow
 from tests.conftest import AccountKey
-from tests.support.api import create_connection, create_credential, create_mailbox
+from tests.support.api import create_connection, create_credential, create_mailbox, scrape_metrics
 from tests.support.pipeline import (
     eventually,
     new_signing_secret,
@@ -116,7 +116,7 @@ def test_duplicate_external_message_id_is_delivered_once(
     assert len(_deliveries(runtime, mailbox["id"])) == 1
     assert len(receiver.requests) == 1
     # Counted from the database: in `chatbox dev` the worker delivering is another process than /metrics.
-    assert 'chatbox_deliveries_by_status{status="delivered"} 1.0' in client.get("/metrics").text
+    assert 'chatbox_deliveries_by_status{status="delivered"} 1.0' in scrape_metrics(client).text
 
 
 def test_webhook_auth_credential_is_sent_as_authorization(

@@ -8,6 +8,7 @@ the next message from that person or channel carries it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -47,6 +48,8 @@ PLATFORM = "slack"
 BOT_TOKEN = "bot_token"
 SIGNING_SECRET = "signing_secret"
 MAX_MESSAGE = 40_000  # chat.postMessage truncates beyond this (counted after escaping)
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 # Errors that mean: this message or this channel will not work, whatever the timing.
 REFUSALS = frozenset(
@@ -177,9 +180,13 @@ class SlackConnector:
         secret = connection.secrets.get(SIGNING_SECRET)
         if not secret:
             raise WebhookUnauthenticatedError("this connection has no signing secret")
+        # Checked before the SDK sees them: `hmac.compare_digest` raises TypeError on a non-ASCII str, and a
+        # timestamp of a thousand digits overflows the float the SDK compares it with.
+        if not _SIGNATURE.fullmatch(signature) or not _TIMESTAMP.fullmatch(timestamp):
+            raise WebhookForbiddenError("invalid or stale X-Slack-Signature")
         try:
             valid = SignatureVerifier(secret).is_valid(request.body, timestamp, signature)
-        except (ValueError, UnicodeDecodeError):  # a timestamp that is not a number, a body that is not UTF-8
+        except UnicodeDecodeError:  # a body that is not UTF-8
             valid = False
         if not valid:
             raise WebhookForbiddenError("invalid or stale X-Slack-Signature")

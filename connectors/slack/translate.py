@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from chatbox.domain.errors import InvalidInputError
 from chatbox.domain.normalized import Attachment, ChatType, InboundMessage
+from chatbox.domain.untrusted import load_platform_json
 from chatbox.ports.ingest import ImmediateReply, IngestOutcome
 
 # Message subtypes that carry what a person wrote; every other subtype (bot_message, message_changed,
@@ -48,11 +49,9 @@ class SlackIdentity:
 
 
 def parse_event_body(body: bytes) -> dict[str, Any]:
-    """The JSON object of an Events API request; InvalidInputError for anything else."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("the body is not JSON") from exc
+    """The JSON object of an Events API request, NUL characters removed; InvalidInputError for anything else
+    (not JSON, nested deeper than any Slack event, not an object with a `type`)."""
+    data = load_platform_json(body)
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise InvalidInputError("the body is not a Slack Events API request (no type)")
     return data
@@ -80,7 +79,7 @@ def envelope_to_outcome(
         return IngestOutcome(delivery_key=key, ignored=reason)
     try:
         inbound = event_to_inbound(event, names)
-    except (ValidationError, ValueError, TypeError):
+    except (ValidationError, ValueError, TypeError, OverflowError):  # OverflowError: a `ts` of 1e400
         return IngestOutcome(delivery_key=key, ignored="a message chatbox cannot represent")
     return IngestOutcome(messages=[inbound], delivery_key=key)
 

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from telegram import Chat, Message, Update, User
 
 from chatbox.domain.errors import InvalidInputError
 from chatbox.domain.normalized import Attachment, ChatType, InboundMessage
+from chatbox.domain.untrusted import load_platform_json
 from chatbox.ports.ingest import IngestOutcome
 
 # What chatbox asks Telegram to push (setWebhook `allowed_updates`); everything else is not sent at all.
@@ -37,11 +37,9 @@ _CHAT_TYPES = {
 
 
 def parse_update_body(body: bytes) -> dict[str, Any]:
-    """The JSON object of an update; InvalidInputError for anything that is not one."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("the body is not JSON") from exc
+    """The JSON object of an update, NUL characters removed (Postgres cannot store them, and the message
+    should not be lost over one); InvalidInputError for anything that is not an update."""
+    data = load_platform_json(body)
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int) or isinstance(data["update_id"], bool):
         raise InvalidInputError("the body is not a Telegram update (no integer update_id)")
     return data
@@ -56,7 +54,7 @@ def update_to_outcome(data: Mapping[str, Any]) -> IngestOutcome:
     update_id = data.get("update_id")
     try:
         update = Update.de_json(dict(data), None)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # Overflow: a date past time_t
         raise InvalidInputError(f"the update does not parse: {type(exc).__name__}") from exc
     key = f"update:{update_id}"
     edited = update.edited_message or update.edited_channel_post

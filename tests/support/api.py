@@ -98,6 +98,11 @@ def collect_pages(client: TestClient, account: AccountKey, path: str, limit: int
     raise AssertionError(f"{path} never reached a last page")
 
 
+def scrape_metrics(client: TestClient, headers: dict[str, str] | None = None) -> httpx2.Response:
+    """GET /metrics as a client on loopback (without CHATBOX_METRICS_TOKEN, /metrics answers no one else)."""
+    return TestClient(client.app, client=("127.0.0.1", 50000)).get("/metrics", headers=headers)
+
+
 def assert_error(response: httpx.Response | httpx2.Response, status: int, code: str | None = None) -> Json:
     """The response is a JSON error body `{"code", "message"}` with this status (and code, when given)."""
     assert response.status_code == status, response.text

@@ -21,7 +21,7 @@ from chatbox.domain.settings import Settings
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-SECRET_FIELDS = ("db_url", "vault_key", "vault_old_keys", "bootstrap_api_key")
+SECRET_FIELDS = ("db_url", "vault_key", "vault_old_keys", "bootstrap_api_key", "metrics_token")
 """The settings that may come from Secrets Manager, each named by the setting `<field>_secret_arn`."""
 
 

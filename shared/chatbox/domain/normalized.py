@@ -1,4 +1,10 @@
-"""The normalized inbound message: what every connector turns a platform event into."""
+"""The normalized inbound message: what every connector turns a platform event into.
+
+No string in it may hold U+0000 (Postgres cannot store it; refused with a 422 on both databases, see
+`chatbox.domain.untrusted`): a connector posting to the inbound route removes NULs first, as the
+webhook connectors do for the pushes they verify. `sent_at` lies between 1970 and 9998 (UTC), so
+every backend stores and reads it back whatever its time zone.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,17 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-ShortText = Annotated[str, StringConstraints(max_length=255)]
+from chatbox.domain.untrusted import NoNul
+
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), NoNul]
+ShortText = Annotated[str, StringConstraints(max_length=255), NoNul]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 MAX_TEXT = 65_536
+# A message's time, in UTC: a platform's clock says 1970 or later, and a year short of datetime's last keeps a
+# value inside every backend's range once shown in any time zone.
+EARLIEST_SENT_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_SENT_AT = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class ChatType(StrEnum):
@@ -29,9 +41,9 @@ class Attachment(BaseModel):
     kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = Field(
         description="image, document, voice, sticker, video, audio, file, ..."
     )
-    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
-    file_id: Annotated[str, StringConstraints(max_length=512)] | None = None
-    mime_type: Annotated[str, StringConstraints(max_length=255)] | None = None
+    url: Annotated[str, StringConstraints(max_length=2048), NoNul] | None = None
+    file_id: Annotated[str, StringConstraints(max_length=512), NoNul] | None = None
+    mime_type: ShortText | None = None
     name: ShortText | None = None
     size: Annotated[int, Field(ge=0)] | None = None
 
@@ -49,12 +61,12 @@ class InboundMessage(BaseModel):
 
     external_chat_id: ExternalId
     external_message_id: ExternalId
-    text: Annotated[str, StringConstraints(max_length=MAX_TEXT)] | None = None
+    text: Annotated[str, StringConstraints(max_length=MAX_TEXT), NoNul] | None = None
     sender_id: ShortText | None = None
     sender_name: ShortText | None = None
     chat_name: ShortText | None = None
     chat_type: ChatType | None = None
-    sent_at: datetime | None = None
+    sent_at: datetime | None = Field(default=None, description="When it was sent: 1970-01-01 to 9998-12-31 (UTC)")
     attachments: list[Attachment] = Field(default_factory=list, max_length=32)
     reply_to_external_id: ShortText | None = None
     event_type: EventType = "message"
@@ -64,7 +76,13 @@ class InboundMessage(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 once in UTC
+            utc = None
+        if utc is None or not EARLIEST_SENT_AT <= utc < LATEST_SENT_AT:
+            raise ValueError("must lie between 1970-01-01 and 9998-12-31 (UTC)")
+        return utc
 
     @model_validator(mode="after")
     def _has_content(self) -> Self:

@@ -18,23 +18,19 @@ from pydantic import (
     ValidationError,
 )
 
+from chatbox.domain.untrusted import NoNul, refuse_nul
+
 MAX_JSON_BYTES = 16_384
 MAX_JSON_DEPTH = 32
+MAX_TEMPLATES = 32
 T = TypeVar("T")
 
 
-def _no_nul(value: str) -> str:
-    # Postgres text and jsonb cannot hold U+0000; refuse it here rather than fail in the database.
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character")
-    return value
-
-
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
 # Secret values are sealed before they are stored, so any character may appear in them.
 SecretValue = Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
 TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-TemplateText = Annotated[str, StringConstraints(max_length=8_192), AfterValidator(_no_nul)]
+TemplateText = Annotated[str, StringConstraints(max_length=8_192), NoNul]
 SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 # A reference to a resource by id; malformed ids are reported as unknown by the services.
 ResourceRef = Annotated[str, StringConstraints(max_length=64)]
@@ -61,13 +57,13 @@ def _check_json_value(value: Any, depth: int) -> None:
     `depth` counts the objects and arrays that enclose `value`, itself included when it is one.
     """
     if isinstance(value, str):
-        _no_nul(value)
+        refuse_nul(value)
         return
     if isinstance(value, dict | list) and depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
-            _no_nul(key)
+            refuse_nul(key)
             _check_json_value(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
@@ -134,7 +130,7 @@ class MailboxCreate(StrictModel):
     webhook_url: WebhookUrl | None = None
     signing_credential_id: ResourceRef | None = None
     webhook_auth_credential_id: ResourceRef | None = None
-    templates: dict[TemplateName, TemplateText] = Field(default_factory=dict, max_length=32)
+    templates: dict[TemplateName, TemplateText] = Field(default_factory=dict, max_length=MAX_TEMPLATES)
     recap_messages: RecapSize | None = None
 
 
@@ -145,7 +141,7 @@ class MailboxUpdate(StrictModel):
     webhook_url: WebhookUrl | None = None
     signing_credential_id: ResourceRef | None = None
     webhook_auth_credential_id: ResourceRef | None = None
-    templates: dict[TemplateName, TemplateText] | None = Field(default=None, max_length=32)
+    templates: dict[TemplateName, TemplateText] | None = Field(default=None, max_length=MAX_TEMPLATES)
     recap_messages: RecapSize | None = None
 
 

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     public_url: str = ""
     bootstrap_api_key: str = ""
     log_level: str = "INFO"
+    # /metrics counts across every account: unset, only loopback clients may scrape it (`chatbox dev` on one
+    # machine); set, any client with `Authorization: Bearer <token>` may, and no one without it.
+    metrics_token: str = ""
 
     # Limits: failed-authentication throttling (chatbox.services.throttle; 0 switches a bucket off) and account quotas
     auth_failures_per_client: int = Field(default=60, ge=0)
@@ -58,6 +61,7 @@ class Settings(BaseSettings):
     vault_key_secret_arn: str = ""
     vault_old_keys_secret_arn: str = ""
     bootstrap_api_key_secret_arn: str = ""
+    metrics_token_secret_arn: str = ""
 
     # The MCP servers
     mcp_allowed_hosts: str = ""

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chatbox.domain.errors import ForbiddenError
 from chatbox.domain.rendering import VARIABLES, render, validate_templates
-from chatbox.domain.schemas import MailboxUpdate
+from chatbox.domain.schemas import MAX_TEMPLATES, MailboxUpdate, TemplateName, TemplateText
 from chatbox.mcp.endpoint import McpEndpoint, transport_security
 from chatbox.mcp.registration import JsonAnswer, ServedTool, ToolTable
 from chatbox.runtime import Runtime
@@ -55,15 +55,18 @@ class ChatInput(MailboxInput):
 
 
 class TemplatesInput(MailboxInput):
-    templates: dict[str, str] = Field(
+    templates: dict[TemplateName, TemplateText] = Field(
+        max_length=MAX_TEMPLATES,
         description="The complete set of templates (replaces the current one): focal_message, notification, "
-        "ephemeral, focal_<event_type>, notification_<event_type>. Variables: " + ", ".join(f"${v}" for v in VARIABLES)
+        "ephemeral, focal_<event_type>, notification_<event_type>. Variables: " + ", ".join(f"${v}" for v in VARIABLES),
     )
 
 
 class PreviewInput(MailboxInput):
-    templates: dict[str, str] | None = Field(
-        default=None, description="Templates to preview; default: the mailbox's current templates."
+    templates: dict[TemplateName, TemplateText] | None = Field(
+        default=None,
+        max_length=MAX_TEMPLATES,
+        description="Templates to preview; default: the mailbox's current templates.",
     )
     focal: bool = Field(default=True, description="Render as the focal chat (focal_message) or not (notification).")
     event_type: str = Field(default="message", max_length=32, description="message, edit, reaction, ...")

@@ -41,7 +41,7 @@ import anyio.to_thread
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from chatbox.domain.errors import AuthenticationError, ChatboxError, ForbiddenError, ThrottledError
 from chatbox.domain.settings import Settings
@@ -89,6 +89,61 @@ async def send_json_error(send: Send, status: int, code: str, message: str, head
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+# JSON-RPC's answers to a body rejected before any method ran (its `id` is null, as the spec asks): said in
+# fixed words, because the SDK's own repeat the request (a pydantic error shows the input values).
+_REJECTED_BODY = {
+    -32700: "Parse error: the body is not JSON",
+    -32600: "Invalid request: the body is not a JSON-RPC 2.0 message",
+    -32602: "Invalid request: the body is not a JSON-RPC 2.0 request, notification or response",
+}
+
+
+def scrub_jsonrpc_error(body: bytes) -> bytes:
+    """A JSON-RPC error answer without the request's words: no `data` (the SDK puts an unknown method's name
+    there), and fixed text for a rejected body. Any other body is returned as it is."""
+    if not body.startswith(b"{") or b'"error"' not in body:
+        return body
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, dict):
+        return body
+    error.pop("data", None)
+    if answer.get("id") is None:
+        code = error.get("code")
+        error["message"] = _REJECTED_BODY.get(code, "Invalid request") if isinstance(code, int) else "Invalid request"
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def without_echo(send: Send) -> Send:
+    """`send`, with each whole JSON answer passed through `scrub_jsonrpc_error` (its Content-Length fixed up).
+    A streamed answer (several body messages) passes untouched: chatbox serves JSON responses only."""
+    held: Message | None = None
+
+    async def scrubbing_send(message: Message) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start":
+            held = message
+            return
+        if held is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        start, held = held, None
+        if message.get("more_body", False):
+            await send(start)
+            await send(message)
+            return
+        body = scrub_jsonrpc_error(message.get("body", b""))
+        headers = [(name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({**message, "body": body})
+
+    return scrubbing_send
 
 
 async def serve_stateless(
@@ -155,7 +210,7 @@ class McpEndpoint(Generic[IdentityT]):
         except Exception as exc:  # noqa: BLE001 - every failure is answered: 401/403/429 by the table, else 503
             await self._refuse(send, exc, path_params)
             return
-        await serve_stateless(self.build_server(identity), self.security, scope, receive, send)
+        await serve_stateless(self.build_server(identity), self.security, scope, receive, without_echo(send))
 
     async def _refuse(self, send: Send, exc: Exception, path_params: Mapping[str, Any]) -> None:
         for error_type, status in STATUS_BY_AUTH_ERROR:

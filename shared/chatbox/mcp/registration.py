@@ -40,6 +40,7 @@ from chatbox.domain.errors import (
     PlatformRefusedError,
     RateLimitedError,
 )
+from chatbox.domain.untrusted import shown_name
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class ToolTable:
             reason = self.unavailable.get(params.name)
             if reason is not None:
                 return tool_error(reason)
-            return tool_error(f"unknown tool {params.name!r}; available: {', '.join(sorted(self._by_name))}")
+            return tool_error(f"unknown tool; available: {', '.join(sorted(self._by_name))}")
         try:
             arguments = tool.input_model.model_validate(params.arguments or {})
         except ValidationError as exc:
@@ -137,6 +138,8 @@ class ToolTable:
             answer = await anyio.to_thread.run_sync(tool.call, arguments)
         except ChatboxError as exc:
             return tool_error(describe_error(exc))
+        except ValidationError as exc:  # a model built inside the tool refused what the input model let through
+            return tool_error(describe_validation_error(tool.name, exc))
         except Exception:
             log.exception("tool %s crashed for %s", tool.name, self.caller)
             return tool_error(f"{tool.name} failed on chatbox's side (an internal error); try again shortly.")
@@ -186,10 +189,11 @@ def describe_error(exc: ChatboxError) -> str:
 
 
 def describe_validation_error(tool: str, exc: ValidationError) -> str:
-    """The tool error text for arguments that do not match the input model: where and what, at most five."""
+    """The tool error text for arguments that do not match the input model: where and what, at most five,
+    never the input (a key is named only when it looks like a name: `chatbox.domain.untrusted.shown_name`)."""
     problems = []
     for error in exc.errors()[:5]:
-        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+        where = ".".join(shown_name(part) for part in error.get("loc", ())) or "arguments"
         problems.append(f"{where}: {error.get('msg', 'invalid')}")
     return (
         f"invalid arguments for {tool}: " + "; ".join(problems) + " [invalid_input] Fix the arguments and call again."

@@ -169,7 +169,7 @@ class PlatformRegistry:
         spec = self._specs.get(name)
         if spec is None:
             served = ", ".join(self.names()) or "none"
-            raise InvalidInputError(f"unknown platform {name!r}; this deployment serves: {served}")
+            raise InvalidInputError(f"unknown platform; this deployment serves: {served}")
         return spec
 
     def connector(self, name: str) -> Connector:

@@ -36,7 +36,7 @@ def create_account(db: Session, name: str, *, api_key: str | None = None) -> Iss
 
 def issue_api_key(db: Session, account_id: str, name: str = "default") -> IssuedKey:
     if db.get(Account, account_id) is None:
-        raise NotFoundError(f"account {account_id} not found")
+        raise NotFoundError("account not found: unknown id")
     issued = _add_key(db, account_id, name, None)
     db.commit()
     return issued
@@ -57,7 +57,7 @@ def _add_key(db: Session, account_id: str, name: str, chosen: str | None) -> Iss
 def revoke_api_key(db: Session, key_id: str) -> None:
     key = db.get(ApiKey, key_id)
     if key is None:
-        raise NotFoundError(f"API key {key_id} not found")
+        raise NotFoundError("API key not found: unknown id")
     key.revoked_at = key.revoked_at or utcnow()
     db.commit()
 

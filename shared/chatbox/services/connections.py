@@ -249,7 +249,7 @@ def get_connection(db: Session, account_id: str | None, connection_id: str) -> C
     """The connection, scoped to `account_id` unless None (operators)."""
     connection = db.get(Connection, connection_id) if is_valid_id("connection", connection_id) else None
     if connection is None or (account_id is not None and connection.account_id != account_id):
-        raise NotFoundError(f"connection {connection_id} not found")
+        raise NotFoundError("connection not found: unknown id")
     return connection
 
 

@@ -56,7 +56,7 @@ def get_credential(db: Session, account_id: str, credential_id: str) -> Credenti
     """The account's credential. Another account's id is reported exactly like an unknown one."""
     credential = db.get(Credential, credential_id) if is_valid_id("credential", credential_id) else None
     if credential is None or credential.account_id != account_id:
-        raise NotFoundError(f"credential {credential_id} not found")
+        raise NotFoundError("credential not found: unknown id")
     return credential
 
 
@@ -88,12 +88,12 @@ def delete_credential(db: Session, account_id: str, credential_id: str) -> None:
         )
     )
     if user is not None:
-        raise ConflictError(f"credential {credential_id} is used by mailbox {user}; point the mailbox elsewhere first")
+        raise ConflictError(f"credential {credential.id} is used by mailbox {user}; point the mailbox elsewhere first")
     # Archived connections are history: their secrets may go (their inbound tokens no longer work).
     live = select(Connection).where(Connection.account_id == account_id, Connection.status == ConnectionStatus.active)
     for connection in db.scalars(live):
         if credential.id in connection.secret_refs.values():
-            raise ConflictError(f"credential {credential_id} holds a secret of connection {connection.id}")
+            raise ConflictError(f"credential {credential.id} holds a secret of connection {connection.id}")
     db.delete(credential)
     db.commit()
 

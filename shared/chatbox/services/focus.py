@@ -95,9 +95,7 @@ def parse_chat_address(address: str) -> tuple[str, str]:
     finds no chat)."""
     platform, sep, external_id = address.strip().partition(":")
     if not sep or not external_id:
-        raise InvalidInputError(
-            f"chat id {address!r} is malformed: use `<platform>:<external_id>` exactly as list_chats shows it"
-        )
+        raise InvalidInputError("chat_id is malformed: use `<platform>:<external_id>` exactly as list_chats shows it")
     return platform, external_id
 
 
@@ -112,7 +110,7 @@ def find_chat(db: Session, mailbox_id: str, address: str) -> Chat:
     ).all()
     if not candidates:
         raise NotFoundError(
-            f"no chat {address} in this mailbox; call list_chats for the ids of the chats it has "
+            "no chat of this mailbox has that chat_id; call list_chats for the ids of the chats it has "
             "(a chat appears once someone has written in it)"
         )
     active = [chat for chat, status in candidates if status == ConnectionStatus.active]

@@ -171,7 +171,8 @@ class IngestDispatcher:
         platform gets."""
         webhook = self.platforms.webhook(platform)
         if webhook is None:
-            return IngestReply.error(404, "not_found", f"this deployment takes no {platform} webhooks")
+            # The path's words are not repeated: they may be anything (README, "Security notes").
+            return IngestReply.error(404, "not_found", "this deployment takes no webhooks of that platform")
         proof = Attempt(client, f"webhook:{connection_id}", per_client=False)
         try:
             self.throttle.check(proof)
@@ -184,7 +185,7 @@ class IngestDispatcher:
                 connection = await self.db.run(self._load_connection, platform, connection_id)
                 if connection is None:
                     self.throttle.record_failure(proof)
-                    return IngestReply.error(401, "unauthorized", f"no active {platform} connection {connection_id}")
+                    return IngestReply.error(401, "unauthorized", f"no active {platform} connection has that id")
                 self._connections.put(connection_id, connection)
             try:
                 webhook.verify(connection, request)
@@ -210,7 +211,7 @@ class IngestDispatcher:
             await self.db.run(self._accept_all, connection_id, outcome.messages)
         except AuthenticationError:  # archived since it was remembered
             self._connections.discard(connection_id)
-            return IngestReply.error(401, "unauthorized", f"no active {platform} connection {connection_id}")
+            return IngestReply.error(401, "unauthorized", f"no active {platform} connection has that id")
         except ConflictError as exc:
             # An archived mailbox takes nothing; answering an error would only make the platform retry.
             log.info("dropped a %s webhook for connection %s: %s", platform, connection_id, exc.message)

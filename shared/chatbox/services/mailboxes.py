@@ -27,6 +27,9 @@ from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_mailb
 from chatbox.store.database import release_before_network_call
 from chatbox.store.models import Delivery, Mailbox
 
+# Never the id itself: it came from a path or an argument, and rejected input is not repeated.
+MAILBOX_NOT_FOUND = "mailbox not found: unknown id"
+
 
 @dataclass(frozen=True)
 class CreatedMailbox:
@@ -42,10 +45,10 @@ def _check_credential_ref(
     try:
         credential = get_credential(db, account_id, credential_id)
     except NotFoundError as exc:
-        raise InvalidInputError(f"{field}: credential {credential_id} not found") from exc
+        raise InvalidInputError(f"{field}: credential not found: unknown id") from exc
     if credential.kind != kind.value:
         raise InvalidInputError(
-            f"{field}: credential {credential_id} is of kind {credential.kind}, expected {kind.value}"
+            f"{field}: credential {credential.id} is of kind {credential.kind}, expected {kind.value}"
         )
 
 
@@ -106,7 +109,7 @@ def get_mailbox_any_account(db: Session, mailbox_id: str) -> Mailbox:
     """
     mailbox = db.get(Mailbox, mailbox_id) if is_valid_id("mailbox", mailbox_id) else None
     if mailbox is None:
-        raise NotFoundError(f"mailbox {mailbox_id} not found")
+        raise NotFoundError(MAILBOX_NOT_FOUND)
     return mailbox
 
 
@@ -114,7 +117,7 @@ def get_mailbox(db: Session, account_id: str, mailbox_id: str) -> Mailbox:
     """The account's mailbox; another account's id is reported exactly like an unknown one (NotFoundError)."""
     mailbox = get_mailbox_any_account(db, mailbox_id)
     if mailbox.account_id != account_id:
-        raise NotFoundError(f"mailbox {mailbox_id} not found")
+        raise NotFoundError(MAILBOX_NOT_FOUND)
     return mailbox
 
 

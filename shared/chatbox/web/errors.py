@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,8 +25,12 @@ from chatbox.domain.errors import (
     ThrottledError,
     VaultError,
 )
+from chatbox.domain.untrusted import shown_name
 
 log = logging.getLogger(__name__)
+
+# Where FastAPI says the error is; the parts after it are field names, indexes or keys of the input.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie", "[key]"})
 
 STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
     AuthenticationError: 401,
@@ -38,15 +44,6 @@ STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
     ConnectorUnavailableError: 502,
 }
 
-# OpenAPI `responses=` of every route a client authenticates on: failed attempts are throttled (a router's default).
-THROTTLED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    429: {
-        "description": "Too many failed authentication attempts from this client lately (`rate_limited`); "
-        "nothing was checked",
-        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
-    }
-}
-
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -58,6 +55,55 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
+}
+
+
+class ValidationProblem(BaseModel):
+    """One problem of a refused request: where (`["body", "name"]`) and what, never the input."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the REST API."""
+
+    code: str = Field(description="Stable and machine-readable: unauthorized, not_found, conflict, invalid_request, …")
+    message: str = Field(description="What is wrong and what to do; never repeats the input that was refused")
+    errors: list[ValidationProblem] | None = Field(default=None, description="On 422 invalid_request: each problem")
+
+
+# What each error status means on the routes that can answer it (OpenAPI `responses`, via `error_responses`).
+ERROR_MEANINGS: dict[int, str] = {
+    400: "The body could not be read as JSON at all",
+    401: "No valid credential: a missing, unknown or revoked bearer token",
+    403: "Authenticated, but not allowed here",
+    404: "No such resource for this account (another account's id answers the same)",
+    409: "Not possible in the resource's current state (archived, already connected, still in use)",
+    413: "Request body over 1 MiB",
+    422: "The request does not match the schema, or names something unusable (`errors` lists each problem)",
+    429: "Too many failed authentication attempts from this client lately (`rate_limited`); nothing was checked",
+    502: "The platform could not be reached to set the connection up; try again later",
+}
+
+
+def error_responses(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route answering these error statuses, each with the `ErrorBody` schema.
+
+    `meanings` overrides a status's description for one route: `error_responses(401, s401="...")`.
+    """
+    return {
+        status: {"model": ErrorBody, "description": meanings.get(f"s{status}", ERROR_MEANINGS[status])}
+        for status in statuses
+    }
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+
+# OpenAPI `responses=` of every route a client authenticates on: failed attempts are throttled (a router's default).
+THROTTLED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {**error_responses(429)[429], "headers": _RETRY_AFTER},
 }
 
 
@@ -88,10 +134,17 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg', 'invalid')}"
 
 
+def _public_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """Where and what, never the input: no `input` or `ctx`, and a key of the body (an unknown field, a template
+    name) is named only when it looks like a name (`chatbox.domain.untrusted.shown_name`)."""
+    location = [part if part in _LOCATIONS else shown_name(part) for part in error.get("loc", ())]
+    return {"loc": location, "msg": error.get("msg", "invalid"), "type": error.get("type", "invalid")}
+
+
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Never echo the offending input back: it may be a secret.
-    errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+    errors = [_public_error(e) for e in exc.errors()]
     message = "; ".join(_describe(e) for e in errors[:5]) or "invalid request"
     return JSONResponse(error_body("invalid_request", message, errors=jsonable_encoder(errors)), status_code=422)
 

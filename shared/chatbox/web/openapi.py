@@ -1,8 +1,10 @@
-"""The OpenAPI document, completed from the registered platforms.
+"""The OpenAPI document, completed from the registered platforms and made to say what the app answers.
 
 FastAPI builds the document from static route declarations; which platforms exist is only known
 at composition, so the platform enums and the ingest route's proof-of-origin headers are filled in
-here from the runtime's `PlatformRegistry`.
+here from the runtime's `PlatformRegistry`. FastAPI also documents a 422 of its own shape
+(`HTTPValidationError`) on every route with parameters, while chatbox answers every error as
+`ErrorBody` (`chatbox.web.errors`): those 422s are re-pointed at it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from chatbox.ports.platforms import PlatformRegistry
+from chatbox.web.errors import ERROR_MEANINGS
 
 INGEST_PATH = "/v1/ingest/{platform}/{connection_id}"
 
@@ -24,6 +27,7 @@ def install_platform_openapi(app: FastAPI, platforms: PlatformRegistry) -> None:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             add_platforms(document, platforms)
+            describe_validation_errors_as_answered(document)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -61,3 +65,19 @@ def add_platforms(document: dict[str, Any], platforms: PlatformRegistry) -> None
             requirements.append(requirement)
     if requirements:
         ingest["security"] = requirements
+
+
+def describe_validation_errors_as_answered(document: dict[str, Any]) -> None:
+    """Every 422 documented with FastAPI's `HTTPValidationError` becomes the `ErrorBody` chatbox answers (the
+    routes declare it with `error_responses`, so it is among the components)."""
+    fastapi_shape = "#/components/schemas/HTTPValidationError"
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            response: dict[str, Any] = operation.get("responses", {}).get("422", {})
+            content: dict[str, Any] = response.get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref") == fastapi_shape:
+                response["description"] = ERROR_MEANINGS[422]
+                content["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from chatbox.domain.schemas import ConnectionCreate, ConnectionCreated, ConnectionPublic, Page
 from chatbox.services import connections
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
-from chatbox.web.errors import THROTTLED_RESPONSES
+from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 from chatbox.web.presenters import connection_public
 
 router = APIRouter(prefix="/v1", tags=["connections"], responses=THROTTLED_RESPONSES)
@@ -17,13 +17,17 @@ router = APIRouter(prefix="/v1", tags=["connections"], responses=THROTTLED_RESPO
     "/mailboxes/{mailbox_id}/connections",
     status_code=201,
     summary="Attach a platform to a mailbox",
-    responses={
-        409: {
-            "description": "`conflict`: the platform already has an active connection on the mailbox, or the mailbox "
-            "is archived; `quota_exceeded`: its secrets would take the account over "
-            "CHATBOX_MAX_CREDENTIALS_PER_ACCOUNT"
-        }
-    },
+    responses=error_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        422,
+        502,
+        s409="`conflict`: the platform already has an active connection on the mailbox, or the mailbox is archived; "
+        "`quota_exceeded`: its secrets would take the account over CHATBOX_MAX_CREDENTIALS_PER_ACCOUNT",
+    ),
 )
 def create_connection(
     mailbox_id: str, body: ConnectionCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
@@ -43,7 +47,11 @@ def create_connection(
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)
 
 
-@router.get("/mailboxes/{mailbox_id}/connections", summary="List a mailbox's connections")
+@router.get(
+    "/mailboxes/{mailbox_id}/connections",
+    summary="List a mailbox's connections",
+    responses=error_responses(401, 404, 422),
+)
 def list_connections(
     mailbox_id: str,
     db: SessionDep,
@@ -56,14 +64,14 @@ def list_connections(
     return Page(items=[connection_public(c, runtime) for c in rows], next_cursor=next_cursor)
 
 
-@router.get("/connections/{connection_id}", summary="Read a connection")
+@router.get("/connections/{connection_id}", summary="Read a connection", responses=error_responses(401, 404))
 def get_connection(
     connection_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionPublic:
     return connection_public(connections.get_connection(db, account, connection_id), runtime)
 
 
-@router.delete("/connections/{connection_id}", summary="Archive a connection")
+@router.delete("/connections/{connection_id}", summary="Archive a connection", responses=error_responses(401, 404))
 def archive_connection(
     connection_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> ConnectionPublic:

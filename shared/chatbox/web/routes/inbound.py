@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chatbox.domain.errors import AuthenticationError
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.web.deps import ClientAddress, RuntimeDep
-from chatbox.web.errors import THROTTLED_RESPONSES
+from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 
 router = APIRouter(prefix="/v1", tags=["inbound"], responses=THROTTLED_RESPONSES)
 
@@ -37,11 +37,17 @@ async def authenticated_connection_id(
     "/connections/{connection_id}/messages",
     status_code=202,
     summary="Accept one normalized inbound message (idempotent on external_message_id)",
-    responses={
-        401: {"description": "Wrong or missing inbound token"},
-        403: {"description": "A webhook-mode platform's connection: that platform pushes to /v1/ingest instead"},
-        409: {"description": "Mailbox archived"},
-    },
+    responses=error_responses(
+        400,
+        401,
+        403,
+        409,
+        413,
+        422,
+        s401="Wrong or missing inbound token",
+        s403="A webhook-mode platform's connection: that platform pushes to /v1/ingest instead",
+        s409="The mailbox is archived",
+    ),
 )
 async def post_inbound_message(
     body: InboundMessage,

@@ -13,6 +13,7 @@ from chatbox.ports.ingest import WebhookRequest
 from chatbox.runtime import Runtime
 from chatbox.services.ingest import IngestReply
 from chatbox.services.throttle import client_address
+from chatbox.web.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -31,11 +32,23 @@ def to_response(reply: IngestReply) -> Response:
     response_class=Response,
     responses={
         200: {"description": "Taken (or deliberately ignored); Slack's url_verification gets its challenge"},
-        400: {"description": "Not one of the platform's events"},
-        401: {"description": "Unknown connection, or no proof of origin"},
-        403: {"description": "Wrong secret token or signature, or a stale timestamp"},
-        404: {"description": "This deployment serves no such platform"},
-        429: {"description": "Too many failed proofs from this address for this connection lately; see Retry-After"},
+        **error_responses(
+            400,
+            401,
+            403,
+            404,
+            413,
+            s400="Not one of the platform's events (not JSON, nested too deep, not an update)",
+            s401="Unknown connection, or no proof of origin",
+            s403="Wrong secret token or signature, or a stale timestamp",
+            s404="This deployment serves no such platform",
+        ),
+        429: {
+            **error_responses(
+                429, s429="Too many failed proofs from this address for this connection lately; see Retry-After"
+            )[429],
+            "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+        },
     },
 )
 async def ingest_webhook(platform: str, connection_id: str, request: Request) -> Response:

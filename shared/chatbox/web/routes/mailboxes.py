@@ -15,7 +15,7 @@ from chatbox.domain.schemas import (
 )
 from chatbox.services import mailboxes
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
-from chatbox.web.errors import THROTTLED_RESPONSES
+from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 from chatbox.web.presenters import mailbox_public
 
 router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=THROTTLED_RESPONSES)
@@ -25,12 +25,14 @@ router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=THROTTL
     "",
     status_code=201,
     summary="Create a mailbox; the MCP token is shown once",
-    responses={
-        409: {
-            "description": "`quota_exceeded`: the account has CHATBOX_MAX_MAILBOXES_PER_ACCOUNT mailboxes that are not "
-            "archived"
-        }
-    },
+    responses=error_responses(
+        400,
+        401,
+        409,
+        413,
+        422,
+        s409="`quota_exceeded`: the account has CHATBOX_MAX_MAILBOXES_PER_ACCOUNT mailboxes that are not archived",
+    ),
 )
 def create_mailbox(body: MailboxCreate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxCreated:
     created = mailboxes.create_mailbox(db, account, body, policy=runtime.address_policy, limits=runtime.account_limits)
@@ -38,7 +40,7 @@ def create_mailbox(body: MailboxCreate, db: SessionDep, account: CurrentAccount,
     return MailboxCreated(**public.model_dump(), mcp_token=created.mcp_token)
 
 
-@router.get("", summary="List mailboxes (archived ones only when asked)")
+@router.get("", summary="List mailboxes (archived ones only when asked)", responses=error_responses(401, 422))
 def list_mailboxes(
     db: SessionDep,
     account: CurrentAccount,
@@ -53,12 +55,16 @@ def list_mailboxes(
     return Page(items=[mailbox_public(m, runtime.settings) for m in rows], next_cursor=next_cursor)
 
 
-@router.get("/{mailbox_id}", summary="Read a mailbox")
+@router.get("/{mailbox_id}", summary="Read a mailbox", responses=error_responses(401, 404))
 def get_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxPublic:
     return mailbox_public(mailboxes.get_mailbox(db, account, mailbox_id), runtime.settings)
 
 
-@router.put("/{mailbox_id}", summary="Update name, webhook_url, templates or credential references")
+@router.put(
+    "/{mailbox_id}",
+    summary="Update name, webhook_url, templates or credential references",
+    responses=error_responses(400, 401, 404, 409, 413, 422),
+)
 def update_mailbox(
     mailbox_id: str, body: MailboxUpdate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
 ) -> MailboxPublic:
@@ -66,21 +72,23 @@ def update_mailbox(
     return mailbox_public(updated, runtime.settings)
 
 
-@router.delete("/{mailbox_id}", summary="Archive a mailbox")
+@router.delete("/{mailbox_id}", summary="Archive a mailbox", responses=error_responses(401, 404))
 def archive_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxPublic:
     return mailbox_public(mailboxes.archive_mailbox(db, account, mailbox_id), runtime.settings)
 
 
-@router.get("/{mailbox_id}/health", summary="Delivery health of a mailbox")
+@router.get("/{mailbox_id}/health", summary="Delivery health of a mailbox", responses=error_responses(401, 404))
 def mailbox_health(mailbox_id: str, db: SessionDep, account: CurrentAccount) -> MailboxHealth:
     return mailboxes.mailbox_health(db, account, mailbox_id)
 
 
-@router.post("/{mailbox_id}/unpause", summary="Resume a paused mailbox")
+@router.post("/{mailbox_id}/unpause", summary="Resume a paused mailbox", responses=error_responses(401, 404, 409))
 def unpause_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> MailboxPublic:
     return mailbox_public(mailboxes.unpause_mailbox(db, runtime.queue, account, mailbox_id), runtime.settings)
 
 
-@router.post("/{mailbox_id}/redrive", summary="Re-queue the mailbox's dead letters")
+@router.post(
+    "/{mailbox_id}/redrive", summary="Re-queue the mailbox's dead letters", responses=error_responses(401, 404, 409)
+)
 def redrive_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> RedriveResult:
     return RedriveResult(requeued=mailboxes.redrive_mailbox(db, runtime.queue, account, mailbox_id))

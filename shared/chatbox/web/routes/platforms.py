@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from chatbox.domain.schemas import ConnectionFieldPublic, PlatformPublic
 from chatbox.ports.platforms import ConnectionField, PlatformSpec
 from chatbox.web.deps import CurrentAccount, RuntimeDep
-from chatbox.web.errors import THROTTLED_RESPONSES
+from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 
 router = APIRouter(prefix="/v1", tags=["platforms"], responses=THROTTLED_RESPONSES)
 
@@ -28,6 +28,10 @@ def platform_public(spec: PlatformSpec) -> PlatformPublic:
     )
 
 
-@router.get("/platforms", summary="List the platforms this deployment serves and what their connections take")
+@router.get(
+    "/platforms",
+    summary="List the platforms this deployment serves and what their connections take",
+    responses=error_responses(401),
+)
 def list_platforms(runtime: RuntimeDep, _account: CurrentAccount) -> list[PlatformPublic]:
     return [platform_public(spec) for spec in runtime.platforms.specs()]
