@@ -35,8 +35,13 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(VENV)/bin/mypy
 
+# pytest-xdist workers. The suite mostly waits (subprocess CLIs, servers, bounded polling), yet each
+# worker also collects the suite and starts its own Postgres; measured on the 2-core CI machine.
+# `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 3
+
 test: $(STAMP) postgres-binaries lint types
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 lock: | $(PY)

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 
 from tests.support.cli import CHATBOX, clean_env, wait_for
 from tests.support.pipeline import new_signing_secret
-from tests.support.postgres import free_port
+from tests.support.ports import reserved_port
 from tests.support.receiver import running_receiver
 
 STARTUP_SECONDS = 60
@@ -52,21 +52,23 @@ def _health(base_url: str, process: subprocess.Popen[bytes], run: DevRun) -> boo
 @contextmanager
 def chatbox_dev(workdir: Path, name: str, **chatbox_vars: str) -> Iterator[DevRun]:
     """Start `chatbox dev` in `workdir`, wait until /health answers, and always stop it afterwards."""
-    port = free_port()
-    env = clean_env(api_port=str(port), **chatbox_vars)
-    run = DevRun(f"http://127.0.0.1:{port}", workdir.parent / f"{name}.out", workdir.parent / f"{name}.err")
-    with run.stdout.open("wb") as stdout, run.stderr.open("wb") as stderr:
-        process = subprocess.Popen([str(CHATBOX), "dev"], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
-        try:
-            wait_for(lambda: _health(run.base_url, process, run), timeout=STARTUP_SECONDS, what="chatbox dev /health")
-            yield run
-        finally:
-            process.terminate()
+    with reserved_port() as port:  # held until chatbox dev listens on it, so no other worker can take it first
+        env = clean_env(api_port=str(port), **chatbox_vars)
+        run = DevRun(f"http://127.0.0.1:{port}", workdir.parent / f"{name}.out", workdir.parent / f"{name}.err")
+        with run.stdout.open("wb") as stdout, run.stderr.open("wb") as stderr:
+            process = subprocess.Popen([str(CHATBOX), "dev"], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
             try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+                wait_for(
+                    lambda: _health(run.base_url, process, run), timeout=STARTUP_SECONDS, what="chatbox dev /health"
+                )
+                yield run
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=15)
 
 
 def _workdir(tmp_path: Path) -> Path:

@@ -10,12 +10,15 @@ from fastapi.testclient import TestClient
 
 from chatbox.asgi import create_mcp_app
 from chatbox.compose import build_runtime
-from chatbox.domain.ids import new_id
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
 
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+
+# Fixed, well-formed ids: parametrized test ids must be the same in every pytest-xdist worker.
+MAILBOX = "mbx_01JD3ZZZZZZZZZZZZZZZZZZZZZ"
+ACCOUNT = "acct_01JD3ZZZZZZZZZZZZZZZZZZZZZ"
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def unreachable_database_client(tmp_path: Path) -> Iterator[TestClient]:
         runtime.close()
 
 
-@pytest.mark.parametrize("path", [f"/mcp/{new_id('mailbox')}", f"/mcp/admin/{new_id('account')}"])
+@pytest.mark.parametrize("path", [f"/mcp/{MAILBOX}", f"/mcp/admin/{ACCOUNT}"])
 def test_an_unreachable_database_answers_503_not_a_crash(unreachable_database_client: TestClient, path: str) -> None:
     response = unreachable_database_client.post(
         path, json=TOOLS_LIST, headers={**MCP_HEADERS, "authorization": "Bearer some-token"}
@@ -45,8 +48,8 @@ def test_an_unreachable_database_answers_503_not_a_crash(unreachable_database_cl
 @pytest.mark.parametrize(
     ("path", "realm", "credential"),
     [
-        (f"/mcp/{new_id('mailbox')}", "chatbox-mcp", "<mcp_token>"),
-        (f"/mcp/admin/{new_id('account')}", "chatbox-admin-mcp", "<api_key>"),
+        (f"/mcp/{MAILBOX}", "chatbox-mcp", "<mcp_token>"),
+        (f"/mcp/admin/{ACCOUNT}", "chatbox-admin-mcp", "<api_key>"),
     ],
 )
 def test_a_missing_token_is_401_naming_the_credential_each_server_wants(
@@ -59,7 +62,7 @@ def test_a_missing_token_is_401_naming_the_credential_each_server_wants(
     assert credential in response.json()["message"]
 
 
-@pytest.mark.parametrize("path", [f"/mcp/{new_id('mailbox')}", f"/mcp/admin/{new_id('account')}"])
+@pytest.mark.parametrize("path", [f"/mcp/{MAILBOX}", f"/mcp/admin/{ACCOUNT}"])
 @pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
 def test_every_method_but_post_is_405_allow_post_before_authentication(
     unreachable_database_client: TestClient, path: str, method: str

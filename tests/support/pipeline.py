@@ -20,7 +20,7 @@ from chatbox.runtime import Runtime
 from chatbox.services.delivery_attempt import Deliverer
 from chatbox.services.inbound import accept_inbound
 from chatbox.store.database import Database
-from tests.support.postgres import free_port
+from tests.support.ports import reserved_port
 
 T = TypeVar("T")
 
@@ -53,11 +53,13 @@ def running_consumer(runtime: Runtime, deliverer: Deliverer | None = None) -> It
 @contextmanager
 def unreachable_database() -> Iterator[Database]:
     """A real Database whose server is down (nothing listens on its port): every session raises on first use."""
-    database = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/chatbox")
-    try:
-        yield database
-    finally:
-        database.dispose()
+    # The port stays reserved (bound, not listening) for the block, so no server can appear on it.
+    with reserved_port() as port:
+        database = Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/chatbox")
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02) -> T:

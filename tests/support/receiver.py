@@ -48,7 +48,7 @@ class WebhookReceiver:
                 received = Received(
                     self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length), time.time()
                 )
-                reply = receiver._next_reply(received)
+                reply = receiver._arrived(received)
                 if reply.delay:
                     time.sleep(reply.delay)
                 self.send_response(reply.status)
@@ -56,9 +56,6 @@ class WebhookReceiver:
                     self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
-                with receiver._lock:
-                    receiver.requests.append(received)
-                    receiver._lock.notify_all()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - overrides the base signature
                 pass
@@ -67,8 +64,12 @@ class WebhookReceiver:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
-    def _next_reply(self, received: Received) -> Reply:
+    def _arrived(self, received: Received) -> Reply:
+        """Record a request before answering it: `requests` is in arrival order, and a request the
+        sender has seen answered is always in it (recording after the answer raced the sender's next POST)."""
         with self._lock:
+            self.requests.append(received)
+            self._lock.notify_all()
             if self.respond is not None:
                 return self.respond(received)
             return self.script.pop(0) if self.script else self.default

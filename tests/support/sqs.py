@@ -12,8 +12,6 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from tests.support.postgres import free_port
-
 REGION = "us-east-1"
 
 
@@ -35,11 +33,12 @@ class SqsStack:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    """moto on a port the kernel picks as it binds (port 0): no other worker or suite can hold it."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
 
