@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -114,3 +115,17 @@ def test_healthz_is_503_while_signal_cli_does_not_answer_and_messages_wait_in_th
     assert health.status_code == 503 and health.json()["signal_cli"] == "unreachable"
     assert health.json()["spool"] == 1  # kept across the restart
     assert down.status_code == 503 and down.json()["code"] == "platform_unavailable"
+
+
+def test_sigterm_lets_a_send_in_flight_finish_then_exits_0(tmp_path: Path) -> None:
+    with running_signal_cli(ACCOUNT) as signal_cli, running_program(tmp_path, SIGNAL_CLI_URL=signal_cli.url) as program:
+        signal_cli.send_delay = 1.0
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            answer = pool.submit(program.send, send_body("slow"))
+            wait_for(lambda: signal_cli.sends or None, timeout=10, what="the send to reach signal-cli")
+            program.process.send_signal(signal.SIGTERM)
+            sent = answer.result(timeout=30)
+        exit_code = program.process.wait(timeout=30)
+
+    assert sent.status_code == 200 and sent.json()["message_id"].startswith(f"{ACCOUNT}:")
+    assert exit_code == 0

@@ -32,6 +32,7 @@ class SignalCliStandIn:
         self.sends: list[dict[str, Any]] = []
         self.scripted: list[dict[str, Any]] = []
         self.event_stream_requests: list[str | None] = []  # the Last-Event-ID of each connection
+        self.send_delay = 0.0  # seconds a `send` takes after it is recorded (a slow network)
         self._events: list[str] = []
         self._id_prefix = f"{int(time.time() * 1000)}-"
         self._next_timestamp = 1764170419456
@@ -122,6 +123,8 @@ class SignalCliStandIn:
             scripted = self.scripted.pop(0) if self.scripted else None
             self._next_timestamp += 1
             timestamp = self._next_timestamp
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
         if scripted is not None:
             return web.json_response({"jsonrpc": "2.0", **scripted, "id": call_id})
         recipients = params.get("recipient") or [None]
