@@ -182,7 +182,7 @@ def test_inbox_keeps_everything_while_chatbox_is_unreachable_and_drains_after(tm
 
 # --- the send server --------------------------------------------------------------------------------------
 
-SEND_BODY = {
+SEND_BODY: dict[str, Any] = {
     "request_id": "6f1c0d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
     "connection_id": "conn_01JD3AAAAAAAAAAAAAAAAAAAAA",
     "platform": "signal",
