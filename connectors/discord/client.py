@@ -62,6 +62,7 @@ class GatewayClient(discord.Client):
         )
         self._on_frame = on_frame
         self.connected = False
+        self.sessions = 0  # READY or RESUMED seen: this client got through at least once
 
     async def setup_hook(self) -> None:
         # After login (GET /users/@me checked the token), before the first connect.
@@ -84,6 +85,7 @@ class GatewayClient(discord.Client):
             return
         if event in ("READY", "RESUMED"):
             self.connected = True
+            self.sessions += 1
         self._on_frame(str(event), data)
 
     async def on_disconnect(self) -> None:

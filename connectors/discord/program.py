@@ -2,8 +2,11 @@
 
 Start: log in (`GET /users/@me`: a refused token stops the program with one clear line), ask
 `/gateway/bot` for the gateway, connect. Every frame goes through the bridge into the spool; chatbox
-sends arrive on `/v1/send` and go out over REST. SIGTERM: the gateway closes first, frames already
-received are spooled, then the relay drains the sends in flight and the inbox's current POST, exit 0.
+sends arrive on `/v1/send` and go out over REST. discord.py reconnects and resumes by itself; should its
+client stop for any other reason (a payload its parser chokes on, an outage longer than its retries),
+a fresh client starts after a backoff, and the new session's backfill covers the gap. SIGTERM: the
+gateway closes first, frames already received are spooled, then the relay drains the sends in flight
+and the inbox's current POST, exit 0.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Any
 
 import aiohttp
@@ -27,25 +31,94 @@ from connectors.relay.server import SendRequest
 log = logging.getLogger("connectors.discord")
 
 CLOSE_SECONDS = 10.0
+FIRST_RESTART_SECONDS = 1.0
+LONGEST_RESTART_SECONDS = 60.0
 
 
 class GatewayFailed(Exception):
-    """The gateway client stopped for good (token refused, intents not enabled, ...): the program exits 1."""
+    """The gateway refused this bot for good (token, intents): the program exits 1 with this line."""
+
+
+class Gateway:
+    """Keeps one discord.py client connected until `stop`, starting a fresh one when it gives up."""
+
+    def __init__(self, token: str, bridge: Bridge) -> None:
+        self._token = token
+        self._bridge = bridge
+        self.client: GatewayClient | None = None
+        self.restarts = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected and not self.client.is_closed()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            client = GatewayClient(self._bridge.on_frame)
+            self.client = client
+            self._bridge.channels = client.channel_info
+            running = asyncio.create_task(client.start(self._token, reconnect=True), name="discord-gateway")
+            stopping = asyncio.create_task(stop.wait(), name="stop")
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(client.close(), CLOSE_SECONDS)
+            error = await _ended(running)
+            if stop.is_set():
+                return
+            if isinstance(error, GatewayFailed):
+                raise error
+            failures = 1 if client.sessions else failures + 1
+            delay = min(LONGEST_RESTART_SECONDS, FIRST_RESTART_SECONDS * 2 ** min(failures - 1, 10))
+            log.error(
+                "the gateway client stopped; starting a new one (its READY backfills the gap)",
+                extra={"error": repr(error)[:300], "retry_in": round(delay, 1)},
+            )
+            self.restarts += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
+
+
+async def _ended(running: asyncio.Task[None]) -> BaseException | None:
+    """How the client's task ended: None when it stopped because it was closed, a GatewayFailed for what no
+    restart can fix, else the exception."""
+    try:
+        await asyncio.wait_for(running, CLOSE_SECONDS)
+    except discord.LoginFailure:
+        return GatewayFailed("Discord refused DISCORD_BOT_TOKEN (401 on /users/@me): check the bot's token")
+    except discord.PrivilegedIntentsRequired:
+        return GatewayFailed(
+            "Discord refused the gateway intents (4014): enable the Message Content Intent for this bot "
+            "in the Developer Portal"
+        )
+    except discord.ConnectionClosed as exc:
+        if exc.code in (4004, 4010, 4011, 4012, 4013, 4014):
+            return GatewayFailed(
+                f"the gateway refused this bot with close code {exc.code} ({exc.reason or 'no reason'})"
+            )
+        return exc
+    except (TimeoutError, asyncio.CancelledError):
+        running.cancel()
+        return None
+    except Exception as exc:
+        return exc
+    return None
 
 
 async def serve(settings: DiscordSettings, stop: asyncio.Event) -> None:
-    """The whole program, until `stop` or until the gateway client gives up."""
+    """The whole program, until `stop`; raises GatewayFailed when Discord refuses the bot."""
     token = settings.discord_bot_token.get_secret_value()
     point_at(settings.discord_api_url)
     async with aiohttp.ClientSession() as session:
         rest = DiscordRest(settings.discord_api_url, token, session)
-        client: GatewayClient | None = None
+        gateway: Gateway | None = None
 
         async def send(request: SendRequest) -> str:
             return await send_message(rest, request)
 
         async def health() -> tuple[bool, dict[str, Any]]:
-            connected = client is not None and client.connected and not client.is_closed()
+            connected = gateway is not None and gateway.connected
             details: dict[str, Any] = {"gateway": "connected" if connected else "disconnected"}
             details["spool"] = relay.spool.count()
             if relay.inbox.last_error:
@@ -55,44 +128,15 @@ async def serve(settings: DiscordSettings, stop: asyncio.Event) -> None:
         relay = Relay(settings, send=send, health=health)
         async with relay:
             bridge = Bridge(relay.inbox, rest)
-            client = GatewayClient(bridge.on_frame)
-            bridge.channels = client.channel_info
+            gateway = Gateway(token, bridge)
             frames = asyncio.create_task(bridge.run(), name="discord-frames")
-            gateway = asyncio.create_task(client.start(token, reconnect=True), name="discord-gateway")
-            stopping = asyncio.create_task(stop.wait(), name="stop")
             try:
-                await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                await gateway.run(stop)
+            except GatewayFailed as exc:
+                log.error(str(exc))
+                raise
             finally:
-                stopping.cancel()
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(client.close(), CLOSE_SECONDS)
-                failure = await _outcome(gateway)
                 frames.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await frames
                 await bridge.finish()
-            if failure is not None:
-                raise failure
-
-
-async def _outcome(gateway: asyncio.Task[None]) -> GatewayFailed | None:
-    """Why the gateway client stopped, as one clear line; None when it stopped because we closed it."""
-    try:
-        await asyncio.wait_for(gateway, CLOSE_SECONDS)
-    except discord.LoginFailure:
-        return GatewayFailed("Discord refused DISCORD_BOT_TOKEN (401 on /users/@me): check the bot's token")
-    except discord.PrivilegedIntentsRequired:
-        return GatewayFailed(
-            "Discord refused the gateway intents (4014): enable the Message Content Intent for this bot "
-            "in the Developer Portal"
-        )
-    except discord.GatewayNotFound:
-        return GatewayFailed("GET /gateway/bot failed: is DISCORD_API_URL right, and is Discord up?")
-    except discord.ConnectionClosed as exc:
-        return GatewayFailed(f"the gateway closed with code {exc.code} and cannot be resumed")
-    except (TimeoutError, asyncio.CancelledError):
-        gateway.cancel()
-        return None
-    except discord.HTTPException as exc:
-        return GatewayFailed(f"Discord answered {exc.status} while connecting: {exc.text[:200]}")
-    return None
