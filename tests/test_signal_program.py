@@ -4,6 +4,7 @@ configuration errors, /healthz, the /v1/send contract, SIGTERM, and what its log
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,16 +16,22 @@ import pytest
 
 from tests.support.cli import wait_for
 from tests.support.payloads import load_payload
+from tests.support.ports import reserved_port
 from tests.support.signal_cli import running_signal_cli
 from tests.support.signal_program import (
     ACCOUNT,
     ADA,
     INBOUND_TOKEN,
     OUTBOUND_AUTH,
+    STARTUP_SECONDS,
+    Program,
     program_env,
     running_program,
     send_body,
 )
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRYPOINT = REPO / "connectors" / "signal" / "entrypoint.sh"
 
 
 @pytest.mark.parametrize(
@@ -129,3 +136,73 @@ def test_sigterm_lets_a_send_in_flight_finish_then_exits_0(tmp_path: Path) -> No
 
     assert sent.status_code == 200 and sent.json()["message_id"].startswith(f"{ACCOUNT}:")
     assert exit_code == 0
+
+
+def test_it_runs_where_chatbox_is_not_installed(tmp_path: Path) -> None:
+    """The image ships connectors/ alone: every module the program loads must import without the core."""
+    blocked = (
+        "import runpy, sys; sys.modules['chatbox'] = None; runpy.run_module('connectors.signal', run_name='__main__')"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", blocked],
+        env=program_env(tmp_path, SIGNAL_ACCOUNT="<unset>"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (finished.returncode, finished.stderr) == (2, "configuration error: SIGNAL_ACCOUNT is not set\n")
+
+
+def test_the_container_entrypoint_runs_signal_cli_and_the_program_and_stops_both(tmp_path: Path) -> None:
+    """entrypoint.sh with the stand-in as the `signal-cli` executable: sends work, SIGTERM stops both, exit 0."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "signal-cli"
+    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.support.signal_cli "$@"\n')
+    fake.chmod(0o755)
+    with reserved_port() as daemon_port, reserved_port() as port:
+        env = program_env(
+            tmp_path / "state",
+            CONNECTOR_PORT=str(port),
+            SIGNAL_CLI_LISTEN=f"127.0.0.1:{daemon_port}",
+            SIGNAL_CLI_URL="<unset>",
+            PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+            PYTHONPATH=str(REPO),
+        )
+        log = tmp_path / "entrypoint.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen([str(ENTRYPOINT)], env=env, cwd=tmp_path, stdout=sink, stderr=sink)
+        program = Program(process, f"http://127.0.0.1:{port}", log)
+        try:
+            wait_for(lambda: _healthy(program), timeout=STARTUP_SECONDS, what="the container's /healthz to say ok")
+            sent = program.send(send_body("from the container"))
+            process.send_signal(signal.SIGTERM)
+            exit_code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=15)
+        daemon_gone = _refused(daemon_port)
+
+    assert sent.status_code == 200, sent.text
+    assert exit_code == 0, log.read_text()
+    assert daemon_gone
+
+
+def _healthy(program: Program) -> bool | None:
+    if program.process.poll() is not None:
+        raise AssertionError(f"the entrypoint exited with {program.process.returncode}:\n{program.logs()}")
+    try:
+        return program.health().status_code == 200 or None
+    except httpx.TransportError:
+        return None
+
+
+def _refused(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/api/v1/check", timeout=2)
+    except httpx.TransportError:
+        return True
+    return False

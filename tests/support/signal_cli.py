@@ -8,13 +8,18 @@
   it (all of them for an id it does not know), then live ones; keep-alive comments meanwhile.
 - `GET /api/v1/check`: 200.
 
-It runs its own event loop in a thread, so tests drive it from plain synchronous code.
+It runs its own event loop in a thread, so tests drive it from plain synchronous code. Run as a program
+(`python -m tests.support.signal_cli [--config DIR] -a ACCOUNT daemon --http HOST:PORT`, signal-cli's own
+arguments) it serves until SIGTERM, standing in for the real executable in the container's entrypoint.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -69,7 +74,7 @@ class SignalCliStandIn:
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
-    async def _start(self) -> str:
+    async def _start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._changed = asyncio.Condition()
         app = web.Application()
         app.router.add_post("/api/v1/rpc", self._rpc)
@@ -77,7 +82,7 @@ class SignalCliStandIn:
         app.router.add_get("/api/v1/check", self._check)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, host, port).start()
         return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 
     async def _stop(self) -> None:
@@ -177,10 +182,10 @@ class SignalCliStandIn:
 
 
 @contextmanager
-def running_signal_cli(account: str) -> Iterator[SignalCliStandIn]:
+def running_signal_cli(account: str, host: str = "127.0.0.1", port: int = 0) -> Iterator[SignalCliStandIn]:
     stand_in = SignalCliStandIn(account)
     stand_in._thread.start()
-    stand_in.url = stand_in._call(stand_in._start())
+    stand_in.url = stand_in._call(stand_in._start(host, port))
     try:
         yield stand_in
     finally:
@@ -188,3 +193,22 @@ def running_signal_cli(account: str) -> Iterator[SignalCliStandIn]:
         stand_in._loop.call_soon_threadsafe(stand_in._loop.stop)
         stand_in._thread.join(timeout=10)
         stand_in._loop.close()
+
+
+def main(argv: list[str]) -> None:
+    """signal-cli's command line, as the container's entrypoint calls it."""
+    parser = argparse.ArgumentParser(prog="signal-cli")
+    parser.add_argument("--config")
+    parser.add_argument("-a", dest="account", required=True)
+    parser.add_argument("command", choices=["daemon"])
+    parser.add_argument("--http", required=True)
+    args = parser.parse_args(argv)
+    host, _, port = args.http.rpartition(":")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with running_signal_cli(args.account, host, int(port)):
+        stopped.wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
