@@ -252,3 +252,37 @@ def test_sigterm_exits_0_and_the_logs_are_json_without_a_secret(program: Program
     assert lines and all(isinstance(json.loads(line), dict) for line in lines)
     for secret in (BOT_TOKEN, INBOUND_TOKEN, OUTBOUND_AUTH):
         assert secret not in program.logs()
+
+
+def test_it_runs_where_chatbox_is_not_installed(tmp_path: Path) -> None:
+    """The image ships connectors/ alone: every module the program loads must import without the core."""
+    blocked = (
+        "import runpy, sys; sys.modules['chatbox'] = None; runpy.run_module('connectors.discord', run_name='__main__')"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", blocked],
+        env=program_env(tmp_path, None, DISCORD_BOT_TOKEN="<unset>"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (finished.returncode, finished.stderr) == (2, "configuration error: DISCORD_BOT_TOKEN is not set\n")
+
+
+def test_a_payload_discord_py_cannot_parse_restarts_the_client_and_the_backfill_covers_the_gap(
+    program: Program, discord: DiscordStandIn
+) -> None:
+    discord.post_message(CHANNEL, "before")
+    wait_for(lambda: spooled(program) == 1 or None, timeout=WAIT, what="the first message")
+
+    # A MESSAGE_CREATE whose author lacks fields discord.py's parser needs: its client stops.
+    broken = discord.message(CHANNEL, "with an odd author", author={"id": "1200000000000000099"})
+    discord.dispatch("MESSAGE_CREATE", broken)
+    discord.message(CHANNEL, "after")  # only in the history: the socket is gone by now
+
+    discord.wait_until(lambda: len(discord.identifies) == 2 and discord.connected(), WAIT, "a new client's IDENTIFY")
+    wait_for(lambda: spooled(program) == 3 or None, timeout=WAIT, what="the odd and the missed message")
+    assert "starting a new one" in program.logs()
