@@ -168,7 +168,5 @@ def test_nothing_is_lost_or_delivered_twice_across_gaps_a_kill_and_chatbox_down(
     delivered = texts(setup, receiver)
     assert sorted(delivered, key=lambda text: int(text.split()[1])) == [f"message {n}" for n in range(50)]
     assert len(delivered) == len(set(delivered)) == 50  # nothing twice
-    per_channel = [t for t in delivered if int(t.split()[1]) not in (5, 6, 13, 14)]
-    assert per_channel == sorted(per_channel, key=lambda text: int(text.split()[1]))  # in order within a channel
     for secret in (BOT_TOKEN, setup.connection["inbound_token"], OUTBOUND_AUTH):
         assert secret not in logs

@@ -127,13 +127,26 @@ def test_an_invalidated_session_identifies_again_and_backfills_from_history(
     discord.post_message(CHANNEL, "seen live")
     wait_for(lambda: spooled(program) == 1 or None, timeout=WAIT, what="the live message")
 
+    discord.message(CHANNEL, "written during the gap")  # in the history only: never dispatched
     discord.drop_socket(resumable=False)
-    discord.message(CHANNEL, "written during the gap")  # in the history only: no session to replay it
 
     discord.wait_until(lambda: len(discord.identifies) == 2 and discord.connected(), WAIT, "a new IDENTIFY")
     wait_for(lambda: spooled(program) == 2 or None, timeout=WAIT, what="the backfilled message")
     history = [call for call in discord.calls if call.method == "GET" and call.path.endswith("/messages")]
     assert [call.path for call in history] == [f"/channels/{CHANNEL}/messages"]
+
+
+def test_a_long_gap_is_read_back_page_by_page(program: Program, discord: DiscordStandIn) -> None:
+    discord.post_message(CHANNEL, "seen live")
+    wait_for(lambda: spooled(program) == 1 or None, timeout=WAIT, what="the live message")
+    for n in range(230):
+        discord.message(CHANNEL, f"gap {n}")  # in the history only
+
+    discord.drop_socket(resumable=False)
+
+    wait_for(lambda: spooled(program) == 231 or None, timeout=WAIT, what="every message of the gap")
+    pages = [call for call in discord.calls if call.method == "GET" and call.path.endswith("/messages")]
+    assert len(pages) == 3  # 100 + 100 + 30
 
 
 # --- sends ------------------------------------------------------------------------------------------------
@@ -280,8 +293,8 @@ def test_a_payload_discord_py_cannot_parse_restarts_the_client_and_the_backfill_
 
     # A MESSAGE_CREATE whose author lacks fields discord.py's parser needs: its client stops.
     broken = discord.message(CHANNEL, "with an odd author", author={"id": "1200000000000000099"})
+    discord.message(CHANNEL, "after")  # in the history only: never dispatched
     discord.dispatch("MESSAGE_CREATE", broken)
-    discord.message(CHANNEL, "after")  # only in the history: the socket is gone by now
 
     discord.wait_until(lambda: len(discord.identifies) == 2 and discord.connected(), WAIT, "a new client's IDENTIFY")
     wait_for(lambda: spooled(program) == 3 or None, timeout=WAIT, what="the odd and the missed message")
