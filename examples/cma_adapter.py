@@ -378,6 +378,9 @@ def create_app(config: AdapterConfig | None = None) -> Starlette:
         settings = config
         if settings is None:
             settings = AdapterConfig.from_env(os.environ)
+            # uvicorn configures only its own loggers: without a root handler the adapter's INFO lines are lost.
+            if not logging.getLogger().handlers:
+                logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
             install_log_redaction()
             register_secrets([settings.api_key, os.environ.get("CMA_SIGNING_SECRET")])
         async with sessions_client(settings) as client:
