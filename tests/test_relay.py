@@ -290,3 +290,16 @@ def test_log_lines_are_json_and_never_hold_a_secret() -> None:
     parsed = json.loads(line)
     assert parsed["level"] == "error" and parsed["header"] == "Bearer [redacted]"
     assert TOKEN not in line and OUTBOUND not in line
+
+
+def test_inbox_keeps_a_message_through_rate_limits_and_an_archived_mailbox(tmp_path: Path) -> None:
+    async def scenario(fake: FakeChatboxInbound, url: str) -> None:
+        inbox = Inbox(read_settings(RelaySettings, env(tmp_path, CHATBOX_API_URL=url)), Spool(tmp_path))
+        inbox.start()
+        await inbox.submit(message(1))
+        await until(lambda: inbox.spool.count() == 0)
+        await inbox.close()
+        assert [body["external_message_id"] for _, body in fake.posts] == ["m1", "m1", "m1", "m1"]
+        assert inbox.delivered == 1 and inbox.last_error is None
+
+    asyncio.run(with_chatbox([429, 409, 500], scenario))

@@ -97,18 +97,27 @@ class Inbox:
 
     async def _drain(self) -> None:
         while not self._stop.is_set():
-            self._wake.clear()
-            batch = await asyncio.to_thread(self.spool.pending, self._batch_size)
-            if not batch:
-                await self._wake.wait()
-                continue
-            for item in batch:
-                if self._stop.is_set():
-                    return
-                retry_after = await self._deliver(item)
-                if retry_after is not None:
-                    await self._back_off(retry_after)
-                    break
+            try:
+                await self._drain_once()
+            except Exception:
+                # The spool itself failed (disk, permissions): nothing was removed, so try again after a while.
+                self.last_error = "the spool failed; see the logs"
+                log.exception("inbox drain failed; retrying")
+                await self._back_off(0.0)
+
+    async def _drain_once(self) -> None:
+        self._wake.clear()
+        batch = await asyncio.to_thread(self.spool.pending, self._batch_size)
+        if not batch:
+            await self._wake.wait()
+            return
+        for item in batch:
+            if self._stop.is_set():
+                return
+            retry_after = await self._deliver(item)
+            if retry_after is not None:
+                await self._back_off(retry_after)
+                return
 
     async def _deliver(self, item: SpooledMessage) -> float | None:
         """Post one message; None when it left the spool, else how long the server asked to wait (0: no hint)."""

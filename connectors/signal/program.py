@@ -45,6 +45,9 @@ async def follow_events(cli: SignalCli, inbox: Inbox, stop: asyncio.Event) -> No
             log.warning("signal-cli closed the event stream; reconnecting")
         except (aiohttp.ClientError, TimeoutError, SignalCliUnreachable) as exc:
             log.warning("signal-cli event stream failed; reconnecting", extra={"error": type(exc).__name__})
+        except Exception:
+            # E.g. the spool's disk is full: the event was not kept, so its cursor did not move; read it again later.
+            log.exception("could not keep a signal-cli event; reconnecting")
         failures += 1
         delay = min(LONGEST_RECONNECT_SECONDS, FIRST_RECONNECT_SECONDS * 2 ** min(failures - 1, 10))
         with contextlib.suppress(TimeoutError):

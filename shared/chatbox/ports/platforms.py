@@ -37,8 +37,9 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_settings import BaseSettings
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError
-from chatbox.ports.connector import Connector
+from chatbox.ports.connector import ConnectionContext, Connector
 from chatbox.ports.ingest import WebhookConnector
+from chatbox.ports.live import LiveSource
 
 PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 
@@ -72,6 +73,19 @@ class ConnectionField:
 
 
 @dataclass(frozen=True)
+class ConnectorProgram:
+    """A container platform's program, as chatbox runs it: `python -m <module>` with the contract's variables
+    (`CHATBOX_API_URL`, `CHATBOX_CONNECTION_ID`, `CHATBOX_INBOUND_TOKEN`, `CHATBOX_OUTBOUND_AUTH`,
+    `CONNECTOR_HOST`, `CONNECTOR_PORT`, `CONNECTOR_STATE_DIR`: `connectors/CONTRACT.md`) plus the
+    platform's own, which `env` derives from the connection (e.g. `SIGNAL_ACCOUNT` from its config,
+    `DISCORD_BOT_TOKEN` from its secrets).
+    """
+
+    module: str
+    env: Callable[[ConnectionContext], Mapping[str, str]]
+
+
+@dataclass(frozen=True)
 class PlatformSpec:
     """Everything the core needs to know about one platform.
 
@@ -89,6 +103,10 @@ class PlatformSpec:
         connector: builds the in-process connector from those settings (None for container platforms,
             which the core reaches over HTTP). Import the platform SDK inside it, not at module level.
         ingest_headers: headers its webhook carries as proof of origin, for the OpenAPI document.
+        live_source: builds the source that fetches a connection's events over a long poll or a socket
+            (`chatbox.ports.live`) from the same settings, for connections whose `provision` chose it.
+        program: for a container platform, the program chatbox can run itself (`chatbox dev`,
+            `chatbox connector run`) instead of an operator running it elsewhere.
     """
 
     name: str
@@ -102,6 +120,8 @@ class PlatformSpec:
     settings: type[BaseSettings] | None = None
     connector: Callable[[Any], Connector] | None = None
     ingest_headers: Mapping[str, str] = field(default_factory=dict)
+    live_source: Callable[[Any], LiveSource] | None = None
+    program: ConnectorProgram | None = None
 
     def __post_init__(self) -> None:
         if not PLATFORM_NAME.match(self.name):
