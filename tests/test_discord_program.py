@@ -25,6 +25,7 @@ from tests.support.discord_api import (
     running_discord,
 )
 from tests.support.discord_program import INBOUND_TOKEN, OUTBOUND_AUTH, Program, program_env, running_program, send_body
+from tests.support.payloads import load_payload
 
 CHANNEL = "1100000000000000020"
 WAIT = 30.0
@@ -91,22 +92,26 @@ def test_the_program_connects_where_gateway_bot_points_with_the_intents_it_needs
     program: Program, discord: DiscordStandIn
 ) -> None:
     [identify] = discord.identifies
-    guilds, guild_messages, dm_messages, message_content = 1 << 0, 1 << 9, 1 << 12, 1 << 15
-    assert identify["intents"] == guilds | guild_messages | dm_messages | message_content
+    guilds, guild_messages, guild_reactions, dm_messages, dm_reactions = 1 << 0, 1 << 9, 1 << 10, 1 << 12, 1 << 13
+    message_content = 1 << 15
+    assert (
+        identify["intents"] == guilds | guild_messages | guild_reactions | dm_messages | dm_reactions | message_content
+    )
     assert [call.path for call in discord.calls][:3] == ["/users/@me", "/oauth2/applications/@me", "/gateway/bot"]
     assert discord.connections[0] == {"v": "10", "encoding": "json", "compress": "zlib-stream"}
     health = program.health()
     assert health.status_code == 200 and health.json()["gateway"] == "connected"
 
 
-def test_messages_are_spooled_while_chatbox_is_away_and_own_messages_are_not(
+def test_messages_and_reactions_are_spooled_while_chatbox_is_away_and_own_messages_are_not(
     program: Program, discord: DiscordStandIn
 ) -> None:
     discord.post_message(CHANNEL, "first")
     discord.post_message(CHANNEL, "from the bot itself", author=BOT_USER)
     discord.post_message(CHANNEL, "second")
+    discord.dispatch("MESSAGE_REACTION_ADD", load_payload("discord", "reaction_add")["d"])
 
-    wait_for(lambda: spooled(program) == 2 or None, timeout=WAIT, what="two spooled messages")
+    wait_for(lambda: spooled(program) == 3 or None, timeout=WAIT, what="two messages and a reaction spooled")
     assert "chatbox unreachable" in program.logs()
 
 

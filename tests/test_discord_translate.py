@@ -144,3 +144,24 @@ def test_a_snowflake_tells_its_time() -> None:
 
 def test_other_dispatches_are_ignored() -> None:
     assert dispatch_to_inbound("TYPING_START", {"channel_id": CHANNEL}, bot_user_id=BOT_ID) is None
+
+
+def test_a_reaction_is_its_own_event_replying_to_the_message() -> None:
+    message = accepted("reaction_add")
+
+    assert message.event_type == "reaction"
+    assert message.text == "👍"
+    assert message.external_message_id == "1312345678901234800:reaction:1200000000000000042:👍"
+    assert message.reply_to_external_id == "1312345678901234800"
+    assert (message.sender_id, message.sender_name) == ("1200000000000000042", "Ada (ops)")
+
+
+def test_a_removed_custom_reaction_names_the_emoji() -> None:
+    message = accepted("reaction_remove")
+
+    assert message.text == "removed :shipit:"
+    assert message.external_message_id == "1312345678901234800:unreaction:1200000000000000042:1296000000000000123"
+
+
+def test_the_bots_own_reaction_is_skipped() -> None:
+    assert translate("reaction_add", user_id=BOT_ID) is None

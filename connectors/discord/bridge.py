@@ -10,8 +10,8 @@ first after a start, or after Discord refused a RESUME) does not: messages writt
 was open would be lost, the failure gateway bots are known for. So after every READY, each channel
 seen before is read with `GET /channels/{id}/messages?after=<cursor>` before any newer frame is handled.
 Overlap is harmless: a message at or below its channel's cursor is skipped, the spool keys messages by
-id, and chatbox answers a repeat as a duplicate. Edits and deletions made during a gap are not in the
-history and stay unseen.
+id, and chatbox answers a repeat as a duplicate. Edits, deletions and reactions made during a gap are not
+in the history and stay unseen.
 """
 
 from __future__ import annotations

@@ -30,7 +30,17 @@ from connectors.discord.translate import ChannelInfo
 log = logging.getLogger("connectors.discord.gateway")
 
 # Dispatches the bridge acts on; the rest (presence, typing, guild updates) discord.py keeps to itself.
-FORWARDED = frozenset({"READY", "RESUMED", "MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"})
+FORWARDED = frozenset(
+    {
+        "READY",
+        "RESUMED",
+        "MESSAGE_CREATE",
+        "MESSAGE_UPDATE",
+        "MESSAGE_DELETE",
+        "MESSAGE_REACTION_ADD",
+        "MESSAGE_REACTION_REMOVE",
+    }
+)
 
 FrameHandler = Callable[[str, dict[str, Any]], None]
 
@@ -47,12 +57,14 @@ logging.getLogger("discord.client").addFilter(_NoVoiceWarnings())
 
 
 def gateway_intents() -> discord.Intents:
-    """Servers (channel and thread names), their messages and DMs, and the privileged message content
-    (enable "Message Content Intent" for the bot in the Developer Portal, or Discord closes with 4014)."""
+    """Servers (channel and thread names), their messages, reactions and DMs, and the privileged message
+    content (enable "Message Content Intent" for the bot in the Developer Portal, or Discord closes with 4014)."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
     intents.dm_messages = True
+    intents.guild_reactions = True
+    intents.dm_reactions = True
     intents.message_content = True
     return intents
 

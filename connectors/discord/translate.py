@@ -12,6 +12,9 @@ Ids:
 - `external_message_id` is the message's snowflake. An edit is `"{id}:edit:{edited_timestamp}"` (each
   edit of a message is its own event, `event_type` "edit"), a deletion `"{id}:delete"` (`event_type`
   "delete", `reply_to_external_id` naming the deleted message: the gateway sends nothing else of it).
+- A reaction is `"{id}:reaction:{user}:{emoji}"` (`event_type` "reaction", the emoji as text, replying to
+  the message reacted to), its removal `"{id}:unreaction:{user}:{emoji}"` (text `removed <emoji>`); the
+  same person adding the same emoji again after removing it is the same event to chatbox.
 - `send` answers the snowflake of the first part it posted, so a reply can reference it.
 
 Example:
@@ -75,6 +78,9 @@ def dispatch_to_inbound(
         return message_to_inbound(data, bot_user_id=bot_user_id, channels=channels, edit=True)
     if event == "MESSAGE_DELETE":
         return deletion_to_inbound(data, channels=channels)
+    if event in ("MESSAGE_REACTION_ADD", "MESSAGE_REACTION_REMOVE"):
+        removed = event == "MESSAGE_REACTION_REMOVE"
+        return reaction_to_inbound(data, bot_user_id=bot_user_id, channels=channels, removed=removed)
     return None
 
 
@@ -143,6 +149,44 @@ def deletion_to_inbound(data: Mapping[str, Any], *, channels: ChannelLookup | No
             "reply_to_external_id": message_id,
             "attachments": [],
             "event_type": "delete",
+        }
+    )
+
+
+def reaction_to_inbound(
+    data: Mapping[str, Any], *, bot_user_id: str | None, channels: ChannelLookup | None = None, removed: bool = False
+) -> Json | None:
+    """A MESSAGE_REACTION_ADD / _REMOVE dispatch as a "reaction" event; None for the bot's own or another bot's."""
+    message_id = _snowflake(data.get("message_id"))
+    channel_id = _snowflake(data.get("channel_id"))
+    user_id = _snowflake(data.get("user_id"))
+    emoji = data.get("emoji")
+    if message_id is None or channel_id is None or user_id is None or not isinstance(emoji, dict):
+        return None
+    member = data.get("member")
+    user = member.get("user") if isinstance(member, dict) else None
+    if user_id == bot_user_id or (isinstance(user, dict) and user.get("bot")):
+        return None
+    name = emoji.get("name") if isinstance(emoji.get("name"), str) else None
+    custom_id = _snowflake(emoji.get("id"))
+    if not name and custom_id is None:
+        return None
+    shown = f":{name}:" if custom_id is not None else str(name)
+    key = custom_id or str(name)
+    direct = data.get("guild_id") is None
+    sender_name = display_name(user, member) if isinstance(user, dict) else None
+    return _clean(
+        {
+            "external_chat_id": channel_id,
+            "external_message_id": f"{message_id}:{'unreaction' if removed else 'reaction'}:{user_id}:{key}"[:255],
+            "text": f"removed {shown}" if removed else shown,
+            "sender_id": user_id,
+            "sender_name": _short(sender_name),
+            "chat_name": None if direct else _short(chat_name((channels or _no_channels)(channel_id))),
+            "chat_type": "direct" if direct else "channel",
+            "reply_to_external_id": message_id,
+            "attachments": [],
+            "event_type": "reaction",
         }
     )
 
