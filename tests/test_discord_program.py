@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -154,6 +155,20 @@ def test_a_long_gap_is_read_back_page_by_page(program: Program, discord: Discord
     assert len(pages) == 3  # 100 + 100 + 30
 
 
+def test_healthz_is_503_while_the_gateway_is_down_and_200_once_it_is_back(
+    program: Program, discord: DiscordStandIn
+) -> None:
+    discord.gateway_down = True
+    discord.drop_socket()
+
+    down = wait_for(lambda: program.health() if program.health().status_code == 503 else None, timeout=WAIT, what="503")
+    discord.gateway_down = False
+
+    assert down.json()["gateway"] == "disconnected"
+    wait_for(lambda: program.health().status_code == 200 or None, timeout=WAIT, what="the gateway back")
+    assert len(discord.identifies) == 1  # it resumed the same session
+
+
 # --- sends ------------------------------------------------------------------------------------------------
 
 
@@ -256,6 +271,18 @@ def test_bad_bearers_and_junk_bodies_are_4xx(
 
 
 # --- stopping and logs ------------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_a_send_in_flight_finish_then_exits_0(program: Program, discord: DiscordStandIn) -> None:
+    discord.send_delay = 1.0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(program.send, send_body("slow", CHANNEL))
+        wait_for(lambda: discord.sent or None, timeout=WAIT, what="the send to reach Discord")
+        program.process.send_signal(signal.SIGTERM)
+        sent = answer.result(timeout=30)
+
+    assert sent.status_code == 200, sent.text
+    assert program.process.wait(timeout=30) == 0
 
 
 def test_sigterm_exits_0_and_the_logs_are_json_without_a_secret(program: Program, discord: DiscordStandIn) -> None:

@@ -145,6 +145,8 @@ class DiscordStandIn:
         self.resumes: list[Json] = []
         self.connections: list[dict[str, str]] = []
         self.heartbeats = 0
+        self.gateway_down = False  # refuse WebSocket upgrades, as during a gateway outage
+        self.send_delay = 0.0  # seconds a successful POST /channels/{id}/messages takes (a slow Discord)
         self.session: Session | None = None
         self._socket: Socket | None = None
         self._counter = 0
@@ -316,6 +318,8 @@ class DiscordStandIn:
             error = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}
             return _json({"message": "Invalid Form Body", "code": 50035, "errors": {"content": error}}, status=400)
         self.sent.append(call)
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
         reference = body.get("message_reference") if isinstance(body, dict) else None
         reply_to = reference.get("message_id") if isinstance(reference, dict) else None
         message = self.message(channel_id, content, author=BOT_USER, reply_to=reply_to)
@@ -340,6 +344,8 @@ class DiscordStandIn:
         return _json({"message": "404: Not Found", "code": 0}, status=404)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return web.Response(status=503, text="upstream connect error")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         query = dict(request.query)
