@@ -211,6 +211,20 @@ class PlatformRegistry:
         connector = self._build(spec)
         return connector if _is_webhook_connector(connector) else None
 
+    def live_source(self, name: str) -> LiveSource | None:
+        """A new live source for one connection of the platform (from its settings), or None when it has none."""
+        spec = self._specs.get(name)
+        if spec is None or spec.live_source is None:
+            return None
+        return spec.live_source(self._platform_settings(spec))
+
+    def _platform_settings(self, spec: PlatformSpec) -> BaseSettings | None:
+        settings = self._settings.get(spec.name)
+        if settings is None and spec.settings is not None:
+            settings = spec.settings()
+            self._settings[spec.name] = settings  # read once per process, as for its connector
+        return settings
+
     def _build(self, spec: PlatformSpec) -> Connector | None:
         with self._lock:
             if spec.mode is PlatformMode.container:
@@ -221,10 +235,7 @@ class PlatformRegistry:
                 return None
             built = self._built.get(spec.name)
             if built is None:
-                settings = self._settings.get(spec.name)
-                if settings is None and spec.settings is not None:
-                    settings = spec.settings()
-                built = spec.connector(settings)
+                built = spec.connector(self._platform_settings(spec))
                 self._built[spec.name] = built
             return built
 
