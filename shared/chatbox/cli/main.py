@@ -244,6 +244,7 @@ def connector_run(
     """Run a managed Signal or Discord connection's program in the foreground, with the environment chatbox gives it
     (stop the `chatbox dev`/`api` that runs it first: both would take its port). Exits with the program's code;
     1 for an unknown, archived or unmanaged connection."""
+    import signal
     import subprocess
     import sys
 
@@ -263,12 +264,16 @@ def connector_run(
     register_secrets(launch.secrets)
     launch.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     err.print(f"running python -m {launch.module} for {launch.platform} connection {connection_id}", highlight=False)
-    # The child shares this terminal's process group: Ctrl-C reaches it directly, and it exits on its own terms.
-    try:
-        code = subprocess.call([sys.executable, "-m", launch.module], env=program_environment(launch))
-    except KeyboardInterrupt:
-        code = 130
-    raise typer.Exit(code)
+    process = subprocess.Popen([sys.executable, "-m", launch.module], env=program_environment(launch))
+
+    def forward(signum: int, _frame: object) -> None:
+        # The program drains on SIGTERM; so does this command, by passing it on and waiting for it.
+        process.send_signal(signum)
+
+    # Ctrl-C reaches the child directly (one process group); this process only waits for it to finish.
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise typer.Exit(process.wait())
 
 
 @operator.command("mailbox-list")

@@ -253,6 +253,8 @@ class ProgramRunner(_Runner):
             return process.wait()
         finally:
             pump.join(timeout=2)
+            if process.stdout is not None:
+                process.stdout.close()
             with self._lock:
                 self._process = None
 

@@ -79,10 +79,15 @@ class ConnectorProgram:
     `CONNECTOR_HOST`, `CONNECTOR_PORT`, `CONNECTOR_STATE_DIR`: `connectors/CONTRACT.md`) plus the
     platform's own, which `env` derives from the connection (e.g. `SIGNAL_ACCOUNT` from its config,
     `DISCORD_BOT_TOKEN` from its secrets).
+
+    `check_input(config, secrets)` runs when a connection that chatbox will run is created (a managed one:
+    `chatbox.services.connector_programs`) and raises InvalidInputError for what the program could not start
+    with (a missing or malformed account, token, URL), so the mistake is a 422 rather than a crash loop.
     """
 
     module: str
     env: Callable[[ConnectionContext], Mapping[str, str]]
+    check_input: Callable[[Mapping[str, Any], Mapping[str, str]], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.connector_programs import (
     MANAGED_CREDENTIALS,
     PortPicker,
+    check_program_input,
     refuse_reserved_config,
     stage_managed_program,
     wants_managed_program,
@@ -115,6 +116,8 @@ def create_connection(
         raise ConflictError(f"mailbox {mailbox_id} already has an active {platform} connection ({existing})")
     spec.check_connection_input(data.config, data.secrets)
     managed = wants_managed_program(spec, data.config, pick_program_port)
+    if managed:
+        check_program_input(spec, data.config, data.secrets)
     extra_credentials = MANAGED_CREDENTIALS if managed else 0
     require_credential_room(db, account_id, len(data.secrets) + extra_credentials, limits)
     connection_id = new_id("connection")

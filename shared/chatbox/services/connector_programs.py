@@ -51,6 +51,17 @@ def wants_managed_program(spec: PlatformSpec, config: Mapping[str, Any], pick_po
     )
 
 
+def check_program_input(spec: PlatformSpec, config: Mapping[str, Any], secrets: Mapping[str, str]) -> None:
+    """InvalidInputError when the platform's program could not start with this connection's input."""
+    if spec.program is not None and spec.program.check_input is not None:
+        try:
+            spec.program.check_input(config, secrets)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"{exc.message} (chatbox runs this connection's program, as it has no config.{OUTBOUND_URL})"
+            ) from exc
+
+
 def refuse_reserved_config(config: Mapping[str, Any]) -> None:
     """InvalidInputError when a tenant's config names a key only chatbox sets."""
     reserved = sorted(key for key in RESERVED_CONFIG if key in config)
