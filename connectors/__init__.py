@@ -8,7 +8,10 @@ Example (a composition root):
 
 from __future__ import annotations
 
-from chatbox.ports.platforms import PlatformSpec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the container images ship connectors/ without chatbox: importing this package needs no core
+    from chatbox.ports.platforms import PlatformSpec
 
 
 def builtin_platforms() -> tuple[PlatformSpec, ...]:
