@@ -440,12 +440,18 @@ class DiscordStandIn:
             await socket.ws.close(code=4000, message=b"Unknown error.")
 
     async def _send(self, socket: Socket, payload: Json) -> None:
+        """Send a frame; a socket the client just dropped (killed, closing) takes nothing, as on Discord: a
+        dispatch stays in its session for a RESUME."""
         raw = json.dumps(payload, separators=(",", ":"))
-        if socket.compressor is None:
-            await socket.ws.send_str(raw)
-        else:
-            data = socket.compressor.compress(raw.encode()) + socket.compressor.flush(zlib.Z_SYNC_FLUSH)
-            await socket.ws.send_bytes(data)
+        try:
+            if socket.compressor is None:
+                await socket.ws.send_str(raw)
+            else:
+                data = socket.compressor.compress(raw.encode()) + socket.compressor.flush(zlib.Z_SYNC_FLUSH)
+                await socket.ws.send_bytes(data)
+        except ConnectionError:  # aiohttp's ClientConnectionResetError is one
+            if self._socket is socket:
+                self._socket = None
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
