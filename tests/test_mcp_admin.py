@@ -33,6 +33,11 @@ ADMIN_TOOLS = [
     "unpause_mailbox",
     "redrive_dead_letters",
     "tail_deliveries",
+    "list_event_subscriptions",
+    "create_event_subscription",
+    "get_event_subscription",
+    "update_event_subscription",
+    "delete_event_subscription",
 ]
 
 
