@@ -127,11 +127,13 @@ class Connection(Base):
 
 class Chat(Base):
     __tablename__ = "chats"
-    # One chat per address per mailbox, whichever connection carries it: a connection archived and recreated for
-    # the same platform (a rotated bot token) keeps the chat, its history and its focus; `connection_id` is
-    # the connection that last carried it.
     __table_args__ = (
-        UniqueConstraint("mailbox_id", "platform", "external_id", name="uq_chats_mailbox_platform_external"),
+        # One chat per address per mailbox, whichever connection carries it: a connection archived and recreated
+        # for the same platform keeps the chat, its history and its focus; `connection_id` is the connection
+        # that last carried it. (The older per-connection constraint is implied by it; it stays because
+        # dropping it would rebuild the table on SQLite.)
+        Index("uq_chats_mailbox_platform_external", "mailbox_id", "platform", "external_id", unique=True),
+        UniqueConstraint("connection_id", "external_id", name="uq_chats_connection_external"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)

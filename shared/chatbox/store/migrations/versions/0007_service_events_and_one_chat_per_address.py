@@ -50,11 +50,8 @@ def _merge_duplicate_chats() -> None:
 
 def upgrade() -> None:
     _merge_duplicate_chats()
-    with op.batch_alter_table('chats', schema=None) as batch_op:
-        batch_op.drop_constraint('uq_chats_connection_external', type_='unique')
-        batch_op.create_unique_constraint(
-            'uq_chats_mailbox_platform_external', ['mailbox_id', 'platform', 'external_id']
-        )
+    # An index rather than a constraint: SQLite adds it without rebuilding the table (which its foreign keys forbid).
+    op.create_index('uq_chats_mailbox_platform_external', 'chats', ['mailbox_id', 'platform', 'external_id'], unique=True)
 
     op.create_table('event_subscriptions',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -112,7 +109,5 @@ def downgrade() -> None:
     op.drop_table('event_deliveries')
     op.drop_table('service_events')
     op.drop_table('event_subscriptions')
-    # Chats merged on upgrade stay merged: the old per-connection constraint holds for them too.
-    with op.batch_alter_table('chats', schema=None) as batch_op:
-        batch_op.drop_constraint('uq_chats_mailbox_platform_external', type_='unique')
-        batch_op.create_unique_constraint('uq_chats_connection_external', ['connection_id', 'external_id'])
+    # Chats merged on upgrade stay merged.
+    op.drop_index('uq_chats_mailbox_platform_external', table_name='chats')
