@@ -80,10 +80,14 @@ class EventDispatcher:
         self.policy = policy or EventRetryPolicy()
         self.batch = batch
 
-    def run_once(self) -> int:
-        """One round: fan out new events, then attempt every due delivery (up to a batch). Returns attempts made."""
+    def run_once(self, *, budget_seconds: float | None = None) -> int:
+        """One round: fan out new events, then attempt every due delivery (up to a batch). Returns attempts made.
+
+        With `budget_seconds`, no attempt starts after that long (one may still take the sender's timeout):
+        what a scheduled Lambda invocation runs within its own timeout.
+        """
         self.fan_out()
-        return self.send_due()
+        return self.send_due(budget_seconds=budget_seconds)
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Rounds until `stop` is set; a failed round (the database restarting) is logged and retried."""
@@ -136,8 +140,9 @@ class EventDispatcher:
                 return 0
             return len(events)
 
-    def send_due(self) -> int:
-        """Attempt each due delivery once, oldest first. Returns how many were attempted."""
+    def send_due(self, *, budget_seconds: float | None = None) -> int:
+        """Attempt each due delivery once, oldest first (none started after `budget_seconds`). Returns how many
+        were attempted."""
         with self.db.session() as db:
             due = list(
                 db.scalars(
@@ -147,7 +152,13 @@ class EventDispatcher:
                     .limit(self.batch)
                 )
             )
-        return sum(1 for delivery_id in due if self.attempt(delivery_id))
+        deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+        attempted = 0
+        for delivery_id in due:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            attempted += 1 if self.attempt(delivery_id) else 0
+        return attempted
 
     def attempt(self, delivery_id: str) -> bool:
         """Claim one due delivery, POST it, record the outcome. False when another dispatcher had it."""
