@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ from standardwebhooks import Webhook
 
 from chatbox.asgi import create_app
 from chatbox.compose import build_runtime
+from chatbox.domain.errors import ConnectorUnavailableError
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
 from chatbox.runtime import Runtime
 from chatbox.services.event_dispatch import EventDispatcher, EventRetryPolicy
-from chatbox.store.models import EventDelivery
+from chatbox.services.sending import send_message
+from chatbox.store.models import EventDelivery, ServiceEvent
 from tests.conftest import AccountKey, platforms_without_connectors
 from tests.support.api import assert_error, create_connection, create_credential, create_mailbox
 from tests.support.pipeline import eventually, new_signing_secret, post_inbound, running_consumer
@@ -304,3 +307,49 @@ def test_deleting_a_subscription_drops_its_undelivered_events(
 
     assert events.run_once() == 0
     assert receiver.requests == []
+
+
+def test_a_send_the_connector_cannot_make_is_a_connection_error_event(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver
+) -> None:
+    subscribe(client, account, receiver.url, ["connection_error"])
+    mailbox = create_mailbox(client, account)
+    # A Signal connection whose connector program was never given an address to be reached at.
+    connection = create_connection(client, account, mailbox["id"], platform="signal")
+    post_inbound(client, connection, "m-1")
+
+    with runtime.db.session() as db, pytest.raises(ConnectorUnavailableError):
+        send_message(db, runtime.vault, runtime.platforms, mailbox["id"], "hello", chat="signal:chat-1")
+    [request] = run_until(dispatcher(runtime), receiver, 1)
+
+    event = request.json()
+    assert (event["type"], event["mailbox_id"]) == ("connection_error", mailbox["id"])
+    assert event["data"]["connection_id"] == connection["id"] and event["data"]["platform"] == "signal"
+    assert event["data"]["error"]
+
+
+def test_sent_events_are_pruned_after_the_retention_but_pending_ones_stay(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver
+) -> None:
+    with running_receiver() as failing:
+        failing.default = Reply(500)
+        subscribe(client, account, receiver.url, ["new_chat"])
+        subscribe(client, account, failing.url, ["new_chat"])
+        mailbox = create_mailbox(client, account)
+        post_inbound(client, create_connection(client, account, mailbox["id"], platform="signal"), "m-1")
+        patient = EventRetryPolicy(delays=(600.0,), retention=timedelta(0))
+        events = dispatcher(runtime, patient)
+        run_until(events, receiver, 1)
+        failing.wait_for(1)
+
+        events.prune()
+
+    with runtime.db.session() as db:
+        left = db.scalars(select(EventDelivery)).all()
+        assert [(d.status, d.attempts) for d in left] == [("pending", 1)]
+        assert db.scalars(select(ServiceEvent)).all() != []
+        left[0].status = "dead"
+        db.commit()
+    assert events.prune() == 1
+    with runtime.db.session() as db:
+        assert db.scalars(select(ServiceEvent)).all() == []

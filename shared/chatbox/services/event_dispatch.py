@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,9 @@ class EventRetryPolicy:
     delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0)
     # How long a claimed delivery stays invisible to other dispatchers: longer than one POST can take.
     claim_seconds: float = 60.0
+    # Sent and given-up events are kept this long (for support questions), then pruned.
+    retention: timedelta = timedelta(days=7)
+    prune_every_seconds: float = 3600.0
 
     @property
     def max_attempts(self) -> int:
@@ -79,6 +82,7 @@ class EventDispatcher:
         self.client = client
         self.policy = policy or EventRetryPolicy()
         self.batch = batch
+        self._next_prune = 0.0
 
     def run_once(self, *, budget_seconds: float | None = None) -> int:
         """One round: fan out new events, then attempt every due delivery (up to a batch). Returns attempts made.
@@ -87,7 +91,11 @@ class EventDispatcher:
         what a scheduled Lambda invocation runs within its own timeout.
         """
         self.fan_out()
-        return self.send_due(budget_seconds=budget_seconds)
+        attempted = self.send_due(budget_seconds=budget_seconds)
+        if time.monotonic() >= self._next_prune:
+            self.prune()
+            self._next_prune = time.monotonic() + self.policy.prune_every_seconds
+        return attempted
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Rounds until `stop` is set; a failed round (the database restarting) is logged and retried."""
@@ -99,6 +107,21 @@ class EventDispatcher:
                 attempted = 0
             if not attempted:
                 stop.wait(interval)
+
+    def prune(self) -> int:
+        """Delete finished deliveries and fanned-out events older than the retention, unless still pending.
+        Returns the events deleted."""
+        cutoff = utcnow() - self.policy.retention
+        with self.db.session() as db:
+            db.execute(delete(EventDelivery).where(EventDelivery.status != PENDING, EventDelivery.created_at < cutoff))
+            waiting = select(EventDelivery.event_id).where(EventDelivery.status == PENDING)
+            deleted = db.execute(
+                delete(ServiceEvent)
+                .where(ServiceEvent.fanned_out_at < cutoff, ServiceEvent.id.not_in(waiting))
+                .returning(ServiceEvent.id)
+            ).all()
+            db.commit()
+            return len(deleted)
 
     def fan_out(self) -> int:
         """One EventDelivery per (new event, subscription of its account wanting its type). Returns events done."""
