@@ -18,6 +18,7 @@ from chatbox.domain.vault import generate_key
 from chatbox.runtime import Runtime
 from chatbox.services.connections import connection_context
 from chatbox.services.focus import list_chats
+from chatbox.services.sending import send_message
 from chatbox.store.models import Chat, Connection
 from connectors import builtin_platforms
 from connectors.slack.spec import SlackSettings
@@ -203,3 +204,24 @@ def test_archiving_and_recreating_a_connection_keeps_one_chat_per_id(
     assert [s.id for s in summaries] == [c["id"] for c in chats_of(client, account, mailbox["id"])]
     assert len(summaries) == 1 and summaries[0].unread == 2
     assert chat.connection_id == second["id"]
+
+
+def test_a_chat_of_an_archived_connection_is_answered_through_its_successor(
+    client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
+) -> None:
+    mailbox = create_mailbox(client, account)
+    first = connect_telegram(client, account, mailbox["id"])
+    push_update(client, telegram_api, OLD_TOKEN, first, update_id=1)
+    [chat] = chats_of(client, account, mailbox["id"])
+    client.delete(f"/v1/connections/{first['id']}", headers=account.headers)
+    second = connect_telegram(client, account, mailbox["id"], NEW_TOKEN)
+    del telegram_api.tokens[OLD_TOKEN]  # revoked at BotFather: only the new connection's token can send
+
+    with runtime.db.session() as db:
+        receipt = send_message(db, runtime.vault, runtime.platforms, mailbox["id"], "still here", chat=chat["id"])
+
+    assert receipt.chat_id == chat["id"]
+    assert telegram_api.sent_texts() == ["still here"]
+    with runtime.db.session() as db:
+        [stored] = db.scalars(select(Chat).where(Chat.mailbox_id == mailbox["id"])).all()
+    assert stored.connection_id == second["id"]
