@@ -26,7 +26,7 @@ from connectors.telegram.spec import TelegramSettings
 from tests.conftest import AccountKey
 from tests.support.api import assert_error, create_mailbox
 from tests.support.payloads import load_payload
-from tests.support.platforms import TELEGRAM_BOT, TelegramBotApi, running_slack, running_telegram
+from tests.support.platforms import TELEGRAM_BOT, SlackWebApi, TelegramBotApi, running_slack, running_telegram
 
 Json = dict[str, Any]
 OLD_TOKEN = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -48,20 +48,25 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def runtime(settings: Settings, telegram_api: TelegramBotApi) -> Iterator[Runtime]:
-    with running_slack(SLACK_TOKEN) as slack_api:
-        built = build_runtime(
-            settings,
-            platforms=builtin_platforms(),
-            platform_settings={
-                "telegram": TelegramSettings(api_url=telegram_api.root),
-                "slack": SlackSettings(api_url=slack_api.root + "/api/"),
-            },
-        )
-        try:
-            yield built
-        finally:
-            built.close()
+def slack_api() -> Iterator[SlackWebApi]:
+    with running_slack(SLACK_TOKEN) as api:
+        yield api
+
+
+@pytest.fixture
+def runtime(settings: Settings, telegram_api: TelegramBotApi, slack_api: SlackWebApi) -> Iterator[Runtime]:
+    built = build_runtime(
+        settings,
+        platforms=builtin_platforms(),
+        platform_settings={
+            "telegram": TelegramSettings(api_url=telegram_api.root),
+            "slack": SlackSettings(api_url=slack_api.root + "/api/"),
+        },
+    )
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 def connect_telegram(client: TestClient, account: AccountKey, mailbox_id: str, token: str = OLD_TOKEN) -> Json:
@@ -225,3 +230,25 @@ def test_a_chat_of_an_archived_connection_is_answered_through_its_successor(
     with runtime.db.session() as db:
         [stored] = db.scalars(select(Chat).where(Chat.mailbox_id == mailbox["id"])).all()
     assert stored.connection_id == second["id"]
+
+
+def test_a_slack_connection_is_checked_with_auth_test_before_it_changes(
+    client: TestClient, account: AccountKey, runtime: Runtime, slack_api: SlackWebApi
+) -> None:
+    mailbox = create_mailbox(client, account)
+    created = client.post(
+        f"/v1/mailboxes/{mailbox['id']}/connections",
+        json={"platform": "slack", "secrets": {"bot_token": SLACK_TOKEN, "signing_secret": "8f742231b10e"}},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    connection = created.json()
+    path = f"/v1/connections/{connection['id']}"
+
+    refused = client.patch(path, json={"secrets": {"bot_token": "xoxb-revoked-0000"}}, headers=account.headers)
+    rotated = client.patch(path, json={"secrets": {"signing_secret": "0a1b2c3d4e5f"}}, headers=account.headers)
+
+    assert_error(refused, 422)
+    assert rotated.status_code == 200, rotated.text
+    assert [call.method for call in slack_api.calls] == ["auth.test", "auth.test", "auth.test"]
+    assert opened_secrets(runtime, connection["id"]) == {"bot_token": SLACK_TOKEN, "signing_secret": "0a1b2c3d4e5f"}
