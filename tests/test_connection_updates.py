@@ -13,13 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from chatbox.compose import build_runtime
+from chatbox.domain.errors import InvalidInputError
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
 from chatbox.runtime import Runtime
-from chatbox.services.connections import connection_context
+from chatbox.services.connections import connection_context, resync_connection
 from chatbox.services.focus import list_chats
 from chatbox.services.sending import send_message
-from chatbox.store.models import Chat, Connection
+from chatbox.store.models import Chat, Connection, ServiceEvent
 from connectors import builtin_platforms
 from connectors.slack.spec import SlackSettings
 from connectors.telegram.spec import TelegramSettings
@@ -252,3 +253,23 @@ def test_a_slack_connection_is_checked_with_auth_test_before_it_changes(
     assert rotated.status_code == 200, rotated.text
     assert [call.method for call in slack_api.calls] == ["auth.test", "auth.test", "auth.test"]
     assert opened_secrets(runtime, connection["id"]) == {"bot_token": SLACK_TOKEN, "signing_secret": "0a1b2c3d4e5f"}
+
+
+def test_a_resync_the_platform_refuses_is_a_connection_error_event(
+    client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
+) -> None:
+    mailbox = create_mailbox(client, account)
+    connection = connect_telegram(client, account, mailbox["id"])
+    del telegram_api.tokens[OLD_TOKEN]  # revoked at BotFather
+
+    with runtime.db.session() as db, pytest.raises(InvalidInputError):
+        resync_connection(db, runtime.vault, runtime.platforms, connection["id"], public_url=PUBLIC_URL)
+
+    with runtime.db.session() as db:
+        [event] = db.scalars(select(ServiceEvent)).all()
+        assert (event.type, event.mailbox_id, event.account_id) == (
+            "connection_error",
+            mailbox["id"],
+            account.account_id,
+        )
+        assert event.data["connection_id"] == connection["id"] and OLD_TOKEN not in str(event.data)

@@ -27,12 +27,13 @@ from chatbox.domain.errors import (
     VaultError,
 )
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
-from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, ConnectionUpdate, CredentialKind
+from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, ConnectionUpdate, CredentialKind, EventType
 from chatbox.domain.vault import Vault
 from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, OUTBOUND_URL, ConnectionContext
 from chatbox.ports.ingest import ProvisionRequest
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.credentials import add_credential, get_credential, reveal
+from chatbox.services.events import record_event
 from chatbox.services.mailboxes import get_mailbox, require_live_mailbox
 from chatbox.services.pagination import paginate
 from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_credential_room
@@ -210,11 +211,16 @@ def resync_connection(
     secrets = open_connection_secrets(db, vault, connection)
     config = dict(connection.config)
     release_before_network_call(db)
-    provisioned = webhook.provision(
-        ProvisionRequest(
-            connection.id, config, secrets, public_url + ingest_path(platforms, connection.platform, connection.id)
+    try:
+        provisioned = webhook.provision(
+            ProvisionRequest(
+                connection.id, config, secrets, public_url + ingest_path(platforms, connection.platform, connection.id)
+            )
         )
-    )
+    except (InvalidInputError, ConnectorUnavailableError) as exc:
+        # The live connection's own token refused (or the platform unreachable): integrators hear of it.
+        report_connection_error(db, connection, exc.message)
+        raise
     connection = get_connection(db, None, connection_id)
     _replace_secrets(db, vault, connection, dict(provisioned.secrets))
     connection.config = {**connection.config, **provisioned.config}
@@ -309,6 +315,20 @@ def rotate_inbound_token(db: Session, account_id: str | None, connection_id: str
     connection.inbound_token_hash = hash_token(token)
     db.commit()
     return token
+
+
+def report_connection_error(db: Session, connection: Connection, error: str) -> None:
+    """Tell the account's integrators that a connection is not working (`connection_error`): a platform refused
+    its token, or its connector cannot be reached or is unhealthy. Commits; nothing else may be pending."""
+    db.rollback()
+    record_event(
+        db,
+        connection.account_id,
+        EventType.connection_error,
+        mailbox_id=connection.mailbox_id,
+        data={"connection_id": connection.id, "platform": connection.platform, "error": error},
+    )
+    db.commit()
 
 
 def _deprovision_quietly(platforms: PlatformRegistry, connection: ConnectionContext) -> None:

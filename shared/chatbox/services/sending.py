@@ -17,12 +17,11 @@ from sqlalchemy.orm import Session
 from chatbox.domain.errors import ConflictError, ConnectorUnavailableError, InvalidInputError, NoFocusError
 from chatbox.domain.ids import new_id
 from chatbox.domain.normalized import MAX_TEXT
-from chatbox.domain.schemas import ConnectionStatus, EventType
+from chatbox.domain.schemas import ConnectionStatus
 from chatbox.domain.vault import Vault
 from chatbox.ports.connector import OutboundMessage
 from chatbox.ports.platforms import PlatformRegistry
-from chatbox.services.connections import connection_context
-from chatbox.services.events import record_event
+from chatbox.services.connections import connection_context, report_connection_error
 from chatbox.services.focus import find_chat
 from chatbox.services.mailboxes import get_mailbox_any_account, require_live_mailbox
 from chatbox.store.database import release_before_network_call
@@ -116,15 +115,7 @@ def send_message(
     except ConnectorUnavailableError as exc:
         # The token refused or the connector down: integrators hear of it (`connection_error`), the agent from
         # the error itself.
-        db.rollback()
-        record_event(
-            db,
-            mailbox.account_id,
-            EventType.connection_error,
-            mailbox_id=mailbox.id,
-            data={"connection_id": connection.id, "platform": connection.platform, "error": exc.message},
-        )
-        db.commit()
+        report_connection_error(db, connection, exc.message)
         raise
     external_id = sent.external_id
     now = utcnow()
