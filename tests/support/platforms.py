@@ -93,10 +93,15 @@ class _StandIn:
 
 
 class TelegramBotApi(_StandIn):
-    """`{root}/bot{token}/{method}` for getMe, setWebhook, deleteWebhook, sendMessage.
+    """`{root}/bot{token}/{method}` for getMe, setWebhook, deleteWebhook, getUpdates, sendMessage.
 
     `blocked_chats` answer 403 "bot was blocked by the user"; `unknown_chats` 400 "chat not found";
     `script[method]` answers (e.g. a 429 with `parameters.retry_after`) come first.
+
+    getUpdates is Telegram's long poll: `push_update` queues an update for a bot; a call answers the
+    queued updates with `update_id >= offset` at once, or waits up to its `timeout` for one; an `offset`
+    confirms (forgets) every update below it. A call while a webhook is set answers 409, and a newer call
+    for the same bot ends a waiting one with 409, as Telegram does.
     """
 
     def __init__(self, tokens: dict[str, Json]) -> None:
@@ -105,7 +110,19 @@ class TelegramBotApi(_StandIn):
         self.blocked_chats: set[str] = set()
         self.unknown_chats: set[str] = set()
         self.webhooks: dict[str, Json] = {}
+        self.pending: dict[str, list[Json]] = {}
         self._message_ids = itertools.count(500)
+        self._changed = threading.Condition(self._lock)
+        self._polls: dict[str, int] = {}
+
+    def push_update(self, token: str, update: Json) -> None:
+        with self._lock:
+            self.pending.setdefault(token, []).append(update)
+            self._changed.notify_all()
+
+    def getupdates_offsets(self) -> list[int | None]:
+        """The `offset` of every getUpdates call so far, in order (None when the call had none)."""
+        return [call.params.get("offset") for call in self.calls_of("getUpdates")]
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
         _, _, rest = path.partition("/bot")
@@ -127,10 +144,41 @@ class TelegramBotApi(_StandIn):
                 return Answer(200, {"ok": True, "result": True, "description": "Webhook was set"})
             if method == "deleteWebhook":
                 self.webhooks.pop(token, None)
+                if params.get("drop_pending_updates") is True:
+                    self.pending.pop(token, None)
                 return Answer(200, {"ok": True, "result": True, "description": "Webhook was deleted"})
+            if method == "getUpdates":
+                return self._get_updates(token, params)
             if method == "sendMessage":
                 return self._send_message(bot, params)
             return _telegram_error(404, "Not Found")
+
+    def _get_updates(self, token: str, params: Json) -> Answer:
+        """Called with the lock held; waits on the condition (which releases it) for the long poll."""
+        if token in self.webhooks:
+            return _telegram_error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+                "the webhook first",
+            )
+        offset = int(params["offset"]) if "offset" in params else None
+        if offset is not None:
+            self.pending[token] = [u for u in self.pending.get(token, []) if u["update_id"] >= offset]
+        poll = self._polls.get(token, 0) + 1
+        self._polls[token] = poll
+        self._changed.notify_all()
+        deadline = time.monotonic() + min(float(params.get("timeout", 0)), 50.0)
+        while True:
+            if self._polls[token] != poll:
+                return _telegram_error(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                )
+            ready = [u for u in self.pending.get(token, []) if offset is None or u["update_id"] >= offset]
+            left = deadline - time.monotonic()
+            if ready or left <= 0:
+                return _ok(ready[: int(params.get("limit", 100))])
+            self._changed.wait(left)
 
     def _send_message(self, bot: Json, params: Json) -> Answer:
         chat_id = str(params["chat_id"])
