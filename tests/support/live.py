@@ -14,9 +14,11 @@ from chatbox.ports.live import LiveSource
 
 class ListSink:
     """An InboundSink over lists: `refuse` makes the next accepts raise (nothing committed), as a database
-    that is down would."""
+    that is down would; `refuse = -1` refuses every one."""
 
-    def __init__(self, cursor: str | None = None, *, refuse: int = 0) -> None:
+    def __init__(self, cursor: str | None = None, *, refuse: int = 0, gate: threading.Event | None = None) -> None:
+        self.gate = gate  # when given, accept waits (bounded) for it, so a test can look in between
+        self.entered = threading.Event()
         self.messages: list[InboundMessage] = []
         self.saved: list[str] = []
         self.refused = 0
@@ -25,9 +27,12 @@ class ListSink:
         self._lock = threading.Lock()
 
     def accept(self, messages: Sequence[InboundMessage]) -> None:
+        self.entered.set()
+        if self.gate is not None and not self.gate.wait(10):
+            raise RuntimeError("the test never opened the gate")
         with self._lock:
             if self.refuse:
-                self.refuse -= 1
+                self.refuse -= 1 if self.refuse > 0 else 0
                 self.refused += 1
                 raise RuntimeError("the database is down")
             self.messages.extend(messages)  # every accept kept, duplicates included, so tests can count them

@@ -1,4 +1,5 @@
-"""Real HTTP servers on 127.0.0.1 standing in for the Telegram Bot API and the Slack Web API.
+"""Real HTTP servers on 127.0.0.1 standing in for the Telegram Bot API and the Slack Web API (with Slack's
+Socket Mode WebSocket side in `tests.support.slack_socket`).
 
 They answer with the platforms' real JSON shapes (including their errors), record every call, and
 take scripted answers for rate limits. Slack webhooks are signed exactly as Slack signs them.
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.slack_socket import SocketModeServer, running_socket_mode
 
 Json = dict[str, Any]
 
@@ -253,9 +256,11 @@ class SlackWebApi(_StandIn):
     `Retry-After` (scripted). `channels` are the conversations the bot is in.
     """
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, *, app_token: str | None = None, socket: SocketModeServer | None = None) -> None:
         super().__init__()
         self.token = token
+        self.app_token = app_token
+        self.socket = socket
         self.channels: dict[str, Json] = {
             "C0GENERAL": {"id": "C0GENERAL", "name": "general", "is_channel": True, "is_private": False},
             "D0ADA": {"id": "D0ADA", "is_im": True, "user": "U0ADA"},
@@ -269,6 +274,8 @@ class SlackWebApi(_StandIn):
         method = path.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
             self.calls.append(ApiCall(method, params, headers))
+            if method == "apps.connections.open":
+                return self._connections_open(headers)
             if headers.get("authorization") != f"Bearer {self.token}":
                 return Answer(200, {"ok": False, "error": "invalid_auth"})
             scripted = self._scripted(method)
@@ -313,6 +320,20 @@ class SlackWebApi(_StandIn):
                 )
             return Answer(200, {"ok": False, "error": "unknown_method"})
 
+    def _connections_open(self, headers: dict[str, str]) -> Answer:
+        """Slack's answer to apps.connections.open: a one-use WebSocket URL, for an app-level token only."""
+        presented = headers.get("authorization", "")
+        if presented == f"Bearer {self.token}":
+            return Answer(200, {"ok": False, "error": "not_allowed_token_type"})
+        if self.app_token is None or presented != f"Bearer {self.app_token}":
+            return Answer(200, {"ok": False, "error": "invalid_auth"})
+        scripted = self._scripted("apps.connections.open")
+        if scripted is not None:
+            return scripted
+        if self.socket is None:
+            return Answer(200, {"ok": False, "error": "internal_error"})
+        return Answer(200, {"ok": True, "url": self.socket.issue_url()})
+
 
 def slack_rate_limit(retry_after: int) -> Answer:
     return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
@@ -349,7 +370,15 @@ def running_telegram(tokens: dict[str, Json]) -> Iterator[TelegramBotApi]:
 
 
 @contextmanager
-def running_slack(token: str) -> Iterator[SlackWebApi]:
-    api = SlackWebApi(token)
-    with running(api):
-        yield api
+def running_slack(token: str, *, app_token: str | None = None) -> Iterator[SlackWebApi]:
+    """The Web API stand-in; with `app_token`, a Socket Mode stand-in behind its apps.connections.open too
+    (`api.socket`)."""
+    if app_token is None:
+        api = SlackWebApi(token)
+        with running(api):
+            yield api
+        return
+    with running_socket_mode() as socket:
+        api = SlackWebApi(token, app_token=app_token, socket=socket)
+        with running(api):
+            yield api
