@@ -16,6 +16,7 @@ from chatbox.domain.vault import Vault
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
+from chatbox.services.connector_programs import PortPicker
 from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
 from chatbox.services.ingest import IngestDispatcher
 from chatbox.services.quotas import AccountLimits
@@ -38,6 +39,9 @@ class Runtime:
     # Resolves host names for the configuration-time check of tenant-set URLs (the composition root gives
     # the one its HTTP clients connect with); None checks them statically only.
     resolve_host: Resolver | None = None
+    # Set where chatbox runs container connectors' programs itself (`chatbox dev`, `chatbox api`, never Lambda):
+    # picks a free loopback port for a new managed connection (`chatbox.services.connector_programs`).
+    program_port: PortPicker | None = None
     _deliverer: Deliverer | None = field(default=None, init=False)
     _ingest: IngestDispatcher | None = field(default=None, init=False)
 

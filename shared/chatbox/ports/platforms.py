@@ -79,10 +79,15 @@ class ConnectorProgram:
     `CONNECTOR_HOST`, `CONNECTOR_PORT`, `CONNECTOR_STATE_DIR`: `connectors/CONTRACT.md`) plus the
     platform's own, which `env` derives from the connection (e.g. `SIGNAL_ACCOUNT` from its config,
     `DISCORD_BOT_TOKEN` from its secrets).
+
+    `check_input(config, secrets)` runs when a connection that chatbox will run is created (a managed one:
+    `chatbox.services.connector_programs`) and raises InvalidInputError for what the program could not start
+    with (a missing or malformed account, token, URL), so the mistake is a 422 rather than a crash loop.
     """
 
     module: str
     env: Callable[[ConnectionContext], Mapping[str, str]]
+    check_input: Callable[[Mapping[str, Any], Mapping[str, str]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,20 @@ class PlatformRegistry:
         connector = self._build(spec)
         return connector if _is_webhook_connector(connector) else None
 
+    def live_source(self, name: str) -> LiveSource | None:
+        """A new live source for one connection of the platform (from its settings), or None when it has none."""
+        spec = self._specs.get(name)
+        if spec is None or spec.live_source is None:
+            return None
+        return spec.live_source(self._platform_settings(spec))
+
+    def _platform_settings(self, spec: PlatformSpec) -> BaseSettings | None:
+        settings = self._settings.get(spec.name)
+        if settings is None and spec.settings is not None:
+            settings = spec.settings()
+            self._settings[spec.name] = settings  # read once per process, as for its connector
+        return settings
+
     def _build(self, spec: PlatformSpec) -> Connector | None:
         with self._lock:
             if spec.mode is PlatformMode.container:
@@ -221,10 +240,7 @@ class PlatformRegistry:
                 return None
             built = self._built.get(spec.name)
             if built is None:
-                settings = self._settings.get(spec.name)
-                if settings is None and spec.settings is not None:
-                    settings = spec.settings()
-                built = spec.connector(settings)
+                built = spec.connector(self._platform_settings(spec))
                 self._built[spec.name] = built
             return built
 

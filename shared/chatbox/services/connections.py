@@ -32,6 +32,14 @@ from chatbox.domain.vault import Vault
 from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, OUTBOUND_URL, ConnectionContext
 from chatbox.ports.ingest import ProvisionRequest
 from chatbox.ports.platforms import PlatformRegistry
+from chatbox.services.connector_programs import (
+    MANAGED_CREDENTIALS,
+    PortPicker,
+    check_program_input,
+    refuse_reserved_config,
+    stage_managed_program,
+    wants_managed_program,
+)
 from chatbox.services.credentials import add_credential, get_credential, reveal
 from chatbox.services.mailboxes import get_mailbox, require_live_mailbox
 from chatbox.services.pagination import paginate
@@ -70,6 +78,7 @@ def create_connection(
     public_url: str = "",
     limits: AccountLimits = DEFAULT_LIMITS,
     policy: AddressPolicy | None = None,
+    pick_program_port: PortPicker | None = None,
 ) -> CreatedConnection:
     """Attach a platform to a mailbox. ConflictError when the mailbox already has an active one.
 
@@ -80,14 +89,19 @@ def create_connection(
     the platform (Telegram: getMe + setWebhook to `public_url` + its ingest path; Slack: auth.test), and
     what that returns is stored too: config merged, secrets sealed. Nothing is stored when that fails.
 
+    With `pick_program_port` (a runtime that runs connector programs: `chatbox dev`, `chatbox api`), a
+    container platform's connection created without `config.outbound_url` is managed: chatbox seals what its
+    program needs and runs it (`chatbox.services.connector_programs`).
+
     Raises:
         InvalidInputError: an unknown platform, a missing required secret or config key, the
             platform refused the credentials or the ingest URL, or the policy refused
-            `config.outbound_url` (TargetRefusedError).
+            `config.outbound_url` (TargetRefusedError), or the config names a key only chatbox sets.
         ConnectorUnavailableError: the platform could not be reached.
         QuotaExceededError: the connection's secrets would take the account over `limits.max_credentials`
             (checked before the platform is called, and again with what it returned).
     """
+    refuse_reserved_config(data.config)
     _check_outbound_url(db, data.config.get(OUTBOUND_URL), policy or AddressPolicy())
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
@@ -101,7 +115,11 @@ def create_connection(
     if existing is not None:
         raise ConflictError(f"mailbox {mailbox_id} already has an active {platform} connection ({existing})")
     spec.check_connection_input(data.config, data.secrets)
-    require_credential_room(db, account_id, len(data.secrets), limits)
+    managed = wants_managed_program(spec, data.config, pick_program_port)
+    if managed:
+        check_program_input(spec, data.config, data.secrets)
+    extra_credentials = MANAGED_CREDENTIALS if managed else 0
+    require_credential_room(db, account_id, len(data.secrets) + extra_credentials, limits)
     connection_id = new_id("connection")
     config: dict[str, Any] = dict(data.config)
     secrets = dict(data.secrets)
@@ -127,6 +145,18 @@ def create_connection(
         for name, value in secrets.items()
     }
     token = new_token("inb")
+    if managed and pick_program_port is not None:
+        config.update(
+            stage_managed_program(
+                db,
+                vault,
+                account_id=account_id,
+                platform=platform,
+                connection_id=connection_id,
+                inbound_token=token,
+                pick_port=pick_program_port,
+            )
+        )
     connection = Connection(
         id=connection_id,
         account_id=account_id,

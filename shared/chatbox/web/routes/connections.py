@@ -42,6 +42,7 @@ def create_connection(
         public_url=runtime.settings.public_url,
         limits=runtime.account_limits,
         policy=runtime.connector_address_policy,
+        pick_program_port=runtime.program_port,
     )
     public = connection_public(created.connection, runtime)
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)
