@@ -239,6 +239,8 @@ class ProgramRunner(_Runner):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C on chatbox's terminal reaches chatbox, which then stops it in order (SIGTERM).
+            start_new_session=True,
         )
         with self._lock:
             self._process = process
