@@ -31,6 +31,7 @@ from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from chatbox.domain.errors import InvalidInputError, PlatformRefusedError
+from chatbox.domain.normalized import InboundMessage
 from chatbox.ports.connector import ConnectionContext
 from chatbox.ports.live import InboundSink
 from connectors.slack.connector import APP_TOKEN, NameCache, SlackClients
@@ -187,7 +188,7 @@ class _Session:
         socket.send(json.dumps({"envelope_id": frame["envelope_id"]}))
         return True
 
-    def _messages(self, frame: dict[str, Any]) -> list[Any]:
+    def _messages(self, frame: dict[str, Any]) -> list[InboundMessage]:
         payload = frame.get("payload")
         try:
             # Through the Events API path's parser, so NUL characters and nesting are bounded the same way.
