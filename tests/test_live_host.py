@@ -179,7 +179,7 @@ def _config(runtime: Runtime, connection_id: str) -> dict[str, Any]:
 
 def _texts(runtime: Runtime) -> list[str]:
     with runtime.db.session() as db:
-        return [m.text for m in db.scalars(select(Message).where(Message.direction == "in").order_by(Message.id))]
+        return [m.text or "" for m in db.scalars(select(Message).where(Message.direction == "in").order_by(Message.id))]
 
 
 # --- live sources ------------------------------------------------------------------------------------------
