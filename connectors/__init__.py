@@ -8,9 +8,12 @@ Example (a composition root):
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings
+from typing import TYPE_CHECKING
 
-from chatbox.ports.platforms import PlatformSpec
+if TYPE_CHECKING:  # the container images ship connectors/ without chatbox: importing this package needs no core
+    from pydantic_settings import BaseSettings
+
+    from chatbox.ports.platforms import PlatformSpec
 
 
 def builtin_platforms() -> tuple[PlatformSpec, ...]:
