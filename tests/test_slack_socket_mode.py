@@ -180,7 +180,7 @@ def test_stop_returns_promptly_on_a_quiet_socket(api: SlackWebApi) -> None:
     sink = ListSink()
     with running_source(source(api), ctx(), sink) as running:
         wait_connected(server)
-        running.finish(timeout=3)
+        running.finish(timeout=5)  # a read slice plus the close handshake (close_timeout 2 s)
     assert not running.errors
 
 
