@@ -57,6 +57,7 @@ class EchoUpdates:
     updates: list[dict[str, Any]] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     refusing: bool = False
+    api_key: str = API_KEY  # the key the account has now (a rotation changes it)
     root: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,7 +80,7 @@ class EchoUpdates:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 url = urlsplit(self.path)
-                authorized = self.headers.get("authorization") == f"Bearer {API_KEY}"
+                authorized = self.headers.get("authorization") == f"Bearer {api.api_key}"
                 if url.path == "/updates":
                     offset = int(parse_qs(url.query).get("offset", ["0"])[0])
                     with api.lock:
@@ -253,6 +254,30 @@ def test_a_refused_source_is_reported_once_and_not_restarted_in_a_loop(
     finally:
         host.stop()
     assert not runner.thread.is_alive()
+
+
+def test_a_rotated_secret_restarts_the_live_source_with_the_new_one(
+    host_runtime: Runtime, echo_updates: EchoUpdates
+) -> None:
+    account = make_account(host_runtime)
+    with TestClient(create_app(host_runtime)) as client:
+        mailbox = create_mailbox(client, account)
+        connection = _polling_echo(client, account, mailbox["id"])
+        echo_updates.push("before the rotation")
+        with LiveHost(host_runtime, api_url="http://127.0.0.1:9", interval=0.1) as host:
+            eventually(lambda: _texts(host_runtime) == ["before the rotation"], timeout=30)
+            first = host.sources[connection["id"]]
+            echo_updates.api_key = "echo-key-rotated-9876543210"  # the old key stops working at the platform
+            patched = client.patch(
+                f"/v1/connections/{connection['id']}",
+                json={"secrets": {"api_key": echo_updates.api_key}},
+                headers=account.headers,
+            )
+            assert patched.status_code == 200, patched.text
+            echo_updates.push("after the rotation")
+            eventually(lambda: _texts(host_runtime) == ["before the rotation", "after the rotation"], timeout=30)
+            assert host.sources[connection["id"]] is not first
+            eventually(lambda: not first.thread.is_alive(), timeout=30)
 
 
 # --- managed container connections ------------------------------------------------------------------------

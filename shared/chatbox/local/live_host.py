@@ -20,6 +20,7 @@ processes, so the ingest hot path loses nothing measurable to them. Lambda never
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -43,7 +44,7 @@ from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
 from chatbox.runtime import Runtime
 from chatbox.services.connections import connection_context, get_connection
 from chatbox.services.connector_programs import ProgramLaunch, is_managed, program_launch
-from chatbox.services.live_inbound import ConnectionSink
+from chatbox.services.live_inbound import RECEIVE_CURSOR, ConnectionSink
 from chatbox.store.models import Connection
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class _Runner:
         self.connection_id = connection_id
         self.platform = platform
         self.stopping = threading.Event()
+        self.version = ""  # the connection's settings it runs with (LiveHost restarts it when they change)
         self.thread = threading.Thread(target=self._run, name=f"{self.kind}-{connection_id}", daemon=True)
 
     def start(self) -> None:
@@ -347,31 +349,44 @@ class LiveHost:
 
     def reconcile(self) -> None:
         """One look: start what the active connections want, stop what no active connection wants."""
-        wanted_sources: dict[str, str] = {}
-        wanted_programs: dict[str, str] = {}
-        for connection_id, platform, config in self._active_connections():
+        wanted_sources: dict[str, tuple[str, str]] = {}
+        wanted_programs: dict[str, tuple[str, str]] = {}
+        for connection_id, platform, config, version in self._active_connections():
             spec = self.runtime.platforms.get(platform)
             if spec is None:
                 continue
             if spec.live_source is not None and _chose_live_receive(config):
-                wanted_sources[connection_id] = platform
+                wanted_sources[connection_id] = (platform, version)
             if spec.program is not None and is_managed(config):
-                wanted_programs[connection_id] = platform
+                wanted_programs[connection_id] = (platform, version)
         if self._stopping.is_set():
             return
-        for connection_id, platform in wanted_sources.items():
-            if connection_id not in self.sources:
+        self._retiring = [runner for runner in self._retiring if runner.thread.is_alive()]
+        for connection_id, (platform, version) in wanted_sources.items():
+            running = self.sources.get(connection_id)
+            if running is not None and running.version != version:
+                # A rotated token or a changed config: the running source holds the old ones.
+                log.info("connection %s changed; restarting its live source", connection_id)
+                self._retire(self.sources.pop(connection_id))
+                running = None
+            if running is None:
                 source = SourceRunner(self.runtime, connection_id, platform, refused_retry=self.refused_retry)
+                source.version = version
                 self.sources[connection_id] = source
                 source.start()
-        for connection_id, platform in wanted_programs.items():
-            if connection_id not in self.programs:
+        for connection_id, (platform, version) in wanted_programs.items():
+            running_program = self.programs.get(connection_id)
+            if running_program is not None and running_program.version != version:
+                log.info("connection %s changed; restarting its program", connection_id)
+                self._retire(self.programs.pop(connection_id))
+                running_program = None
+            if running_program is None:
                 program = ProgramRunner(
                     self.runtime, connection_id, platform, api_url=self.api_url, stop_timeout=self.stop_timeout
                 )
+                program.version = version
                 self.programs[connection_id] = program
                 program.start()
-        self._retiring = [runner for runner in self._retiring if runner.thread.is_alive()]
         for gone in [c for c in self.sources if c not in wanted_sources]:
             log.info("connection %s is no longer active; stopping its live source", gone)
             self._retire(self.sources.pop(gone))
@@ -383,15 +398,20 @@ class LiveHost:
         runner.stop()
         self._retiring.append(runner)
 
-    def _active_connections(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    def _active_connections(self) -> Iterator[tuple[str, str, dict[str, Any], str]]:
+        """Each active connection's id, platform, config and version (what a running source or program was
+        started with: its config but the source's own cursor, and its secrets' credential ids)."""
         with self.runtime.db.session() as db:
             rows = db.execute(
-                select(Connection.id, Connection.platform, Connection.config).where(
+                select(Connection.id, Connection.platform, Connection.config, Connection.secret_refs).where(
                     Connection.status == ConnectionStatus.active
                 )
             ).all()
         for row in rows:
-            yield row.id, row.platform, dict(row.config or {})
+            config = dict(row.config or {})
+            settled = {key: value for key, value in config.items() if key != RECEIVE_CURSOR}
+            version = json.dumps([settled, row.secret_refs or {}], sort_keys=True, default=str)
+            yield row.id, row.platform, config, version
 
 
 def _chose_live_receive(config: Mapping[str, Any]) -> bool:

@@ -62,7 +62,8 @@ class ConnectionSink:
 
     def save_cursor(self, value: str) -> None:
         with self.db.session() as db, Database.write_lock_for(db):
-            config = db.scalar(select(Connection.config).where(Connection.id == self.connection_id))
+            # The row stays locked until the commit, so a concurrent update of the connection (a PATCH) is not lost.
+            config = db.scalar(select(Connection.config).where(Connection.id == self.connection_id).with_for_update())
             if config is None:
                 return
             db.execute(
