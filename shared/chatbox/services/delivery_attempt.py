@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
@@ -117,6 +118,13 @@ class Deliverer:
         delivery = db.get(Delivery, delivery_id)
         if delivery is None or delivery.status in FINISHED:
             return Decision(Outcome.DONE)
+        early = _seconds_until_due(delivery)
+        if early is not None:
+            # Back before its scheduled attempt: a queue cannot hide a message for a long backoff (SQS
+            # caps a record's visibility at 12 h after its receive), so the database's schedule rules.
+            # Not an attempt, and not a crash either: counted with the deferrals.
+            delivery.deferrals += 1
+            return Decision(Outcome.RETRY, early)
         receives = receive_count - delivery.deferrals  # those that handed it to an attempt (or a crash)
         if receives > self.policy.max_attempts + CRASH_ALLOWANCE:
             # Received far more often than attempts were recorded: the delivery keeps crashing the
@@ -223,8 +231,20 @@ class Deliverer:
         delay = backoff_seconds(delivery.attempts, self.policy.retry_base_seconds)
         if retry_after is not None:
             delay = min(max(delay, retry_after), MAX_BACKOFF_SECONDS)
-        delivery.next_attempt_at = utcnow()
+        delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
         return Decision(Outcome.RETRY, delay)
+
+
+# A record back this close to its scheduled attempt is attempted: queues count visibility in whole seconds.
+DUE_TOLERANCE_SECONDS = 1.0
+
+
+def _seconds_until_due(delivery: Delivery) -> float | None:
+    """Seconds until the delivery's scheduled next attempt, or None when it is due (or none is scheduled)."""
+    if delivery.next_attempt_at is None:
+        return None
+    remaining = (delivery.next_attempt_at - utcnow()).total_seconds()
+    return remaining if remaining > DUE_TOLERANCE_SECONDS else None
 
 
 def _log_attempt(delivery: Delivery, result: PostResult) -> None:
