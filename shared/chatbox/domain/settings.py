@@ -20,6 +20,12 @@ class Settings(BaseSettings):
 
     home: Path = Path(".chatbox")
     db_url: str = ""
+    # Connections each process keeps (0: none kept, SQLAlchemy's NullPool) and may open beyond them. A Lambda
+    # instance serves one request at a time: the template sets 1 and 1, so reserved concurrency bounds them.
+    db_pool_size: int = Field(default=10, ge=0, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # Connect to this host instead of the one in an RDS-style database secret (an RDS Proxy endpoint).
+    db_host: str = ""
     vault_key: str = ""
     vault_old_keys: str = ""
     api_host: str = "127.0.0.1"
