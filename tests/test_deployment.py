@@ -41,6 +41,7 @@ moto_partial_cloudformation = pytest.mark.filterwarnings(
     "ignore:Tried to parse AWS..Logs..LogGroup:UserWarning",
     "ignore:Tried to parse AWS..ServiceDiscovery..:UserWarning",
     "ignore:Tried to parse AWS..EFS..:UserWarning",
+    "ignore:Tried to parse AWS..Lambda..Permission:UserWarning",
 )
 
 

@@ -428,3 +428,25 @@ def test_a_failed_attempt_schedules_its_retry_in_the_database(
         delivery = db.scalars(select(Delivery)).one()
         assert delivery.attempts == 1 and delivery.next_attempt_at is not None
         assert delivery.next_attempt_at >= before + timedelta(seconds=7200)
+
+
+def test_a_message_re_sent_by_the_sweeper_still_goes_out_before_the_later_ones_of_its_chat(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver, sqs: SqsStack
+) -> None:
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    good_queue = _queue(runtime)
+    runtime.queue = SqsQueue(good_queue.client, sqs.queue_url + "-missing.fifo", sqs.dead_letter_queue_url)
+    post_inbound(client, connection, "m-1", "first", external_chat_id="A")  # its hand-off is lost
+    runtime.queue = good_queue
+    post_inbound(client, connection, "m-2", "second", external_chat_id="A")
+    [second] = _receive_all(good_queue, 1)
+
+    assert deliver_batch([second], runtime.deliverer, good_queue) == [second.message_id]  # waits for the first
+    assert receiver.requests == []
+
+    with runtime.db.session() as db:
+        assert sweep_unenqueued(db, good_queue, grace_seconds=0) == 1
+    [first] = _receive_all(good_queue, 1)
+    assert deliver_batch([first], runtime.deliverer, good_queue) == []
+    assert [r.json()["message"]["text"] for r in receiver.wait_for(1)] == ["first"]

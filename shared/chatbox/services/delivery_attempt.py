@@ -17,7 +17,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from chatbox.domain import metrics
@@ -142,6 +142,11 @@ class Deliverer:
         if delivery.attempts >= self.policy.max_attempts:
             _mark_dead(delivery, delivery.last_error or "max attempts reached")
             return Decision(Outcome.DEAD)
+        if _earlier_pending_in_chat(db, delivery):
+            # A queue hands out a chat's messages in order, but a re-send (the sweeper's, after a lost hand-off)
+            # queues behind later ones. The chat's order is the database's: wait for the earlier message.
+            delivery.deferrals += 1
+            return Decision(Outcome.RETRY, max(self.policy.retry_base_seconds, DUE_TOLERANCE_SECONDS))
         message = db.get(Message, delivery.message_id)
         chat = db.get(Chat, delivery.chat_id)
         if message is None or chat is None:
@@ -237,6 +242,22 @@ class Deliverer:
 
 # A record back this close to its scheduled attempt is attempted: queues count visibility in whole seconds.
 DUE_TOLERANCE_SECONDS = 1.0
+
+
+def _earlier_pending_in_chat(db: Session, delivery: Delivery) -> bool:
+    """Whether an earlier message of the delivery's chat still waits to be delivered to the same mailbox
+    (delivery ids sort in the order they were created)."""
+    earlier = db.scalar(
+        select(Delivery.id)
+        .where(
+            Delivery.mailbox_id == delivery.mailbox_id,
+            Delivery.status == DeliveryStatus.pending.value,
+            Delivery.chat_id == delivery.chat_id,
+            Delivery.id < delivery.id,
+        )
+        .limit(1)
+    )
+    return earlier is not None
 
 
 def _seconds_until_due(delivery: Delivery) -> float | None:
