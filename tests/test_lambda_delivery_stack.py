@@ -62,7 +62,8 @@ class DeployedDelivery:
 
 
 def _client(service: str, endpoint: str) -> Any:
-    return boto3.client(
+    make_client: Any = boto3.client  # typed per service name; these are chosen at run time
+    return make_client(
         service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
     )
 
