@@ -433,6 +433,9 @@ def test_parameter_files_name_only_template_parameters_and_give_the_required_one
     for name, value in given.items():
         allowed = declared[name].get("AllowedValues")
         assert allowed is None or value in [str(a) for a in allowed], (name, value)
+        low, high = declared[name].get("MinValue"), declared[name].get("MaxValue")
+        assert low is None or float(value) >= low, (name, value, low)
+        assert high is None or float(value) <= high, (name, value, high)
 
 
 def test_every_deploy_migrates_before_the_functions_change_and_creates_the_first_account() -> None:
