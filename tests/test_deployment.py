@@ -524,3 +524,48 @@ def test_http_api_is_throttled_and_logs_access_without_headers() -> None:
     assert api["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     log_format = api["AccessLogSettings"]["Format"]
     assert "$context.status" in log_format and "header" not in log_format.lower()
+
+
+def _dist_info(layer: Path, name: str, version: str) -> None:
+    folder = layer / f"{name.replace('-', '_')}-{version}.dist-info"
+    folder.mkdir(parents=True)
+    (folder / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n")
+
+
+@pytest.mark.parametrize(
+    ("installed", "problem"),
+    [
+        (("psycopg-binary", "3.2.13"), "psycopg-binary 3.2.13: requirements.lock pins 3.3.9"),
+        (("left-pad", "1.0"), "left-pad 1.0: not in requirements.lock"),
+    ],
+    ids=["older-release", "unpinned"],
+)
+def test_a_layer_that_drifts_from_the_lock_fails_its_build(
+    installed: tuple[str, str], problem: str, tmp_path: Path
+) -> None:
+    layer, lock = tmp_path / "python", tmp_path / "requirements.lock"
+    lock.write_text("psycopg-binary==3.3.9\nSQLAlchemy==2.0.44\n")
+    _dist_info(layer, "SQLAlchemy", "2.0.44")
+    _dist_info(layer, *installed)
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "check_layer.py"), str(layer), str(lock)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"layer drift: {problem}"
+
+
+def test_a_layer_at_the_locks_versions_passes(tmp_path: Path) -> None:
+    layer, lock = tmp_path / "python", tmp_path / "requirements.lock"
+    lock.write_text("psycopg-binary==3.3.9\nSQLAlchemy==2.0.44\n")
+    _dist_info(layer, "sqlalchemy", "2.0.44")
+    _dist_info(layer, "psycopg_binary", "3.3.9")
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "check_layer.py"), str(layer), str(lock)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert (result.returncode, result.stderr) == (0, "")
