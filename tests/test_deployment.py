@@ -461,7 +461,10 @@ def test_the_database_step_waits_for_a_new_cluster_and_its_proxy() -> None:
     parameters = {**REQUIRED, "CreateDatabase": "true", "VpcId": "vpc-1", "PrivateSubnetIds": "subnet-1,subnet-2"}
     resources = translate({**parameters, "UseRdsProxy": "true"})["Resources"]
 
-    assert resources["DatabaseSchema"]["Properties"]["Database"]["Fn::If"][0] == "CreateProxy"
+    waits_for = json.dumps(resources["DatabaseSchema"]["Properties"]["Database"])
+    # The new cluster, the attachment that writes its host into the secret the migrate step reads, the proxy.
+    for resource in ("DatabaseInstance", "DatabaseSecretAttachment", "DatabaseProxyTargetGroup"):
+        assert json.dumps({"Ref": resource}) in waits_for, resource
     assert resources["DatabaseProxy"]["Properties"]["Auth"][0]["SecretArn"] == {"Ref": "DatabaseSecret"}
     assert resources["DatabaseProxy"]["Properties"]["RequireTLS"] is True
     assert resources["DatabaseProxyTargetGroup"]["Properties"]["DBClusterIdentifiers"] == [{"Ref": "DatabaseCluster"}]
