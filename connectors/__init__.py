@@ -8,7 +8,12 @@ Example (a composition root):
 
 from __future__ import annotations
 
-from chatbox.ports.platforms import PlatformSpec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the container images ship connectors/ without chatbox: importing this package needs no core
+    from pydantic_settings import BaseSettings
+
+    from chatbox.ports.platforms import PlatformSpec
 
 
 def builtin_platforms() -> tuple[PlatformSpec, ...]:
@@ -22,4 +27,14 @@ def builtin_platforms() -> tuple[PlatformSpec, ...]:
     return (SIGNAL, TELEGRAM, DISCORD, SLACK)
 
 
-__all__ = ["builtin_platforms"]
+def webhook_platform_settings() -> dict[str, BaseSettings]:
+    """The settings of the built-in platforms for a process that can only be pushed to (Lambda): Telegram and
+    Slack connections get webhooks whatever `CHATBOX_TELEGRAM_MODE` / `CHATBOX_SLACK_MODE` say, as no process
+    there runs their long poll or socket. The rest of their settings come from the environment as usual."""
+    from connectors.slack.spec import SlackSettings
+    from connectors.telegram.spec import TelegramSettings
+
+    return {"telegram": TelegramSettings(mode="webhook"), "slack": SlackSettings(mode="events")}
+
+
+__all__ = ["builtin_platforms", "webhook_platform_settings"]

@@ -349,7 +349,6 @@ def test_vpc_variant_runs_signal_and_discord_containers_pointed_at_the_api(aws: 
             "PublicUrl": "https://chatbox.example.com",
             "SignalImageUri": image.format("signal"),
             "SignalConnectorSecretArn": SECRET.format("signal"),
-            "SignalAccount": "+4915112345678",
             "DiscordImageUri": image.format("discord"),
             "DiscordConnectorSecretArn": SECRET.format("discord"),
         }
@@ -389,11 +388,11 @@ def test_vpc_variant_runs_signal_and_discord_containers_pointed_at_the_api(aws: 
     [volume] = signal["Volumes"]
     assert volume["EFSVolumeConfiguration"]["FilesystemId"] == {"Ref": "SignalStateFileSystem"}
     assert volume["EFSVolumeConfiguration"]["TransitEncryption"] == "ENABLED"
-    assert signal["ContainerDefinitions"][0]["MountPoints"][0]["SourceVolume"] == volume["Name"]
+    [mount] = signal["ContainerDefinitions"][0]["MountPoints"]
+    assert (mount["SourceVolume"], mount["ContainerPath"]) == (volume["Name"], "/var/lib/signal-cli")
     assert template["SignalStateFileSystem"]["DeletionPolicy"] == "Retain"
-    assert {"Name": "SIGNAL_ACCOUNT", "Value": {"Ref": "SignalAccount"}} in signal["ContainerDefinitions"][0][
-        "Environment"
-    ]
+    secrets = {entry["Name"] for entry in signal["ContainerDefinitions"][0]["Secrets"]}
+    assert "SIGNAL_ACCOUNT" in secrets
     config = boto3.client("lambda", region_name=REGION).get_function_configuration(
         FunctionName=stack.physical("DeliveryFunction")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from standardwebhooks import Webhook
 
 from tests.support.cli import CHATBOX, clean_env, wait_for
 from tests.support.pipeline import new_signing_secret
+from tests.support.plugins import platform_plugin
 from tests.support.ports import reserved_port
 from tests.support.receiver import running_receiver
 
@@ -50,10 +52,12 @@ def _health(base_url: str, process: subprocess.Popen[bytes], run: DevRun) -> boo
 
 
 @contextmanager
-def chatbox_dev(workdir: Path, name: str, **chatbox_vars: str) -> Iterator[DevRun]:
+def chatbox_dev(workdir: Path, name: str, *, pythonpath: str | None = None, **chatbox_vars: str) -> Iterator[DevRun]:
     """Start `chatbox dev` in `workdir`, wait until /health answers, and always stop it afterwards."""
     with reserved_port() as port:  # held until chatbox dev listens on it, so no other worker can take it first
         env = clean_env(api_port=str(port), **chatbox_vars)
+        if pythonpath is not None:
+            env["PYTHONPATH"] = pythonpath
         run = DevRun(f"http://127.0.0.1:{port}", workdir.parent / f"{name}.out", workdir.parent / f"{name}.err")
         with run.stdout.open("wb") as stdout, run.stderr.open("wb") as stderr:
             process = subprocess.Popen([str(CHATBOX), "dev"], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
@@ -146,7 +150,11 @@ def test_dev_delivers_an_inbound_message_to_a_local_webhook_through_its_worker(t
             json={"name": "agent", "webhook_url": receiver.url, "signing_credential_id": credential.json()["id"]},
         )
         assert mailbox.status_code == 201, mailbox.text  # loopback webhooks are allowed under chatbox dev
-        connection = api.post(f"/v1/mailboxes/{mailbox.json()['id']}/connections", json={"platform": "signal"}).json()
+        # A connector the operator runs (with config.outbound_url; without it chatbox dev would run the program).
+        connection = api.post(
+            f"/v1/mailboxes/{mailbox.json()['id']}/connections",
+            json={"platform": "signal", "config": {"outbound_url": "http://127.0.0.1:9/v1/send"}},
+        ).json()
 
         accepted = httpx.post(
             f"{run.base_url}/v1/connections/{connection['id']}/messages",
@@ -175,3 +183,37 @@ def test_dev_follows_a_dotenv_line_refusing_loopback_webhooks(tmp_path: Path) ->
         )
 
     assert refused.status_code == 422, refused.text
+
+
+def test_dev_runs_a_managed_connections_program_and_leaves_no_child_behind(tmp_path: Path) -> None:
+    """One command: a container connection created without outbound_url gets its program started by chatbox dev,
+    which posts inbound that reaches the agent; stopping chatbox dev stops the program too."""
+    workdir = _workdir(tmp_path)
+    pythonpath = platform_plugin(tmp_path, parrot="tests.platforms.parrot.spec:SPEC")
+    with (
+        running_receiver() as receiver,
+        chatbox_dev(workdir, "managed", bootstrap_api_key=BOOTSTRAP_KEY, pythonpath=pythonpath) as run,
+        httpx.Client(base_url=run.base_url, headers=_bearer(BOOTSTRAP_KEY), timeout=10) as api,
+    ):
+        mailbox = api.post("/v1/mailboxes", json={"name": "agent", "webhook_url": receiver.url})
+        created = api.post(
+            f"/v1/mailboxes/{mailbox.json()['id']}/connections",
+            json={"platform": "parrot", "config": {"greeting": "hi"}},
+        )
+        assert created.status_code == 201, created.text
+        [request] = receiver.wait_for(1, timeout=60)
+        pid_file = workdir / ".chatbox" / "connectors" / created.json()["id"] / "pid"
+        pid = int(wait_for(lambda: pid_file.read_text() if pid_file.exists() else None, timeout=10, what="pid"))
+
+    assert request.json()["message"]["text"] == f"hi from pid {pid}"
+    assert not _pid_alive(pid)
+    assert f"[parrot {created.json()['id']}] parrot listening" in run.errors()
+    assert "parrot stopped" in run.errors()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

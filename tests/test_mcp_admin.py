@@ -33,6 +33,11 @@ ADMIN_TOOLS = [
     "unpause_mailbox",
     "redrive_dead_letters",
     "tail_deliveries",
+    "list_event_subscriptions",
+    "create_event_subscription",
+    "get_event_subscription",
+    "update_event_subscription",
+    "delete_event_subscription",
 ]
 
 
@@ -185,3 +190,30 @@ def test_bad_arguments_are_tool_errors(base_url: str, account: AccountKey) -> No
     result = call(base_url, account, "tail_deliveries", {"mailbox_id": "mbx_x", "limit": 0})
 
     assert result.is_error and "invalid arguments" in text_of(result)
+
+
+def test_event_subscriptions_are_managed_over_admin_mcp(client: TestClient, base_url: str, account: AccountKey) -> None:
+    created = call(
+        base_url, account, "create_event_subscription", {"url": "https://hooks.example.test/e", "events": ["new_chat"]}
+    )
+    assert not created.is_error, text_of(created)
+    subscription_id = (created.structured_content or {})["id"]
+
+    listed = call(base_url, account, "list_event_subscriptions")
+    updated = call(
+        base_url,
+        account,
+        "update_event_subscription",
+        {"subscription_id": subscription_id, "url": "https://hooks.example.test/f", "events": ["mailbox_paused"]},
+    )
+    refused = call(base_url, account, "create_event_subscription", {"url": "https://h.example.test", "events": ["x"]})
+    deleted = call(base_url, account, "delete_event_subscription", {"subscription_id": subscription_id})
+    gone = call(base_url, account, "get_event_subscription", {"subscription_id": subscription_id})
+
+    assert [s["id"] for s in (listed.structured_content or {})["event_subscriptions"]] == [subscription_id]
+    assert (updated.structured_content or {})["events"] == ["mailbox_paused"]
+    assert refused.is_error
+    assert not deleted.is_error
+    assert gone.is_error and "not found" in text_of(gone)
+    rest = client.get("/v1/event-subscriptions", headers=account.headers).json()["items"]
+    assert rest == []

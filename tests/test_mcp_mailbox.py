@@ -376,3 +376,38 @@ def test_focal_chat_arrives_in_full_others_as_notifications_and_recap_shows_both
         "Alice: great, thanks",
     ]
     assert [r.body["text"] for r in connector.requests] == ["yes, here"]
+
+
+def test_rest_chats_and_focal_chat_id_use_the_ids_list_chats_shows(
+    client: TestClient, account: AccountKey, base_url: str
+) -> None:
+    mailbox, connection = _mailbox_with_signal(client, account)
+    post_inbound(client, connection, "m-1", "hello", chat_name="Ada")
+    post_inbound(client, connection, "m-2", "hi", external_chat_id="chat-2", chat_name="Bob")
+    url, token = mcp_url(base_url, mailbox), mailbox["mcp_token"]
+    switched = call_tool(url, token, "switch_chat", {"chat_id": "signal:chat-2"})
+    assert not switched.is_error, text_of(switched)
+
+    listed = call_tool(url, token, "list_chats")
+    rest = client.get(f"/v1/mailboxes/{mailbox['id']}/chats", headers=account.headers)
+    shown = client.get(f"/v1/mailboxes/{mailbox['id']}", headers=account.headers).json()
+
+    assert rest.status_code == 200, rest.text
+    items = rest.json()["items"]
+    assert [c["id"] for c in items] == [c["id"] for c in (listed.structured_content or {})["chats"]]
+    assert {c["id"]: (c["name"], c["unread"], c["focal"]) for c in items} == {
+        "signal:chat-1": ("Ada", 1, False),
+        "signal:chat-2": ("Bob", 0, True),
+    }
+    assert all(c["muted"] is False and c["last_activity_at"] for c in items)
+    assert shown["focal_chat_id"] == "signal:chat-2"
+
+
+def test_rest_chats_of_another_accounts_mailbox_are_not_found(
+    client: TestClient, account: AccountKey, other_account: AccountKey
+) -> None:
+    mailbox, _ = _mailbox_with_signal(client, account)
+
+    response = client.get(f"/v1/mailboxes/{mailbox['id']}/chats", headers=other_account.headers)
+
+    assert response.status_code == 404

@@ -231,9 +231,28 @@ def test_scheduled_invocation_sweeps_deliveries_whose_send_was_lost(
         json.loads((EVENTS / "eventbridge_scheduled.json").read_text()), LambdaContext(function_name="chatbox-delivery")
     )
 
-    assert result == {"swept": 1}
+    assert result == {"swept": 1, "events_attempted": 0}
     [record] = _receive_all(good_queue, 1)
     assert json.loads(record.body)["delivery_id"].startswith("dlv_")
+
+
+def test_scheduled_invocation_sends_due_service_events(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver, delivery_handler: ModuleType
+) -> None:
+    subscribed = client.post(
+        "/v1/event-subscriptions", json={"url": receiver.url, "events": ["new_chat"]}, headers=account.headers
+    )
+    assert subscribed.status_code == 201, subscribed.text
+    mailbox = create_mailbox(client, account)
+    post_inbound(client, create_connection(client, account, mailbox["id"], platform="discord"), "m-1")
+
+    result = delivery_handler.handler(
+        json.loads((EVENTS / "eventbridge_scheduled.json").read_text()), LambdaContext(function_name="chatbox-delivery")
+    )
+
+    assert result["events_attempted"] == 1
+    [request] = receiver.wait_for(1)
+    assert request.json()["type"] == "new_chat" and request.json()["data"]["chat_id"] == "discord:chat-1"
 
 
 def _deduplication_ids(sqs: SqsStack) -> list[str]:

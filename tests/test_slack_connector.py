@@ -23,6 +23,7 @@ from tests.support.platforms import SlackWebApi, running_slack, slack_rate_limit
 TOKEN = "xoxb-1111111111-2222222222222-abcdefghijklmnopqrstuvwx"
 SIGNING = "8f742231b10e8888abcd99yyyzzz85a5"
 SECRETS = {"bot_token": TOKEN, "signing_secret": SIGNING}
+INGEST_URL = "https://x.test/v1/ingest/slack/c"  # public https: the Events API in the default mode (auto)
 
 
 @pytest.fixture
@@ -58,19 +59,27 @@ def signed(body: bytes, timestamp: int | None = None, secret: str = SIGNING) -> 
 def test_provision_learns_the_bots_user_id_and_bot_id(api: SlackWebApi, connector: SlackConnector) -> None:
     provisioned = connector.provision(ProvisionRequest("c", {}, SECRETS, "https://x.test/v1/ingest/slack/c"))
 
-    assert provisioned.config == {"bot_user_id": "U0BOT", "bot_id": "B0BOT", "team_id": "T0ACME", "team": "Acme"}
+    assert provisioned.config == {
+        "bot_user_id": "U0BOT",
+        "bot_id": "B0BOT",
+        "team_id": "T0ACME",
+        "team": "Acme",
+        "receive_mode": "webhook",
+    }
     assert provisioned.secrets == {}
     assert [call.method for call in api.calls] == ["auth.test"]
 
 
 def test_provision_refuses_a_wrong_token(connector: SlackConnector) -> None:
     with pytest.raises(InvalidInputError, match="invalid_auth"):
-        connector.provision(ProvisionRequest("c", {}, {"bot_token": "xoxb-wrong", "signing_secret": SIGNING}))
+        connector.provision(
+            ProvisionRequest("c", {}, {"bot_token": "xoxb-wrong", "signing_secret": SIGNING}, INGEST_URL)
+        )
 
 
 def test_provision_needs_both_secrets(connector: SlackConnector) -> None:
     with pytest.raises(InvalidInputError, match="signing_secret"):
-        connector.provision(ProvisionRequest("c", {}, {"bot_token": TOKEN}))
+        connector.provision(ProvisionRequest("c", {}, {"bot_token": TOKEN}, INGEST_URL))
 
 
 def test_a_request_signed_as_slack_signs_is_verified(connector: SlackConnector) -> None:

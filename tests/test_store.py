@@ -23,6 +23,7 @@ from chatbox.runtime import Runtime
 from chatbox.store.database import Database, release_before_network_call
 from chatbox.store.migrate import alembic_config, upgrade_to_head
 from chatbox.store.models import Account, ApiKey, Base, Chat, Connection, Delivery, Mailbox, Message
+from chatbox.store.types import utcnow
 from tests.conftest import BACKENDS
 from tests.support.postgres import PostgresServer
 
@@ -375,3 +376,42 @@ def test_releasing_before_a_network_call_refuses_to_drop_uncommitted_changes(run
         release_before_network_call(db)  # nothing pending: the read transaction simply ends
 
         assert not db.in_transaction()
+
+
+def test_migrating_merges_chats_split_by_a_recreated_connection(empty_db: Database) -> None:
+    config = alembic_config()
+    with empty_db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+    now = utcnow()
+    rows = {"now": now, "mcp": hash_token(new_token("mcp"))}
+    with empty_db.engine.begin() as connection:
+        statements = [
+            "INSERT INTO accounts (id, name, created_at) VALUES ('acct_1', 'acme', :now)",
+            "INSERT INTO mailboxes (id, account_id, name, templates, mcp_token_hash, status, consecutive_failures, "
+            "created_at, updated_at, focal_chat_id) VALUES ('mbx_1', 'acct_1', 'agent', '{}', :mcp, 'active', 0, "
+            ":now, :now, 'chat_1')",
+        ]
+        for number, status in ((1, "archived"), (2, "active")):
+            statements += [
+                f"INSERT INTO connections (id, account_id, mailbox_id, platform, config, secret_refs, "
+                f"inbound_token_hash, status, created_at, updated_at) VALUES ('conn_{number}', 'acct_1', 'mbx_1', "
+                f"'telegram', '{{}}', '{{}}', 'hash{number}', '{status}', :now, :now)",
+                f"INSERT INTO chats (id, connection_id, mailbox_id, platform, external_id, type, muted, unread_count, "
+                f"created_at) VALUES ('chat_{number}', 'conn_{number}', 'mbx_1', 'telegram', '42', 'direct', false, "
+                f"{number}, :now)",
+                f"INSERT INTO messages (id, chat_id, connection_id, direction, attachments, event_type, received_at) "
+                f"VALUES ('msg_{number}', 'chat_{number}', 'conn_{number}', 'in', '[]', 'message', :now)",
+            ]
+        for statement in statements:
+            connection.execute(text(statement), rows)
+
+    upgrade_to_head(empty_db.engine)
+
+    with empty_db.engine.connect() as connection:
+        chats = connection.execute(text("SELECT id, unread_count FROM chats")).all()
+        message_chats = set(connection.execute(text("SELECT chat_id FROM messages")).scalars())
+        focal = connection.execute(text("SELECT focal_chat_id FROM mailboxes")).scalar_one()
+    assert [tuple(row) for row in chats] == [("chat_2", 3)]
+    assert message_chats == {"chat_2"}
+    assert focal == "chat_2"

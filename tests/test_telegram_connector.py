@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -76,7 +77,11 @@ def test_provision_checks_the_token_and_sets_the_webhook_with_a_long_random_secr
         "channel_post",
         "edited_channel_post",
     ]
-    assert provisioned.config == {"bot_id": TELEGRAM_BOT["id"], "bot_username": "chatbox_test_bot"}
+    assert provisioned.config == {
+        "bot_id": TELEGRAM_BOT["id"],
+        "bot_username": "chatbox_test_bot",
+        "receive_mode": "webhook",
+    }
     again = connector.provision(ProvisionRequest("conn_01JD3AAAAAAAAAAAAAAAAAAAAA", {}, {"bot_token": TOKEN}, url))
     assert again.secrets["webhook_secret"] != secret
 
@@ -95,11 +100,49 @@ def test_provision_needs_a_bot_token(connector: TelegramConnector) -> None:
         connector.provision(ProvisionRequest("c", {}, {}, "https://x.test/hook"))
 
 
-def test_provision_explains_a_webhook_url_telegram_refuses(connector: TelegramConnector) -> None:
-    with pytest.raises(InvalidInputError, match="CHATBOX_PUBLIC_URL"):
-        connector.provision(
-            ProvisionRequest("c", {}, {"bot_token": TOKEN}, "http://127.0.0.1:8000/v1/ingest/telegram/c")
-        )
+def test_provision_explains_a_webhook_url_telegram_refuses(api: TelegramBotApi) -> None:
+    forced = TelegramConnector(api.root, mode="webhook")  # a loopback URL in webhook mode: as a proxy setup would
+    try:
+        with pytest.raises(InvalidInputError, match="CHATBOX_PUBLIC_URL") as caught:
+            forced.provision(
+                ProvisionRequest("c", {}, {"bot_token": TOKEN}, "http://127.0.0.1:8000/v1/ingest/telegram/c")
+            )
+    finally:
+        forced.close()
+    assert "CHATBOX_TELEGRAM_MODE=polling" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("mode", "url", "receive"),
+    [
+        ("auto", "https://chatbox.example.com/v1/ingest/telegram/c", "webhook"),
+        ("auto", "http://chatbox.example.com/v1/ingest/telegram/c", "polling"),
+        ("auto", "https://127.0.0.1:8443/v1/ingest/telegram/c", "polling"),
+        ("auto", "http://localhost:8000/v1/ingest/telegram/c", "polling"),
+        ("auto", "https://chatbox.internal/v1/ingest/telegram/c", "polling"),
+        ("polling", "https://chatbox.example.com/v1/ingest/telegram/c", "polling"),
+    ],
+    ids=["auto-public-https", "auto-http", "auto-loopback", "auto-localhost", "auto-internal", "polling-forced"],
+)
+def test_provision_chooses_webhook_or_polling_from_the_mode_and_the_ingest_url(
+    api: TelegramBotApi, mode: Literal["auto", "webhook", "polling"], url: str, receive: str
+) -> None:
+    chooser = TelegramConnector(api.root, mode=mode)
+    api.webhooks[TOKEN] = {"url": "https://old.example.com/hook"}
+    try:
+        provisioned = chooser.provision(ProvisionRequest("c", {}, {"bot_token": TOKEN}, url))
+    finally:
+        chooser.close()
+
+    assert provisioned.config["receive_mode"] == receive
+    if receive == "polling":
+        assert [call.method for call in api.calls] == ["getMe", "deleteWebhook"]
+        assert TOKEN not in api.webhooks
+        assert provisioned.secrets == {}  # no webhook, so no webhook secret
+    else:
+        assert [call.method for call in api.calls] == ["getMe", "setWebhook"]
+        assert api.webhooks[TOKEN]["url"] == url
+        assert provisioned.secrets["webhook_secret"]
 
 
 def test_provision_reports_an_unreachable_api_as_unavailable() -> None:

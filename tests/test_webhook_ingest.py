@@ -150,7 +150,11 @@ def test_creating_a_telegram_connection_checks_the_token_and_registers_the_webho
     assert [call.method for call in telegram_api.calls] == ["getMe", "setWebhook"]
     assert telegram_api.webhooks[TELEGRAM_TOKEN]["url"] == connection["ingest_url"]
     assert connection["secret_names"] == ["bot_token", "webhook_secret"]
-    assert connection["config"] == {"bot_id": TELEGRAM_BOT["id"], "bot_username": "chatbox_test_bot"}
+    assert connection["config"] == {
+        "bot_id": TELEGRAM_BOT["id"],
+        "bot_username": "chatbox_test_bot",
+        "receive_mode": "webhook",
+    }
     assert len(webhook_secret(telegram_api)) >= 32
     assert webhook_secret(telegram_api) not in json.dumps(connection)
 

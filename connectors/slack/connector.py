@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web import SlackResponse, WebClient
 
+from chatbox.domain.addresses import is_public_https_url
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
 from chatbox.domain.message_split import split_text
 from chatbox.ports.connector import ConnectionContext, OutboundMessage, SentMessage
@@ -30,7 +31,8 @@ from chatbox.ports.ingest import (
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
-from connectors.slack.spec import SlackSendOptions
+from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
+from connectors.slack.spec import SlackMode, SlackSendOptions
 from connectors.slack.translate import (
     SlackIdentity,
     channel_display_name,
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 BOT_TOKEN = "bot_token"
 SIGNING_SECRET = "signing_secret"
+APP_TOKEN = "app_token"
+EVENTS_RECEIVE = WEBHOOK_RECEIVE  # the Events API is Slack's webhook
+SOCKET_RECEIVE = "socket"
 MAX_MESSAGE = 40_000  # chat.postMessage truncates beyond this (counted after escaping)
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
@@ -77,6 +82,14 @@ _HINTS = {
     "is_archived": "the channel is archived",
     "msg_too_long": "shorten the message",
 }
+
+
+def receive_mode_for(mode: SlackMode, ingest_url: str) -> str:
+    """`webhook` (the Events API) or `socket` for a new connection: `auto` uses Socket Mode unless Slack could
+    POST to the ingest URL."""
+    if mode == "auto":
+        return EVENTS_RECEIVE if is_public_https_url(ingest_url) else SOCKET_RECEIVE
+    return EVENTS_RECEIVE if mode == "events" else SOCKET_RECEIVE
 
 
 class NameCache:
@@ -162,9 +175,13 @@ class SlackConnector:
         api_root: the Web API root (`CHATBOX_SLACK_API_URL`), e.g. `https://slack.com/api/`.
         max_retry_wait: a 429 whose Retry-After is at most this is waited out and retried once;
             a longer one is reported as RateLimitedError at once.
+        mode: how new connections receive events (`CHATBOX_SLACK_MODE`, see `receive_mode_for`).
     """
 
-    def __init__(self, api_root: str, *, max_retry_wait: float = 5.0, timeout: int = 10) -> None:
+    def __init__(
+        self, api_root: str, *, max_retry_wait: float = 5.0, timeout: int = 10, mode: SlackMode = "auto"
+    ) -> None:
+        self.mode = mode
         self.clients = SlackClients(api_root, timeout)
         self.names = NameCache(self.clients)
         self.max_retry_wait = max_retry_wait
@@ -205,9 +222,28 @@ class SlackConnector:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def provision(self, request: ProvisionRequest) -> Provisioned:
-        """auth.test: checks the bot token and learns the bot's user id and bot id (to ignore its own messages)."""
+        """auth.test: checks the bot token and learns the bot's user id and bot id (to ignore its own messages).
+
+        The receive mode (`receive_mode_for`) decides the other secret: the Events API needs the signing
+        secret; Socket Mode needs the app-level token, checked with apps.connections.open.
+
+        Raises:
+            InvalidInputError: a secret the chosen mode needs is missing, or Slack refuses a token.
+            ConnectorUnavailableError: Slack cannot be reached or rate-limits the check.
+        """
         token = request.secrets.get(BOT_TOKEN)
-        if not token or not request.secrets.get(SIGNING_SECRET):
+        receive = receive_mode_for(self.mode, request.ingest_url)
+        if receive == SOCKET_RECEIVE:
+            app_token = request.secrets.get(APP_TOKEN)
+            if not token or not app_token:
+                raise InvalidInputError(
+                    "a slack connection in Socket Mode needs secrets.bot_token (xoxb-…, OAuth & Permissions) and "
+                    "secrets.app_token (xapp-…, Basic Information → App-Level Tokens, scope connections:write); "
+                    "chatbox uses Socket Mode because CHATBOX_PUBLIC_URL is not a public https URL "
+                    "(or CHATBOX_SLACK_MODE=socket)"
+                )
+            self._check_app_token(app_token)
+        elif not token or not request.secrets.get(SIGNING_SECRET):
             raise InvalidInputError(
                 "a slack connection needs secrets.bot_token (xoxb-…, OAuth & Permissions) and "
                 "secrets.signing_secret (Basic Information → App Credentials)"
@@ -224,8 +260,29 @@ class SlackConnector:
         except (SlackClientError, OSError) as exc:
             raise ConnectorUnavailableError(f"Slack cannot be reached ({type(exc).__name__}); try again later") from exc
         learned = {"bot_user_id": "user_id", "bot_id": "bot_id", "team_id": "team_id", "team": "team"}
-        config = {key: answer.get(source) for key, source in learned.items() if isinstance(answer.get(source), str)}
+        config: dict[str, Any] = {
+            key: answer.get(source) for key, source in learned.items() if isinstance(answer.get(source), str)
+        }
+        config[RECEIVE_MODE] = receive
         return Provisioned(config=config)
+
+    def _check_app_token(self, app_token: str) -> None:
+        """apps.connections.open with the app-level token: Slack answers a WebSocket URL only to a valid one
+        of an app with Socket Mode on (the URL is not used; the live source opens its own)."""
+        try:
+            self.clients.get(app_token).apps_connections_open(app_token=app_token)
+        except SlackApiError as exc:
+            error = _error_code(exc.response)
+            if exc.response.status_code == 429:
+                raise ConnectorUnavailableError(
+                    "Slack rate-limited apps.connections.open; try again in a minute"
+                ) from exc
+            raise InvalidInputError(
+                f"Slack refused secrets.app_token (apps.connections.open: {error}): use an app-level token (xapp-…) "
+                "with the connections:write scope, and turn Socket Mode on in the app's settings"
+            ) from exc
+        except (SlackClientError, OSError) as exc:
+            raise ConnectorUnavailableError(f"Slack cannot be reached ({type(exc).__name__}); try again later") from exc
 
     def deprovision(self, connection: ConnectionContext) -> None:
         """Nothing to undo on Slack: the Event Subscriptions URL lives in the app's settings."""

@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any
 
+from chatbox.domain.addresses import is_public_https_url
 from chatbox.domain.errors import (
     ConnectorError,
     ConnectorUnavailableError,
@@ -30,8 +31,9 @@ from chatbox.ports.ingest import (
     WebhookRequest,
     WebhookUnauthenticatedError,
 )
+from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
 from connectors.telegram.bot_api import BotApiClient, BotApiError
-from connectors.telegram.spec import TelegramSendOptions
+from connectors.telegram.spec import TelegramMode, TelegramSendOptions
 from connectors.telegram.translate import (
     ALLOWED_UPDATES,
     message_external_id,
@@ -46,6 +48,14 @@ WEBHOOK_SECRET = "webhook_secret"
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 MAX_MESSAGE = 4096  # sendMessage text, in UTF-16 code units
 _TOKEN_REFUSED = (401, 404)  # 401: a well-formed token Telegram does not know; 404: a malformed one
+POLLING_RECEIVE = "polling"
+
+
+def receive_mode_for(mode: TelegramMode, ingest_url: str) -> str:
+    """`webhook` or `polling` for a new connection: `auto` polls unless Telegram could push to the ingest URL."""
+    if mode == "auto":
+        return WEBHOOK_RECEIVE if is_public_https_url(ingest_url) else POLLING_RECEIVE
+    return WEBHOOK_RECEIVE if mode == "webhook" else POLLING_RECEIVE
 
 
 class TelegramConnector:
@@ -56,10 +66,14 @@ class TelegramConnector:
         max_retry_wait: a 429 asking to wait at most this long is waited out and retried once;
             a longer one is reported as RateLimitedError at once.
         timeout: seconds for each phase of a Bot API call (connect, write, read).
+        mode: how new connections receive updates (`CHATBOX_TELEGRAM_MODE`, see `receive_mode_for`).
     """
 
-    def __init__(self, api_root: str, *, max_retry_wait: float = 5.0, timeout: float = 10.0) -> None:
+    def __init__(
+        self, api_root: str, *, max_retry_wait: float = 5.0, timeout: float = 10.0, mode: TelegramMode = "auto"
+    ) -> None:
         self.api_root = api_root.rstrip("/")
+        self.mode = mode
         self.max_retry_wait = max_retry_wait
         self.timeout = timeout
         self._api = BotApiClient(self.api_root, timeout=timeout)
@@ -83,8 +97,9 @@ class TelegramConnector:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def provision(self, request: ProvisionRequest) -> Provisioned:
-        """getMe to check the token and learn the bot's id and username, then setWebhook to the connection's
-        ingest URL with a fresh secret token.
+        """getMe to check the token and learn the bot's id and username, then, in webhook mode, setWebhook to
+        the connection's ingest URL with a fresh secret token; in polling mode deleteWebhook instead (getUpdates
+        refuses to run while a webhook is set), and the live source fetches the updates.
 
         Raises:
             InvalidInputError: no token, a token Telegram refuses, or a webhook URL it refuses.
@@ -93,18 +108,27 @@ class TelegramConnector:
         token = request.secrets.get(BOT_TOKEN)
         if not token:
             raise InvalidInputError("a telegram connection needs secrets.bot_token (from @BotFather)")
-        webhook_secret = secrets.token_urlsafe(32)  # 43 chars of A-Za-z0-9_-
+        receive = receive_mode_for(self.mode, request.ingest_url)
         me = self._provision_call(request, token, "getMe", {})
         if not isinstance(me, dict) or not _is_int(me.get("id")):
             raise ConnectorUnavailableError("Telegram answered getMe without the bot's id; try again later")
         username = me.get("username")
+        config: dict[str, Any] = {
+            "bot_id": me["id"],
+            "bot_username": username if isinstance(username, str) else None,
+            RECEIVE_MODE: receive,
+        }
+        if receive == POLLING_RECEIVE:
+            # Updates already waiting stay queued: getUpdates delivers them after the webhook is gone.
+            self._provision_call(request, token, "deleteWebhook", {"drop_pending_updates": False})
+            return Provisioned(config=config)
+        webhook_secret = secrets.token_urlsafe(32)  # 43 chars of A-Za-z0-9_-
         self._provision_call(
             request,
             token,
             "setWebhook",
             {"url": request.ingest_url, "secret_token": webhook_secret, "allowed_updates": list(ALLOWED_UPDATES)},
         )
-        config: dict[str, Any] = {"bot_id": me["id"], "bot_username": username if isinstance(username, str) else None}
         return Provisioned(config=config, secrets={WEBHOOK_SECRET: webhook_secret})
 
     def _provision_call(self, request: ProvisionRequest, token: str, method: str, params: dict[str, Any]) -> Any:
@@ -120,7 +144,8 @@ class TelegramConnector:
             if method == "setWebhook" and exc.error_code == 400:
                 raise InvalidInputError(
                     f"Telegram refused the webhook URL {request.ingest_url} ({_detail(exc)}): CHATBOX_PUBLIC_URL "
-                    "must be a public https URL on port 443, 80, 88 or 8443"
+                    "must be a public https URL on port 443, 80, 88 or 8443, or set "
+                    "CHATBOX_TELEGRAM_MODE=polling"
                 ) from exc
             raise _failed(exc) from exc
 

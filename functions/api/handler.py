@@ -8,10 +8,10 @@ from __future__ import annotations
 from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
 from chatbox.asgi import create_app
 from chatbox.compose import build_runtime
-from connectors import builtin_platforms
+from connectors import builtin_platforms, webhook_platform_settings
 
 logger = lambda_logger("chatbox-api")
 settings = lambda_settings()
-runtime = build_runtime(settings, platforms=builtin_platforms())
+runtime = build_runtime(settings, platforms=builtin_platforms(), platform_settings=webhook_platform_settings())
 app = create_app(runtime, mcp=False)
 handler = http_handler(app, logger, settings)

@@ -16,7 +16,9 @@ from chatbox.domain.vault import Vault
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
+from chatbox.services.connector_programs import PortPicker
 from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
+from chatbox.services.event_dispatch import EventDispatcher
 from chatbox.services.ingest import IngestDispatcher
 from chatbox.services.quotas import AccountLimits
 from chatbox.services.throttle import AuthThrottle, ThrottlePolicy
@@ -38,8 +40,12 @@ class Runtime:
     # Resolves host names for the configuration-time check of tenant-set URLs (the composition root gives
     # the one its HTTP clients connect with); None checks them statically only.
     resolve_host: Resolver | None = None
+    # Set where chatbox runs container connectors' programs itself (`chatbox dev`, `chatbox api`, never Lambda):
+    # picks a free loopback port for a new managed connection (`chatbox.services.connector_programs`).
+    program_port: PortPicker | None = None
     _deliverer: Deliverer | None = field(default=None, init=False)
     _ingest: IngestDispatcher | None = field(default=None, init=False)
+    _events: EventDispatcher | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.auth_throttle = auth_throttle(self.settings)
@@ -77,6 +83,14 @@ class Runtime:
         return self._deliverer
 
     @property
+    def event_dispatcher(self) -> EventDispatcher:
+        """The service-event sender, built on first use with an HTTP client of its own: a slow event subscriber
+        never holds a connection message deliveries wait for."""
+        if self._events is None:
+            self._events = EventDispatcher(self.db, self.vault, self.webhook_sender())
+        return self._events
+
+    @property
     def ingest(self) -> IngestDispatcher:
         """The ingest dispatcher (and its caches), built on first use."""
         if self._ingest is None:
@@ -86,6 +100,8 @@ class Runtime:
     def close(self) -> None:
         if self._deliverer is not None:
             self._deliverer.client.close()
+        if self._events is not None:
+            self._events.client.close()
         self.platforms.close()
         self.db.dispose()
 

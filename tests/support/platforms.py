@@ -1,4 +1,5 @@
-"""Real HTTP servers on 127.0.0.1 standing in for the Telegram Bot API and the Slack Web API.
+"""Real HTTP servers on 127.0.0.1 standing in for the Telegram Bot API and the Slack Web API (with Slack's
+Socket Mode WebSocket side in `tests.support.slack_socket`).
 
 They answer with the platforms' real JSON shapes (including their errors), record every call, and
 take scripted answers for rate limits. Slack webhooks are signed exactly as Slack signs them.
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.slack_socket import SocketModeServer, running_socket_mode
 
 Json = dict[str, Any]
 
@@ -93,10 +96,15 @@ class _StandIn:
 
 
 class TelegramBotApi(_StandIn):
-    """`{root}/bot{token}/{method}` for getMe, setWebhook, deleteWebhook, sendMessage.
+    """`{root}/bot{token}/{method}` for getMe, setWebhook, deleteWebhook, getUpdates, sendMessage.
 
     `blocked_chats` answer 403 "bot was blocked by the user"; `unknown_chats` 400 "chat not found";
     `script[method]` answers (e.g. a 429 with `parameters.retry_after`) come first.
+
+    getUpdates is Telegram's long poll: `push_update` queues an update for a bot; a call answers the
+    queued updates with `update_id >= offset` at once, or waits up to its `timeout` for one; an `offset`
+    confirms (forgets) every update below it. A call while a webhook is set answers 409, and a newer call
+    for the same bot ends a waiting one with 409, as Telegram does.
     """
 
     def __init__(self, tokens: dict[str, Json]) -> None:
@@ -105,7 +113,19 @@ class TelegramBotApi(_StandIn):
         self.blocked_chats: set[str] = set()
         self.unknown_chats: set[str] = set()
         self.webhooks: dict[str, Json] = {}
+        self.pending: dict[str, list[Json]] = {}
         self._message_ids = itertools.count(500)
+        self._changed = threading.Condition(self._lock)
+        self._polls: dict[str, int] = {}
+
+    def push_update(self, token: str, update: Json) -> None:
+        with self._lock:
+            self.pending.setdefault(token, []).append(update)
+            self._changed.notify_all()
+
+    def getupdates_offsets(self) -> list[int | None]:
+        """The `offset` of every getUpdates call so far, in order (None when the call had none)."""
+        return [call.params.get("offset") for call in self.calls_of("getUpdates")]
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
         _, _, rest = path.partition("/bot")
@@ -127,10 +147,41 @@ class TelegramBotApi(_StandIn):
                 return Answer(200, {"ok": True, "result": True, "description": "Webhook was set"})
             if method == "deleteWebhook":
                 self.webhooks.pop(token, None)
+                if params.get("drop_pending_updates") is True:
+                    self.pending.pop(token, None)
                 return Answer(200, {"ok": True, "result": True, "description": "Webhook was deleted"})
+            if method == "getUpdates":
+                return self._get_updates(token, params)
             if method == "sendMessage":
                 return self._send_message(bot, params)
             return _telegram_error(404, "Not Found")
+
+    def _get_updates(self, token: str, params: Json) -> Answer:
+        """Called with the lock held; waits on the condition (which releases it) for the long poll."""
+        if token in self.webhooks:
+            return _telegram_error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+                "the webhook first",
+            )
+        offset = int(params["offset"]) if "offset" in params else None
+        if offset is not None:
+            self.pending[token] = [u for u in self.pending.get(token, []) if u["update_id"] >= offset]
+        poll = self._polls.get(token, 0) + 1
+        self._polls[token] = poll
+        self._changed.notify_all()
+        deadline = time.monotonic() + min(float(params.get("timeout", 0)), 50.0)
+        while True:
+            if self._polls[token] != poll:
+                return _telegram_error(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                )
+            ready = [u for u in self.pending.get(token, []) if offset is None or u["update_id"] >= offset]
+            left = deadline - time.monotonic()
+            if ready or left <= 0:
+                return _ok(ready[: int(params.get("limit", 100))])
+            self._changed.wait(left)
 
     def _send_message(self, bot: Json, params: Json) -> Answer:
         chat_id = str(params["chat_id"])
@@ -205,9 +256,11 @@ class SlackWebApi(_StandIn):
     `Retry-After` (scripted). `channels` are the conversations the bot is in.
     """
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, *, app_token: str | None = None, socket: SocketModeServer | None = None) -> None:
         super().__init__()
         self.token = token
+        self.app_token = app_token
+        self.socket = socket
         self.channels: dict[str, Json] = {
             "C0GENERAL": {"id": "C0GENERAL", "name": "general", "is_channel": True, "is_private": False},
             "D0ADA": {"id": "D0ADA", "is_im": True, "user": "U0ADA"},
@@ -221,6 +274,8 @@ class SlackWebApi(_StandIn):
         method = path.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
             self.calls.append(ApiCall(method, params, headers))
+            if method == "apps.connections.open":
+                return self._connections_open(headers)
             if headers.get("authorization") != f"Bearer {self.token}":
                 return Answer(200, {"ok": False, "error": "invalid_auth"})
             scripted = self._scripted(method)
@@ -265,6 +320,20 @@ class SlackWebApi(_StandIn):
                 )
             return Answer(200, {"ok": False, "error": "unknown_method"})
 
+    def _connections_open(self, headers: dict[str, str]) -> Answer:
+        """Slack's answer to apps.connections.open: a one-use WebSocket URL, for an app-level token only."""
+        presented = headers.get("authorization", "")
+        if presented == f"Bearer {self.token}":
+            return Answer(200, {"ok": False, "error": "not_allowed_token_type"})
+        if self.app_token is None or presented != f"Bearer {self.app_token}":
+            return Answer(200, {"ok": False, "error": "invalid_auth"})
+        scripted = self._scripted("apps.connections.open")
+        if scripted is not None:
+            return scripted
+        if self.socket is None:
+            return Answer(200, {"ok": False, "error": "internal_error"})
+        return Answer(200, {"ok": True, "url": self.socket.issue_url()})
+
 
 def slack_rate_limit(retry_after: int) -> Answer:
     return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
@@ -301,7 +370,15 @@ def running_telegram(tokens: dict[str, Json]) -> Iterator[TelegramBotApi]:
 
 
 @contextmanager
-def running_slack(token: str) -> Iterator[SlackWebApi]:
-    api = SlackWebApi(token)
-    with running(api):
-        yield api
+def running_slack(token: str, *, app_token: str | None = None) -> Iterator[SlackWebApi]:
+    """The Web API stand-in; with `app_token`, a Socket Mode stand-in behind its apps.connections.open too
+    (`api.socket`)."""
+    if app_token is None:
+        api = SlackWebApi(token)
+        with running(api):
+            yield api
+        return
+    with running_socket_mode() as socket:
+        api = SlackWebApi(token, app_token=app_token, socket=socket)
+        with running(api):
+            yield api

@@ -5,13 +5,16 @@ one POST per message to the `outbound_url` stored on the connection, authenticat
 account's `mcp_proxy_auth` credential named by `outbound_credential_id`. The URL is a tenant's, so the
 request goes through the pinned outbound client (`chatbox.adapters.outbound_http`) under the connector
 policy (`chatbox.runtime.connector_address_policy`: public addresses, the dev allowances, and the hosts
-the operator admits with CHATBOX_CONNECTOR_ALLOWED_HOSTS).
+the operator admits with CHATBOX_CONNECTOR_ALLOWED_HOSTS). A managed connection's program runs beside chatbox
+on a loopback port chatbox chose (`config.managed`, which no tenant can set): its URL is reached on loopback
+whatever the policy says of tenants' URLs.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import httpx
 
@@ -25,6 +28,7 @@ from chatbox.domain.errors import (
     TargetRefusedError,
 )
 from chatbox.ports.connector import (
+    MANAGED_PROGRAM,
     OUTBOUND_AUTH_SECRET,
     OUTBOUND_CREDENTIAL,
     OUTBOUND_URL,
@@ -42,8 +46,10 @@ class HttpContainerConnector:
 
     def __init__(self, policy: AddressPolicy, *, timeout: float = 10.0) -> None:
         self.policy = policy
+        self.managed_policy = replace(policy, allow_loopback=True)
         self.timeout = timeout
         self._client: httpx.Client | None = None
+        self._managed_client: httpx.Client | None = None
 
     @property
     def client(self) -> httpx.Client:
@@ -52,6 +58,13 @@ class HttpContainerConnector:
             self._client = build_outbound_client(self.policy, timeout=self.timeout)
         return self._client
 
+    @property
+    def managed_client(self) -> httpx.Client:
+        """For managed connections' programs on loopback (built on first use)."""
+        if self._managed_client is None:
+            self._managed_client = build_outbound_client(self.managed_policy, timeout=self.timeout)
+        return self._managed_client
+
     def send(self, ctx: ConnectionContext, msg: OutboundMessage) -> SentMessage:
         url = ctx.config.get(OUTBOUND_URL)
         if not isinstance(url, str) or not url:
@@ -59,8 +72,10 @@ class HttpContainerConnector:
                 f"the {ctx.platform} connection {ctx.connection_id} has no config.{OUTBOUND_URL}; "
                 "the operator must set it to the connector's send URL"
             )
+        managed = ctx.config.get(MANAGED_PROGRAM) is True
+        policy, client = (self.managed_policy, self.managed_client) if managed else (self.policy, self.client)
         try:
-            check_url_statically(url, self.policy, field=f"config.{OUTBOUND_URL}")
+            check_url_statically(url, policy, field=f"config.{OUTBOUND_URL}")
         except TargetRefusedError as exc:
             raise _refused(ctx, exc) from exc
         headers = {"content-type": "application/json", "user-agent": "chatbox-connector-client/1"}
@@ -77,7 +92,7 @@ class HttpContainerConnector:
             "options": dict(msg.options),
         }
         try:
-            response = self.client.post(url, content=json.dumps(body).encode(), headers=headers)
+            response = client.post(url, content=json.dumps(body).encode(), headers=headers)
         except TargetRefusedError as exc:  # the host resolved to a refused address: nothing was sent
             raise _refused(ctx, exc) from exc
         except httpx.TimeoutException as exc:
@@ -89,8 +104,9 @@ class HttpContainerConnector:
         return SentMessage(_message_id_or_raise(ctx.platform, response))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        for client in (self._client, self._managed_client):
+            if client is not None:
+                client.close()
 
 
 def _refused(ctx: ConnectionContext, exc: TargetRefusedError) -> ConnectorUnavailableError:

@@ -38,6 +38,8 @@ operator = typer.Typer(help="Operator chores across all accounts.", no_args_is_h
 vault_cli = typer.Typer(help="Vault key management.", no_args_is_help=True)
 app.add_typer(operator, name="operator")
 app.add_typer(vault_cli, name="vault")
+connector_cli = typer.Typer(help="Container connectors' programs (Signal, Discord).", no_args_is_help=True)
+app.add_typer(connector_cli, name="connector")
 
 out = Console()
 err = Console(stderr=True)
@@ -172,11 +174,28 @@ def bootstrap(
 
 @app.command()
 def api() -> None:
-    """Serve the REST API and the MCP servers on CHATBOX_API_HOST:CHATBOX_API_PORT (run `chatbox worker` beside it)."""
+    """Serve the REST API and the MCP servers on CHATBOX_API_HOST:CHATBOX_API_PORT (run `chatbox worker` beside it).
+
+    It also receives for connections that need no public URL (long polls, sockets) and runs the programs of
+    managed Signal/Discord connections, unless CHATBOX_RUN_CONNECTORS=0.
+    """
     from chatbox.local.serve import serve
 
-    with _runtime() as runtime:
+    with _runtime() as runtime, _live_host(runtime):
         serve(runtime)
+
+
+@contextmanager
+def _live_host(runtime: Runtime) -> Iterator[None]:
+    """The live host beside the API (`chatbox.local.live_host`), when CHATBOX_RUN_CONNECTORS allows it."""
+    if not runtime.settings.run_connectors:
+        yield
+        return
+    from chatbox.local.live_host import LiveHost, free_loopback_port, local_api_url
+
+    runtime.program_port = free_loopback_port
+    with LiveHost(runtime, api_url=local_api_url(runtime.settings)):
+        yield
 
 
 @app.command()
@@ -194,7 +213,7 @@ def dev() -> None:
         if issued is not None:
             _print_first_key(issued, as_json=False)
         _echo(f"chatbox dev serving on {runtime.settings.public_url} (docs at {runtime.settings.public_url}/docs)")
-        with WorkerProcess(["--dev"]):
+        with WorkerProcess(["--dev"]), _live_host(runtime):
             serve(runtime)
 
 
@@ -212,6 +231,49 @@ def worker(
         raise _fail("chatbox worker consumes the local queue; with CHATBOX_QUEUE=sqs the delivery Lambda does", 2)
     with _runtime(settings) as runtime:
         run_worker(runtime)
+
+
+@connector_cli.command("run")
+def connector_run(
+    connection_id: str,
+    api_url: Annotated[
+        str | None, typer.Option("--api-url", help="Where the program reaches chatbox (default: this machine's API)")
+    ] = None,
+    dev: Annotated[bool, typer.Option("--dev", help="Read settings with `chatbox dev`'s defaults")] = False,
+) -> None:
+    """Run a managed Signal or Discord connection's program in the foreground, with the environment chatbox gives it
+    (stop the `chatbox dev`/`api` that runs it first: both would take its port). Exits with the program's code;
+    1 for an unknown, archived or unmanaged connection."""
+    import signal
+    import subprocess
+    import sys
+
+    from chatbox.local.live_host import local_api_url, program_environment
+    from chatbox.services.connector_programs import program_launch
+
+    settings = _settings(dev=dev)
+    with _runtime(settings) as runtime, runtime.db.session() as db:
+        launch = program_launch(
+            db,
+            runtime.vault,
+            runtime.platforms,
+            connection_id,
+            api_url=api_url or local_api_url(settings),
+            home=settings.home,
+        )
+    register_secrets(launch.secrets)
+    launch.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    err.print(f"running python -m {launch.module} for {launch.platform} connection {connection_id}", highlight=False)
+    process = subprocess.Popen([sys.executable, "-m", launch.module], env=program_environment(launch))
+
+    def forward(signum: int, _frame: object) -> None:
+        # The program drains on SIGTERM; so does this command, by passing it on and waiting for it.
+        process.send_signal(signum)
+
+    # Ctrl-C reaches the child directly (one process group); this process only waits for it to finish.
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise typer.Exit(process.wait())
 
 
 @operator.command("mailbox-list")

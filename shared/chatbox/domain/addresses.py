@@ -410,3 +410,30 @@ def check_url(url: str, policy: AddressPolicy, *, field: str = "webhook_url") ->
         except OSError:
             pass
     return target
+
+
+# Zones no public resolver answers (RFC 6761 and 6762, RFC 8375, and the habits of home and cloud networks).
+_LOCAL_ZONES = ("localhost", "local", "internal", "home.arpa", "lan")
+
+
+def is_public_https_url(url: str) -> bool:
+    """Whether a platform on the internet can push to `url`: https, on a public address or a dotted name
+    outside the local-only zones. Static (a name is not resolved), for choosing webhook or live receive.
+
+    Example:
+        ```python
+        is_public_https_url("https://chatbox.example.com/v1/ingest/telegram/conn_1")  # True
+        is_public_https_url("http://127.0.0.1:8000/v1/ingest/telegram/conn_1")  # False
+        ```
+    """
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        if parts.scheme != "https" or not hostname:
+            return False
+        host, address = normalise_host(hostname)
+    except ValueError:
+        return False
+    if address is not None:
+        return classify_address(address) is AddressKind.public
+    return "." in host and not any(host == zone or host.endswith("." + zone) for zone in _LOCAL_ZONES)

@@ -28,6 +28,9 @@ PREFIXES = {
     "message": "msg",
     "delivery": "dlv",
     "credential": "cred",
+    "event_subscription": "esub",
+    "event": "evt",
+    "event_delivery": "edlv",
 }
 
 

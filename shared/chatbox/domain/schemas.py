@@ -243,3 +243,76 @@ class PlatformPublic(BaseModel):
     secrets: list[ConnectionFieldPublic]
     config: list[ConnectionFieldPublic]
     send_options: dict[str, Any] = Field(description="JSON schema of the platform's send options")
+
+
+class EventType(StrEnum):
+    """The service events an integrator can subscribe to (`POST /v1/event-subscriptions`)."""
+
+    new_chat = "new_chat"
+    delivery_failed = "delivery_failed"
+    message_dead_lettered = "message_dead_lettered"
+    mailbox_paused = "mailbox_paused"
+    mailbox_unpaused = "mailbox_unpaused"
+    connection_error = "connection_error"
+
+
+class EventSubscriptionCreate(StrictModel):
+    url: WebhookUrl = Field(description="Where events are POSTed; the same address policy as mailbox webhooks.")
+    events: list[EventType] = Field(min_length=1, max_length=len(EventType), description="The event types to receive")
+    signing_credential_id: ResourceRef | None = Field(
+        default=None, description="An hmac_signing credential: events carry Standard Webhooks signatures with it."
+    )
+
+
+class EventSubscriptionPublic(BaseModel):
+    id: str
+    url: str
+    events: list[EventType]
+    signing_credential_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKeyCreate(StrictModel):
+    name: Name
+
+
+class ApiKeyPublic(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart")
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Within a minute; null when never used")
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="Shown once; only its hash is kept.")
+
+
+class ConnectionUpdate(StrictModel):
+    """Only what is given changes: `config` keys are merged in, each of `secrets` replaces the secret of that name."""
+
+    config: SmallObject = Field(default_factory=dict)
+    secrets: dict[SecretName, SecretValue] = Field(default_factory=dict, max_length=16)
+
+
+class InboundTokenRotated(BaseModel):
+    id: str = Field(description="The connection's id")
+    inbound_token: str = Field(description="Shown once; the previous token stopped working.")
+
+
+class ChatPublic(BaseModel):
+    """A chat as the API and the mailbox MCP server's list_chats both name it."""
+
+    id: str = Field(description="`<platform>:<external_id>`, e.g. `telegram:123`: the chat_id of MCP tools")
+    name: str | None
+    type: str
+    platform: str
+    unread: int
+    muted: bool
+    focal: bool
+    last_activity_at: datetime | None
+
+
+class ChatList(BaseModel):
+    items: list[ChatPublic] = Field(description="Most recently active first (at most 200); muted chats included")

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     bootstrap_api_key_secret_arn: str = ""
     metrics_token_secret_arn: str = ""
 
+    # `chatbox dev` and `chatbox api` receive every platform themselves: long polls and sockets of connections
+    # that chose them, and the programs of managed Signal/Discord connections (`chatbox.local.live_host`).
+    # Turn it off on every `chatbox api` but one when several serve one database.
+    run_connectors: bool = True
+
     # The MCP servers
     mcp_allowed_hosts: str = ""
     mcp_allowed_origins: str = ""

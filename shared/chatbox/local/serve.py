@@ -84,7 +84,11 @@ def run_worker(runtime: Runtime) -> None:
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=_stop_when_orphaned, args=(consumer,), daemon=True).start()
     log.info("delivery worker consuming the local queue")
+    # Service events go out on a thread of their own, so no subscriber ever waits in line with message deliveries.
+    events_stop = threading.Event()
+    threading.Thread(target=runtime.event_dispatcher.run, args=(events_stop,), name="events", daemon=True).start()
     consumer.run()
+    events_stop.set()
 
 
 def _stop_when_orphaned(consumer: LocalConsumer, interval: float = 1.0) -> None:

@@ -19,12 +19,22 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chatbox.domain.errors import ForbiddenError
 from chatbox.domain.rendering import VARIABLES, render, validate_templates
-from chatbox.domain.schemas import MAX_TEMPLATES, MailboxUpdate, TemplateName, TemplateText
+from chatbox.domain.schemas import (
+    MAX_TEMPLATES,
+    EventSubscriptionCreate,
+    EventType,
+    MailboxUpdate,
+    ResourceRef,
+    TemplateName,
+    TemplateText,
+    WebhookUrl,
+)
 from chatbox.mcp.endpoint import McpEndpoint, transport_security
 from chatbox.mcp.registration import JsonAnswer, ServedTool, ToolTable
 from chatbox.runtime import Runtime
-from chatbox.services import accounts, connections, focus, mailboxes
+from chatbox.services import accounts, connections, events, focus, mailboxes
 from chatbox.services.throttle import api_key_target
+from chatbox.store.models import EventSubscription
 
 MailboxId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 ChatAddress = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
@@ -34,7 +44,8 @@ ADMIN_INSTRUCTIONS = (
     "reachable on messaging platforms. list_mailboxes shows them; mailbox_health tells whether webhook "
     "deliveries reach you (a mailbox pauses itself after repeated failures - fix the receiver, then "
     "unpause_mailbox; redrive_dead_letters re-sends what gave up). mute_chat keeps a chat's messages out of "
-    "the chat list; update_templates changes how messages are rendered to you (preview_template first)."
+    "the chat list; update_templates changes how messages are rendered to you (preview_template first); "
+    "create_event_subscription has service events (new chats, failed deliveries, pauses) POSTed to a URL."
 )
 
 
@@ -74,6 +85,27 @@ class PreviewInput(MailboxInput):
 
 class TailInput(MailboxInput):
     limit: int = Field(default=20, ge=1, le=200, description="How many of the latest deliveries.")
+
+
+SubscriptionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class SubscriptionInput(_Input):
+    subscription_id: SubscriptionId = Field(description="An event subscription id (`esub_…`).")
+
+
+class SubscriptionFields(_Input):
+    url: WebhookUrl = Field(description="Where events are POSTed (the same address policy as mailbox webhooks).")
+    events: list[EventType] = Field(
+        min_length=1, max_length=len(EventType), description="Event types: " + ", ".join(e.value for e in EventType)
+    )
+    signing_credential_id: ResourceRef | None = Field(
+        default=None, description="An hmac_signing credential id: events then carry Standard Webhooks signatures."
+    )
+
+
+class SubscriptionUpdateInput(SubscriptionFields):
+    subscription_id: SubscriptionId = Field(description="An event subscription id (`esub_…`).")
 
 
 @dataclass(frozen=True)
@@ -221,6 +253,52 @@ def run_tail_deliveries(runtime: Runtime, account_id: str, args: TailInput) -> d
         }
 
 
+def _subscription(subscription: EventSubscription) -> dict[str, Any]:
+    return {
+        "id": subscription.id,
+        "url": subscription.url,
+        "events": list(subscription.events),
+        "signing_credential_id": subscription.signing_credential_id,
+        "created_at": _iso(subscription.created_at),
+        "updated_at": _iso(subscription.updated_at),
+    }
+
+
+def _subscription_body(args: SubscriptionFields) -> EventSubscriptionCreate:
+    return EventSubscriptionCreate(url=args.url, events=args.events, signing_credential_id=args.signing_credential_id)
+
+
+def run_list_event_subscriptions(runtime: Runtime, account_id: str, _args: NoInput) -> dict[str, Any]:
+    with runtime.db.session() as db:
+        rows, _ = events.list_subscriptions(db, account_id, limit=200, cursor=None)
+        return {"event_subscriptions": [_subscription(s) for s in rows]}
+
+
+def run_create_event_subscription(runtime: Runtime, account_id: str, args: SubscriptionFields) -> dict[str, Any]:
+    with runtime.db.session() as db:
+        created = events.create_subscription(db, account_id, _subscription_body(args), policy=runtime.address_policy)
+        return _subscription(created)
+
+
+def run_get_event_subscription(runtime: Runtime, account_id: str, args: SubscriptionInput) -> dict[str, Any]:
+    with runtime.db.session() as db:
+        return _subscription(events.get_subscription(db, account_id, args.subscription_id))
+
+
+def run_update_event_subscription(runtime: Runtime, account_id: str, args: SubscriptionUpdateInput) -> dict[str, Any]:
+    with runtime.db.session() as db:
+        replaced = events.replace_subscription(
+            db, account_id, args.subscription_id, _subscription_body(args), policy=runtime.address_policy
+        )
+        return _subscription(replaced)
+
+
+def run_delete_event_subscription(runtime: Runtime, account_id: str, args: SubscriptionInput) -> dict[str, Any]:
+    with runtime.db.session() as db:
+        events.delete_subscription(db, account_id, args.subscription_id)
+    return {"deleted": args.subscription_id}
+
+
 ADMIN_TOOLS: tuple[AdminTool, ...] = (
     AdminTool(
         "list_mailboxes",
@@ -275,6 +353,35 @@ ADMIN_TOOLS: tuple[AdminTool, ...] = (
     ),
     AdminTool(
         "tail_deliveries", "The latest deliveries: status, attempts, last error.", TailInput, run_tail_deliveries, True
+    ),
+    AdminTool(
+        "list_event_subscriptions",
+        "Where your account's service events (new_chat, delivery_failed, mailbox_paused, ...) are POSTed.",
+        NoInput,
+        run_list_event_subscriptions,
+        True,
+    ),
+    AdminTool(
+        "create_event_subscription",
+        "Subscribe a URL to service events; each is POSTed as {id, type, occurred_at, account_id, mailbox_id, data}.",
+        SubscriptionFields,
+        run_create_event_subscription,
+        False,
+    ),
+    AdminTool("get_event_subscription", "One event subscription.", SubscriptionInput, run_get_event_subscription, True),
+    AdminTool(
+        "update_event_subscription",
+        "Replace an event subscription's URL, event types and signing credential.",
+        SubscriptionUpdateInput,
+        run_update_event_subscription,
+        False,
+    ),
+    AdminTool(
+        "delete_event_subscription",
+        "Delete an event subscription; its undelivered events are dropped.",
+        SubscriptionInput,
+        run_delete_event_subscription,
+        False,
     ),
 )
 

@@ -24,6 +24,9 @@ from typing import Any, Protocol
 OUTBOUND_URL = "outbound_url"
 OUTBOUND_CREDENTIAL = "outbound_credential_id"
 OUTBOUND_AUTH_SECRET = "outbound_auth"
+# Set by chatbox alone (a tenant cannot): the connection's program runs beside chatbox on loopback, at an
+# `outbound_url` chatbox chose, so that URL is trusted as chatbox's own (`chatbox.services.connector_programs`).
+MANAGED_PROGRAM = "managed"
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_settings import BaseSettings
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError
-from chatbox.ports.connector import Connector
+from chatbox.ports.connector import ConnectionContext, Connector
 from chatbox.ports.ingest import WebhookConnector
+from chatbox.ports.live import LiveSource
 
 PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 
@@ -72,6 +73,24 @@ class ConnectionField:
 
 
 @dataclass(frozen=True)
+class ConnectorProgram:
+    """A container platform's program, as chatbox runs it: `python -m <module>` with the contract's variables
+    (`CHATBOX_API_URL`, `CHATBOX_CONNECTION_ID`, `CHATBOX_INBOUND_TOKEN`, `CHATBOX_OUTBOUND_AUTH`,
+    `CONNECTOR_HOST`, `CONNECTOR_PORT`, `CONNECTOR_STATE_DIR`: `connectors/CONTRACT.md`) plus the
+    platform's own, which `env` derives from the connection (e.g. `SIGNAL_ACCOUNT` from its config,
+    `DISCORD_BOT_TOKEN` from its secrets).
+
+    `check_input(config, secrets)` runs when a connection that chatbox will run is created (a managed one:
+    `chatbox.services.connector_programs`) and raises InvalidInputError for what the program could not start
+    with (a missing or malformed account, token, URL), so the mistake is a 422 rather than a crash loop.
+    """
+
+    module: str
+    env: Callable[[ConnectionContext], Mapping[str, str]]
+    check_input: Callable[[Mapping[str, Any], Mapping[str, str]], None] | None = None
+
+
+@dataclass(frozen=True)
 class PlatformSpec:
     """Everything the core needs to know about one platform.
 
@@ -89,6 +108,10 @@ class PlatformSpec:
         connector: builds the in-process connector from those settings (None for container platforms,
             which the core reaches over HTTP). Import the platform SDK inside it, not at module level.
         ingest_headers: headers its webhook carries as proof of origin, for the OpenAPI document.
+        live_source: builds the source that fetches a connection's events over a long poll or a socket
+            (`chatbox.ports.live`) from the same settings, for connections whose `provision` chose it.
+        program: for a container platform, the program chatbox can run itself (`chatbox dev`,
+            `chatbox connector run`) instead of an operator running it elsewhere.
     """
 
     name: str
@@ -102,6 +125,8 @@ class PlatformSpec:
     settings: type[BaseSettings] | None = None
     connector: Callable[[Any], Connector] | None = None
     ingest_headers: Mapping[str, str] = field(default_factory=dict)
+    live_source: Callable[[Any], LiveSource] | None = None
+    program: ConnectorProgram | None = None
 
     def __post_init__(self) -> None:
         if not PLATFORM_NAME.match(self.name):
@@ -191,6 +216,20 @@ class PlatformRegistry:
         connector = self._build(spec)
         return connector if _is_webhook_connector(connector) else None
 
+    def live_source(self, name: str) -> LiveSource | None:
+        """A new live source for one connection of the platform (from its settings), or None when it has none."""
+        spec = self._specs.get(name)
+        if spec is None or spec.live_source is None:
+            return None
+        return spec.live_source(self._platform_settings(spec))
+
+    def _platform_settings(self, spec: PlatformSpec) -> BaseSettings | None:
+        settings = self._settings.get(spec.name)
+        if settings is None and spec.settings is not None:
+            settings = spec.settings()
+            self._settings[spec.name] = settings  # read once per process, as for its connector
+        return settings
+
     def _build(self, spec: PlatformSpec) -> Connector | None:
         with self._lock:
             if spec.mode is PlatformMode.container:
@@ -201,10 +240,7 @@ class PlatformRegistry:
                 return None
             built = self._built.get(spec.name)
             if built is None:
-                settings = self._settings.get(spec.name)
-                if settings is None and spec.settings is not None:
-                    settings = spec.settings()
-                built = spec.connector(settings)
+                built = spec.connector(self._platform_settings(spec))
                 self._built[spec.name] = built
             return built
 

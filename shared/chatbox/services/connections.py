@@ -27,12 +27,21 @@ from chatbox.domain.errors import (
     VaultError,
 )
 from chatbox.domain.ids import hash_token, is_valid_id, new_id, new_token
-from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, CredentialKind
+from chatbox.domain.schemas import ConnectionCreate, ConnectionStatus, ConnectionUpdate, CredentialKind, EventType
 from chatbox.domain.vault import Vault
 from chatbox.ports.connector import OUTBOUND_AUTH_SECRET, OUTBOUND_CREDENTIAL, OUTBOUND_URL, ConnectionContext
 from chatbox.ports.ingest import ProvisionRequest
 from chatbox.ports.platforms import PlatformRegistry
+from chatbox.services.connector_programs import (
+    MANAGED_CREDENTIALS,
+    PortPicker,
+    check_program_input,
+    refuse_reserved_config,
+    stage_managed_program,
+    wants_managed_program,
+)
 from chatbox.services.credentials import add_credential, get_credential, reveal
+from chatbox.services.events import record_event
 from chatbox.services.mailboxes import get_mailbox, require_live_mailbox
 from chatbox.services.pagination import paginate
 from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_credential_room
@@ -70,6 +79,7 @@ def create_connection(
     public_url: str = "",
     limits: AccountLimits = DEFAULT_LIMITS,
     policy: AddressPolicy | None = None,
+    pick_program_port: PortPicker | None = None,
 ) -> CreatedConnection:
     """Attach a platform to a mailbox. ConflictError when the mailbox already has an active one.
 
@@ -80,14 +90,19 @@ def create_connection(
     the platform (Telegram: getMe + setWebhook to `public_url` + its ingest path; Slack: auth.test), and
     what that returns is stored too: config merged, secrets sealed. Nothing is stored when that fails.
 
+    With `pick_program_port` (a runtime that runs connector programs: `chatbox dev`, `chatbox api`), a
+    container platform's connection created without `config.outbound_url` is managed: chatbox seals what its
+    program needs and runs it (`chatbox.services.connector_programs`).
+
     Raises:
         InvalidInputError: an unknown platform, a missing required secret or config key, the
             platform refused the credentials or the ingest URL, or the policy refused
-            `config.outbound_url` (TargetRefusedError).
+            `config.outbound_url` (TargetRefusedError), or the config names a key only chatbox sets.
         ConnectorUnavailableError: the platform could not be reached.
         QuotaExceededError: the connection's secrets would take the account over `limits.max_credentials`
             (checked before the platform is called, and again with what it returned).
     """
+    refuse_reserved_config(data.config)
     _check_outbound_url(db, data.config.get(OUTBOUND_URL), policy or AddressPolicy())
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
@@ -101,7 +116,11 @@ def create_connection(
     if existing is not None:
         raise ConflictError(f"mailbox {mailbox_id} already has an active {platform} connection ({existing})")
     spec.check_connection_input(data.config, data.secrets)
-    require_credential_room(db, account_id, len(data.secrets), limits)
+    managed = wants_managed_program(spec, data.config, pick_program_port)
+    if managed:
+        check_program_input(spec, data.config, data.secrets)
+    extra_credentials = MANAGED_CREDENTIALS if managed else 0
+    require_credential_room(db, account_id, len(data.secrets) + extra_credentials, limits)
     connection_id = new_id("connection")
     config: dict[str, Any] = dict(data.config)
     secrets = dict(data.secrets)
@@ -127,6 +146,18 @@ def create_connection(
         for name, value in secrets.items()
     }
     token = new_token("inb")
+    if managed and pick_program_port is not None:
+        config.update(
+            stage_managed_program(
+                db,
+                vault,
+                account_id=account_id,
+                platform=platform,
+                connection_id=connection_id,
+                inbound_token=token,
+                pick_port=pick_program_port,
+            )
+        )
     connection = Connection(
         id=connection_id,
         account_id=account_id,
@@ -210,14 +241,82 @@ def resync_connection(
     secrets = open_connection_secrets(db, vault, connection)
     config = dict(connection.config)
     release_before_network_call(db)
-    provisioned = webhook.provision(
-        ProvisionRequest(
-            connection.id, config, secrets, public_url + ingest_path(platforms, connection.platform, connection.id)
+    try:
+        provisioned = webhook.provision(
+            ProvisionRequest(
+                connection.id, config, secrets, public_url + ingest_path(platforms, connection.platform, connection.id)
+            )
         )
-    )
+    except (InvalidInputError, ConnectorUnavailableError) as exc:
+        # The live connection's own token refused (or the platform unreachable): integrators hear of it.
+        report_connection_error(db, connection, exc.message)
+        raise
     connection = get_connection(db, None, connection_id)
+    _replace_secrets(db, vault, connection, dict(provisioned.secrets))
+    connection.config = {**connection.config, **provisioned.config}
+    db.commit()
+    return connection
+
+
+def update_connection(
+    db: Session,
+    vault: Vault,
+    platforms: PlatformRegistry,
+    account_id: str,
+    connection_id: str,
+    data: ConnectionUpdate,
+    *,
+    public_url: str = "",
+    limits: AccountLimits = DEFAULT_LIMITS,
+    policy: AddressPolicy | None = None,
+) -> Connection:
+    """Change a live connection in place: `data.config` keys are merged into its config, each of `data.secrets`
+    replaces the secret of that name. Its id, chats, history and the mailbox's focus stay.
+
+    A webhook-mode platform served here is provisioned again with the result first (Telegram: getMe and
+    setWebhook with the new bot token; Slack: auth.test), and nothing changes unless the platform takes it.
+
+    Raises:
+        NotFoundError: no such connection of this account.
+        ConflictError: the connection is archived.
+        InvalidInputError: a refused `config.outbound_url`, a required key removed, or the platform refused
+            the new credentials (the connection is left exactly as it was).
+        ConnectorUnavailableError: the platform could not be reached (nothing changed).
+        QuotaExceededError: new secret names would take the account over `limits.max_credentials`.
+    """
+    if OUTBOUND_URL in data.config:
+        _check_outbound_url(db, data.config.get(OUTBOUND_URL), policy or AddressPolicy())
+    connection = get_connection(db, account_id, connection_id)
+    if connection.status != ACTIVE:
+        raise ConflictError(f"connection {connection_id} is archived; create a new connection instead")
+    spec = platforms.spec(connection.platform)
+    config: dict[str, Any] = {**connection.config, **data.config}
+    secrets = {**open_connection_secrets(db, vault, connection), **data.secrets}
+    secrets.pop(OUTBOUND_AUTH_SECRET, None)  # opened from config.outbound_credential_id, not one of its own
+    spec.check_connection_input(config, secrets)
+    require_credential_room(db, connection.account_id, len(set(data.secrets) - set(connection.secret_refs)), limits)
+    webhook = platforms.webhook(connection.platform)
+    if webhook is not None:
+        release_before_network_call(db)
+        provisioned = webhook.provision(
+            ProvisionRequest(
+                connection.id, config, secrets, public_url + ingest_path(platforms, connection.platform, connection.id)
+            )
+        )
+        config.update(provisioned.config)
+        changed = {**data.secrets, **provisioned.secrets}
+        connection = get_connection(db, account_id, connection_id)
+    else:
+        changed = dict(data.secrets)
+    _replace_secrets(db, vault, connection, changed)
+    connection.config = config
+    db.commit()
+    return connection
+
+
+def _replace_secrets(db: Session, vault: Vault, connection: Connection, changed: dict[str, str]) -> None:
     refs = dict(connection.secret_refs)
-    for name, value in provisioned.secrets.items():
+    for name, value in changed.items():
         old = db.get(Credential, refs[name]) if name in refs else None
         refs[name] = add_credential(
             db,
@@ -230,9 +329,36 @@ def resync_connection(
         if old is not None:
             db.delete(old)
     connection.secret_refs = refs
-    connection.config = {**connection.config, **provisioned.config}
+
+
+def rotate_inbound_token(db: Session, account_id: str | None, connection_id: str) -> str:
+    """Give an active connection a new inbound token, returned once; the old one stops working at once.
+
+    Raises:
+        NotFoundError: no such connection (of this account).
+        ConflictError: the connection is archived.
+    """
+    connection = get_connection(db, account_id, connection_id)
+    if connection.status != ACTIVE:
+        raise ConflictError(f"connection {connection_id} is archived; its inbound token cannot be rotated")
+    token = new_token("inb")
+    connection.inbound_token_hash = hash_token(token)
     db.commit()
-    return connection
+    return token
+
+
+def report_connection_error(db: Session, connection: Connection, error: str) -> None:
+    """Tell the account's integrators that a connection is not working (`connection_error`): a platform refused
+    its token, or its connector cannot be reached or is unhealthy. Commits; nothing else may be pending."""
+    db.rollback()
+    record_event(
+        db,
+        connection.account_id,
+        EventType.connection_error,
+        mailbox_id=connection.mailbox_id,
+        data={"connection_id": connection.id, "platform": connection.platform, "error": error},
+    )
+    db.commit()
 
 
 def _deprovision_quietly(platforms: PlatformRegistry, connection: ConnectionContext) -> None:

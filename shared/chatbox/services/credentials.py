@@ -12,7 +12,7 @@ from chatbox.domain.signing import decode_signing_secret
 from chatbox.domain.vault import Sealed, Vault
 from chatbox.services.pagination import paginate
 from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_credential_room
-from chatbox.store.models import Connection, Credential, Mailbox
+from chatbox.store.models import Connection, Credential, EventSubscription, Mailbox
 
 
 def _check_value(kind: str, value: str) -> None:
@@ -80,7 +80,7 @@ def update_credential(
 
 
 def delete_credential(db: Session, account_id: str, credential_id: str) -> None:
-    """Delete a credential no mailbox or active connection still uses (ConflictError otherwise)."""
+    """Delete a credential no mailbox, event subscription or active connection still uses (ConflictError otherwise)."""
     credential = get_credential(db, account_id, credential_id)
     user = db.scalar(
         select(Mailbox.id).where(
@@ -89,6 +89,11 @@ def delete_credential(db: Session, account_id: str, credential_id: str) -> None:
     )
     if user is not None:
         raise ConflictError(f"credential {credential.id} is used by mailbox {user}; point the mailbox elsewhere first")
+    subscriber = db.scalar(select(EventSubscription.id).where(EventSubscription.signing_credential_id == credential.id))
+    if subscriber is not None:
+        raise ConflictError(
+            f"credential {credential.id} signs event subscription {subscriber}; point it elsewhere first"
+        )
     # Archived connections are history: their secrets may go (their inbound tokens no longer work).
     live = select(Connection).where(Connection.account_id == account_id, Connection.status == ConnectionStatus.active)
     for connection in db.scalars(live):

@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session
 
 from chatbox.domain import metrics
 from chatbox.domain.errors import ChatboxError
-from chatbox.domain.schemas import DeliveryStatus, MailboxStatus
+from chatbox.domain.schemas import DeliveryStatus, EventType, MailboxStatus
 from chatbox.domain.signing import decode_signing_secret, sign
 from chatbox.domain.vault import Vault
 from chatbox.ports.webhook_sender import PostResult, WebhookSender
 from chatbox.services.credentials import reveal
+from chatbox.services.events import record_event
 from chatbox.services.webhook_body import build_webhook_body
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Credential, Delivery, Mailbox, Message
@@ -130,6 +131,7 @@ class Deliverer:
             # Received far more often than attempts were recorded: the delivery keeps crashing the
             # consumer. Give up visibly instead of looping.
             _mark_dead(delivery, f"gave up after {receives} receives without a recorded outcome")
+            _dead_lettered(db, delivery, db.get(Mailbox, delivery.mailbox_id))
             return Decision(Outcome.DEAD)
         mailbox = db.get(Mailbox, delivery.mailbox_id)
         if mailbox is None or mailbox.status == MailboxStatus.archived.value:
@@ -141,6 +143,7 @@ class Deliverer:
             return Decision(Outcome.DONE)
         if delivery.attempts >= self.policy.max_attempts:
             _mark_dead(delivery, delivery.last_error or "max attempts reached")
+            _dead_lettered(db, delivery, mailbox)
             return Decision(Outcome.DEAD)
         if _earlier_pending_in_chat(db, delivery):
             # A queue hands out a chat's messages in order, but a re-send (the sweeper's, after a lost hand-off)
@@ -198,7 +201,9 @@ class Deliverer:
         if result.status == 410:
             # The receiver says it is gone for good: stop sending until someone unpauses.
             _set_mailbox_error(mailbox, "webhook answered 410 Gone; mailbox paused")
-            mailbox.status = MailboxStatus.paused.value
+            if mailbox.status == MailboxStatus.active.value:
+                mailbox.status = MailboxStatus.paused.value
+                _paused(db, mailbox, "webhook answered 410 Gone")
             _hold(delivery)
             delivery.last_error = result.error
             return Decision(Outcome.DONE)
@@ -223,12 +228,26 @@ class Deliverer:
             .values(consecutive_failures=Mailbox.consecutive_failures + 1, last_error=error, last_error_at=utcnow())
         )
         db.refresh(mailbox)
+        record_event(
+            db,
+            mailbox.account_id,
+            EventType.delivery_failed,
+            mailbox_id=mailbox.id,
+            data={
+                "delivery_id": delivery.id,
+                "message_id": delivery.message_id,
+                "attempt": delivery.attempts,
+                "error": error,
+            },
+        )
         pause = mailbox.consecutive_failures >= self.policy.pause_after_failures
         if pause and mailbox.status == MailboxStatus.active.value:
             log.warning("mailbox %s paused after %d failed deliveries", mailbox.id, mailbox.consecutive_failures)
             mailbox.status = MailboxStatus.paused.value
+            _paused(db, mailbox, f"{mailbox.consecutive_failures} deliveries failed in a row")
         if delivery.attempts >= self.policy.max_attempts:
             _mark_dead(delivery, error)
+            _dead_lettered(db, delivery, mailbox)
             return Decision(Outcome.DEAD)
         if pause:
             _hold(delivery)
@@ -290,6 +309,27 @@ def _mark_dead(delivery: Delivery, error: str) -> None:
     delivery.status = DeliveryStatus.dead.value
     delivery.last_error = error
     delivery.enqueued_at = None
+
+
+def _dead_lettered(db: Session, delivery: Delivery, mailbox: Mailbox | None) -> None:
+    if mailbox is None:
+        return
+    record_event(
+        db,
+        mailbox.account_id,
+        EventType.message_dead_lettered,
+        mailbox_id=mailbox.id,
+        data={
+            "delivery_id": delivery.id,
+            "message_id": delivery.message_id,
+            "attempts": delivery.attempts,
+            "error": delivery.last_error,
+        },
+    )
+
+
+def _paused(db: Session, mailbox: Mailbox, reason: str) -> None:
+    record_event(db, mailbox.account_id, EventType.mailbox_paused, mailbox_id=mailbox.id, data={"reason": reason})
 
 
 def _set_mailbox_error(mailbox: Mailbox, error: str) -> None:

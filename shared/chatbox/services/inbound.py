@@ -19,8 +19,9 @@ from chatbox.domain import metrics
 from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.ids import is_valid_id, new_id, token_matches
 from chatbox.domain.normalized import AcceptResult, ChatType, InboundMessage
-from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, MailboxStatus
+from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, EventType, MailboxStatus
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError
+from chatbox.services.events import record_event
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message, table_of
 from chatbox.store.types import utcnow
@@ -33,6 +34,7 @@ class InboundTarget:
     """What accepting needs to know about the connection a message arrived on."""
 
     connection_id: str
+    account_id: str
     platform: str
     mailbox_id: str
     mailbox_status: str
@@ -47,6 +49,7 @@ def _read_target(db: Session, connection_id: str) -> Any:
             Connection.inbound_token_hash,
             Connection.status,
             Connection.platform,
+            Connection.account_id,
             Connection.mailbox_id,
             Mailbox.status.label("mailbox_status"),
             Mailbox.focal_chat_id,
@@ -66,17 +69,24 @@ def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str
     return platform
 
 
-def accept_inbound(db: Session, queue: DeliveryQueue, connection_id: str, inbound: InboundMessage) -> AcceptResult:
+def accept_inbound(
+    db: Session, queue: DeliveryQueue, connection_id: str, inbound: InboundMessage, *, inbound_token: str | None = None
+) -> AcceptResult:
     """Store one inbound event for an authenticated connection and hand its delivery to the queue.
 
     The same `external_message_id` on the same connection is accepted once; later copies answer
     `duplicate=True` and deliver nothing. The connection and mailbox are read afresh, so an archived
-    connection raises AuthenticationError and an archived mailbox ConflictError.
+    connection raises AuthenticationError and an archived mailbox ConflictError; so does an `inbound_token`
+    (when given) that is no longer the connection's, however recently it was proven (a rotated token).
     """
     row = _read_target(db, connection_id)
     if row is None or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
-    target = InboundTarget(connection_id, row.platform, row.mailbox_id, row.mailbox_status, row.focal_chat_id)
+    if inbound_token is not None and not token_matches(inbound_token, row.inbound_token_hash):
+        raise AuthenticationError("invalid inbound token for this connection")
+    target = InboundTarget(
+        connection_id, row.account_id, row.platform, row.mailbox_id, row.mailbox_status, row.focal_chat_id
+    )
     if target.mailbox_status == MailboxStatus.archived.value:
         raise ConflictError(f"mailbox {target.mailbox_id} is archived; it accepts no messages")
     address = f"{target.platform}:{inbound.external_chat_id}"
@@ -107,8 +117,10 @@ def _statements(dialect: str) -> _Statements:
     chats, messages = table_of(Chat), table_of(Message)
     chat_insert = dialect_insert(chats)
     upsert_chat = chat_insert.on_conflict_do_update(
-        index_elements=["connection_id", "external_id"],
+        index_elements=["mailbox_id", "platform", "external_id"],
         set_={
+            # A chat follows the connection that carries it now (one archived and recreated for the platform).
+            "connection_id": chat_insert.excluded.connection_id,
             "last_activity_at": chat_insert.excluded.last_activity_at,
             # The focal chat's messages arrive in full, so they are never unread.
             "unread_count": chats.c.unread_count
@@ -133,10 +145,11 @@ def _store(
     connection = db.connection()
     statements = _statements(connection.dialect.name)
     now = utcnow()
+    fresh_chat_id = new_id("chat")
     chat_id: str = connection.execute(
         statements.upsert_chat,
         {
-            "id": new_id("chat"),
+            "id": fresh_chat_id,
             "connection_id": target.connection_id,
             "mailbox_id": target.mailbox_id,
             "platform": target.platform,
@@ -183,6 +196,14 @@ def _store(
         )
         return AcceptResult(message_id=existing or "", chat_id=address, duplicate=True), None
 
+    if chat_id == fresh_chat_id:
+        record_event(
+            db,
+            target.account_id,
+            EventType.new_chat,
+            mailbox_id=target.mailbox_id,
+            data={"chat_id": address, "name": inbound.chat_name, "connection_id": target.connection_id},
+        )
     held = target.mailbox_status == MailboxStatus.paused.value
     delivery_id = new_id("delivery")
     job = None if held else DeliveryJob(delivery_id=delivery_id, group_id=chat_id)

@@ -158,9 +158,20 @@ class IngestDispatcher:
                 await self.db.run(self._authenticate, connection_id, token)
                 self._known_tokens.put(pair, True)
 
-    async def accept_posted(self, connection_id: str, message: InboundMessage) -> AcceptResult:
-        """Accept one normalized message of an authenticated connection (see `accept_inbound`)."""
-        return await self.db.run(self._accept_one, connection_id, message)
+    async def accept_posted(
+        self, connection_id: str, message: InboundMessage, *, token: str | None = None
+    ) -> AcceptResult:
+        """Accept one normalized message of an authenticated connection (see `accept_inbound`).
+
+        `token`, the inbound token it was proven with, is checked again against the connection as it is
+        read to accept: a token rotated away stops working at once, though this process remembered it.
+        """
+        try:
+            return await self.db.run(self._accept_one, connection_id, message, token)
+        except AuthenticationError:
+            if token is not None:
+                self._known_tokens.discard((connection_id, hash_token(token)))
+            raise
 
     # --- webhook-mode platforms ----------------------------------------------------------------
 
@@ -235,9 +246,9 @@ class IngestDispatcher:
                 "its inbound token is not accepted on this route"
             )
 
-    def _accept_one(self, connection_id: str, message: InboundMessage) -> AcceptResult:
+    def _accept_one(self, connection_id: str, message: InboundMessage, token: str | None = None) -> AcceptResult:
         with self.db.session() as db:
-            return accept_inbound(db, self.queue, connection_id, message)
+            return accept_inbound(db, self.queue, connection_id, message, inbound_token=token)
 
     def _load_connection(self, platform: str, connection_id: str) -> ConnectionContext | None:
         if not is_valid_id("connection", connection_id):

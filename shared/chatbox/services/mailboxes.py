@@ -14,6 +14,7 @@ from chatbox.domain.rendering import validate_templates
 from chatbox.domain.schemas import (
     CredentialKind,
     DeliveryStatus,
+    EventType,
     MailboxCreate,
     MailboxHealth,
     MailboxStatus,
@@ -22,6 +23,7 @@ from chatbox.domain.schemas import (
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.credentials import get_credential
 from chatbox.services.delivery_requeue import redrive_dead_letters, release_held
+from chatbox.services.events import record_event
 from chatbox.services.pagination import paginate
 from chatbox.services.quotas import DEFAULT_LIMITS, AccountLimits, require_mailbox_room
 from chatbox.store.database import release_before_network_call
@@ -197,6 +199,8 @@ def unpause_mailbox(db: Session, queue: DeliveryQueue, account_id: str, mailbox_
     """Resume deliveries: the failure streak resets and held deliveries are sent, each chat in order."""
     mailbox = get_mailbox(db, account_id, mailbox_id)
     require_live_mailbox(mailbox)
+    if mailbox.status == MailboxStatus.paused.value:
+        record_event(db, mailbox.account_id, EventType.mailbox_unpaused, mailbox_id=mailbox.id)
     mailbox.status = MailboxStatus.active.value
     mailbox.consecutive_failures = 0
     db.commit()

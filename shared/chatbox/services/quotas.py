@@ -43,14 +43,14 @@ class AccountLimits:
 DEFAULT_LIMITS = AccountLimits()
 
 
-def _lock_account(db: Session, account_id: str) -> None:
+def lock_account(db: Session, account_id: str) -> None:
     """Hold the account's row until the transaction ends (Postgres; SQLAlchemy renders nothing on SQLite)."""
     db.execute(select(Account.id).where(Account.id == account_id).with_for_update())
 
 
 def require_mailbox_room(db: Session, account_id: str, limits: AccountLimits) -> None:
     """QuotaExceededError when the account already has `limits.max_mailboxes` mailboxes that are not archived."""
-    _lock_account(db, account_id)
+    lock_account(db, account_id)
     live = db.scalar(
         select(func.count())
         .select_from(Mailbox)
@@ -67,7 +67,7 @@ def require_credential_room(db: Session, account_id: str, adding: int, limits: A
     """QuotaExceededError when `adding` more credentials would take the account over `limits.max_credentials`."""
     if adding <= 0:
         return
-    _lock_account(db, account_id)
+    lock_account(db, account_id)
     held = db.scalar(select(func.count()).select_from(Credential).where(Credential.account_id == account_id)) or 0
     if held + adding > limits.max_credentials:
         raise QuotaExceededError(

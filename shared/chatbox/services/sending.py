@@ -10,17 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatbox.domain.errors import ConflictError, InvalidInputError, NoFocusError
+from chatbox.domain.errors import ConflictError, ConnectorUnavailableError, InvalidInputError, NoFocusError
 from chatbox.domain.ids import new_id
 from chatbox.domain.normalized import MAX_TEXT
 from chatbox.domain.schemas import ConnectionStatus
 from chatbox.domain.vault import Vault
 from chatbox.ports.connector import OutboundMessage
 from chatbox.ports.platforms import PlatformRegistry
-from chatbox.services.connections import connection_context
+from chatbox.services.connections import connection_context, report_connection_error
 from chatbox.services.focus import find_chat
 from chatbox.services.mailboxes import get_mailbox_any_account, require_live_mailbox
 from chatbox.store.database import release_before_network_call
@@ -48,6 +49,27 @@ def _target_chat(db: Session, mailbox: Mailbox, address: str | None) -> Chat:
     return chat
 
 
+def _carrying_connection(db: Session, mailbox: Mailbox, chat: Chat) -> Connection:
+    """The connection to send to `chat` on: its own, or, when that was archived, the mailbox's active connection
+    of the same platform (the chat follows it once a send through it succeeded)."""
+    connection = db.get(Connection, chat.connection_id)
+    if connection is not None and connection.status == ConnectionStatus.active:
+        return connection
+    successor = db.scalar(
+        select(Connection).where(
+            Connection.mailbox_id == mailbox.id,
+            Connection.platform == chat.platform,
+            Connection.status == ConnectionStatus.active,
+        )
+    )
+    if successor is None:
+        raise ConflictError(
+            f"the {chat.platform} connection of {chat.address} is archived and the mailbox has no active "
+            f"{chat.platform} connection; this chat can no longer be answered from this mailbox"
+        )
+    return successor
+
+
 def send_message(
     db: Session,
     vault: Vault,
@@ -68,7 +90,8 @@ def send_message(
     Raises:
         NoFocusError: no `chat` given and no focal chat.
         InvalidInputError / NotFoundError: an empty text, a malformed or unknown chat, a platform mismatch.
-        ConflictError: the mailbox or the chat's connection is archived.
+        ConflictError: the mailbox is archived, or the chat's connection is and no active one of its platform
+            replaced it.
         ConnectorUnavailableError, PlatformRefusedError, RateLimitedError: from the connector.
     """
     if not text.strip():
@@ -82,17 +105,18 @@ def send_message(
         raise InvalidInputError(
             f"{target_chat.address} is a {target_chat.platform} chat; use {target_chat.platform}_send or send_message"
         )
-    connection = db.get(Connection, target_chat.connection_id)
-    if connection is None or connection.status != ConnectionStatus.active:
-        raise ConflictError(
-            f"the {target_chat.platform} connection of {target_chat.address} is archived; "
-            "this chat can no longer be answered from this mailbox"
-        )
+    connection = _carrying_connection(db, mailbox, target_chat)
     connector = platforms.connector(target_chat.platform)
     ctx = connection_context(db, vault, connection)
     # Nothing is written before the platform answers, so recaps show only what the other side received.
     release_before_network_call(db)
-    sent = connector.send(ctx, OutboundMessage(target_chat.external_id, text, reply_to, dict(options or {})))
+    try:
+        sent = connector.send(ctx, OutboundMessage(target_chat.external_id, text, reply_to, dict(options or {})))
+    except ConnectorUnavailableError as exc:
+        # The token refused or the connector down: integrators hear of it (`connection_error`), the agent from
+        # the error itself.
+        report_connection_error(db, connection, exc.message)
+        raise
     external_id = sent.external_id
     now = utcnow()
     message = Message(
@@ -112,6 +136,7 @@ def send_message(
     )
     db.add(message)
     target_chat.last_activity_at = now
+    target_chat.connection_id = connection.id
     try:
         db.commit()
     except IntegrityError as exc:

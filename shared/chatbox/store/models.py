@@ -127,7 +127,14 @@ class Connection(Base):
 
 class Chat(Base):
     __tablename__ = "chats"
-    __table_args__ = (UniqueConstraint("connection_id", "external_id", name="uq_chats_connection_external"),)
+    __table_args__ = (
+        # One chat per address per mailbox, whichever connection carries it: a connection archived and recreated
+        # for the same platform keeps the chat, its history and its focus; `connection_id` is the connection
+        # that last carried it. (The older per-connection constraint is implied by it; it stays because
+        # dropping it would rebuild the table on SQLite.)
+        Index("uq_chats_mailbox_platform_external", "mailbox_id", "platform", "external_id", unique=True),
+        UniqueConstraint("connection_id", "external_id", name="uq_chats_connection_external"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
@@ -215,6 +222,58 @@ class QueueMessage(Base):
     receive_count: Mapped[int] = mapped_column(Integer, default=0)
     receipt: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventSubscription(Base):
+    """An integrator's subscription to the account's service events (`chatbox.services.events`)."""
+
+    __tablename__ = "event_subscriptions"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    signing_credential_id: Mapped[str | None] = mapped_column(ForeignKey("credentials.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ServiceEvent(Base):
+    """The events outbox: written in the transaction of what caused it, fanned out to subscriptions later."""
+
+    __tablename__ = "service_events"
+    __table_args__ = (Index("ix_service_events_fanned_out", "fanned_out_at", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    mailbox_id: Mapped[str | None] = mapped_column(ID)
+    type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set once one EventDelivery per matching subscription exists.
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EventDelivery(Base):
+    """One event on its way to one subscription: its attempts and when the next one is due."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id", name="uq_event_deliveries_event_subscription"),
+        Index("ix_event_deliveries_status_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("service_events.id"))
+    # No foreign key: deleting a subscription drops its deliveries in the same transaction.
+    subscription_id: Mapped[str] = mapped_column(ID, index=True)
+    # A DeliveryStatus: pending -> delivered | dead.
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.pending.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 def table_of(model: type[Base]) -> Table:

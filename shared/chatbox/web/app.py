@@ -11,7 +11,17 @@ from chatbox.runtime import Runtime
 from chatbox.web.errors import install_error_handlers
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from chatbox.web.openapi import install_platform_openapi
-from chatbox.web.routes import connections, credentials, health, inbound, ingest, mailboxes, platforms
+from chatbox.web.routes import (
+    api_keys,
+    connections,
+    credentials,
+    event_subscriptions,
+    health,
+    inbound,
+    ingest,
+    mailboxes,
+    platforms,
+)
 
 API_ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -19,6 +29,8 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     connections.router,
     platforms.router,
     credentials.router,
+    api_keys.router,
+    event_subscriptions.router,
     inbound.router,
     ingest.router,
 )

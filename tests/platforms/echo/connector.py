@@ -5,12 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from datetime import UTC, datetime
 
 import httpx
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError
-from chatbox.domain.normalized import InboundMessage
 from chatbox.ports.connector import ConnectionContext, OutboundMessage, SentMessage
 from chatbox.ports.ingest import (
     IngestOutcome,
@@ -21,6 +19,7 @@ from chatbox.ports.ingest import (
     WebhookUnauthenticatedError,
 )
 from tests.platforms.echo.spec import EchoSendOptions
+from tests.platforms.echo.translate import to_inbound
 
 
 class EchoConnector:
@@ -38,14 +37,7 @@ class EchoConnector:
     def parse(self, ctx: ConnectionContext, request: WebhookRequest) -> IngestOutcome:  # noqa: ARG002
         try:
             update = json.loads(request.body)
-            message = InboundMessage(
-                external_chat_id=str(update["chat"]),
-                external_message_id=f"{update['chat']}:{update['update']}",
-                text=update["text"],
-                sender_id=update["from"],
-                sender_name=update["from"],
-                sent_at=datetime.now(UTC),
-            )
+            message = to_inbound(update)
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInputError(f"not an echo update: {exc}") from exc
         return IngestOutcome(messages=[message], delivery_key=str(update["update"]))

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatbox.ports.connector import Connector
+from chatbox.ports.live import LiveSource
 from chatbox.ports.platforms import ConnectionField, PlatformMode, PlatformSpec
 
 
@@ -27,6 +28,12 @@ def _connector(settings: EchoSettings) -> Connector:
     return EchoConnector(settings.api_url)
 
 
+def _live_source(settings: EchoSettings) -> LiveSource:
+    from tests.platforms.echo.live import EchoLiveSource
+
+    return EchoLiveSource(settings.api_url)
+
+
 SPEC = PlatformSpec(
     name="echo",
     label="Echo",
@@ -37,5 +44,6 @@ SPEC = PlatformSpec(
     secrets=(ConnectionField("api_key", "the echo account's API key"),),
     settings=EchoSettings,
     connector=_connector,
+    live_source=_live_source,
     ingest_headers={"X-Echo-Token": "The token chatbox got when it registered the webhook"},
 )

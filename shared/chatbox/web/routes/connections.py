@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chatbox.domain.schemas import ConnectionCreate, ConnectionCreated, ConnectionPublic, Page
+from chatbox.domain.schemas import (
+    ConnectionCreate,
+    ConnectionCreated,
+    ConnectionPublic,
+    ConnectionUpdate,
+    InboundTokenRotated,
+    Page,
+)
 from chatbox.services import connections
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
@@ -42,6 +49,7 @@ def create_connection(
         public_url=runtime.settings.public_url,
         limits=runtime.account_limits,
         policy=runtime.connector_address_policy,
+        pick_program_port=runtime.program_port,
     )
     public = connection_public(created.connection, runtime)
     return ConnectionCreated(**public.model_dump(), inbound_token=created.inbound_token)
@@ -77,3 +85,48 @@ def archive_connection(
 ) -> ConnectionPublic:
     archived = connections.archive_connection(db, runtime.vault, runtime.platforms, account, connection_id)
     return connection_public(archived, runtime)
+
+
+@router.patch(
+    "/connections/{connection_id}",
+    summary="Update a live connection's config or secrets (a new bot token is set up with the platform first)",
+    responses=error_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        422,
+        502,
+        s409="`conflict`: the connection is archived; `quota_exceeded`: new secret names would take the account over "
+        "CHATBOX_MAX_CREDENTIALS_PER_ACCOUNT",
+        s422="A malformed body, a required key removed, a refused outbound_url, or the platform refused the new "
+        "credentials: nothing changed",
+        s502="The platform could not be reached: nothing changed",
+    ),
+)
+def update_connection(
+    connection_id: str, body: ConnectionUpdate, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep
+) -> ConnectionPublic:
+    updated = connections.update_connection(
+        db,
+        runtime.vault,
+        runtime.platforms,
+        account,
+        connection_id,
+        body,
+        public_url=runtime.settings.public_url,
+        limits=runtime.account_limits,
+        policy=runtime.connector_address_policy,
+    )
+    return connection_public(updated, runtime)
+
+
+@router.post(
+    "/connections/{connection_id}/rotate-inbound-token",
+    summary="Replace the connection's inbound token; the new one is shown once and the old one stops working",
+    responses=error_responses(401, 404, 409, s409="The connection is archived"),
+)
+def rotate_inbound_token(connection_id: str, db: SessionDep, account: CurrentAccount) -> InboundTokenRotated:
+    token = connections.rotate_inbound_token(db, account, connection_id)
+    return InboundTokenRotated(id=connection_id, inbound_token=token)

@@ -5,6 +5,7 @@ It only translates HTTP to the ingest dispatcher (`chatbox.services.ingest`) and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -20,17 +21,23 @@ router = APIRouter(prefix="/v1", tags=["inbound"], responses=THROTTLED_RESPONSES
 _inbound_bearer = HTTPBearer(auto_error=False, scheme_name="InboundToken", description="The connection's inbound token")
 
 
-async def authenticated_connection_id(
+@dataclass(frozen=True)
+class InboundCaller:
+    connection_id: str
+    token: str
+
+
+async def authenticated_caller(
     connection_id: str,
     runtime: RuntimeDep,
     client: ClientAddress,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_inbound_bearer)],
-) -> str:
+) -> InboundCaller:
     """Authenticate before the body is validated, so a wrong token is a 401 whatever the body."""
     if credentials is None:
         raise AuthenticationError("missing bearer token: send `Authorization: Bearer <inbound_token>`")
     await runtime.ingest.authenticate_posted(connection_id, credentials.credentials, client=client)
-    return connection_id
+    return InboundCaller(connection_id, credentials.credentials)
 
 
 @router.post(
@@ -52,6 +59,6 @@ async def authenticated_connection_id(
 async def post_inbound_message(
     body: InboundMessage,
     runtime: RuntimeDep,
-    connection_id: Annotated[str, Depends(authenticated_connection_id)],
+    caller: Annotated[InboundCaller, Depends(authenticated_caller)],
 ) -> AcceptResult:
-    return await runtime.ingest.accept_posted(connection_id, body)
+    return await runtime.ingest.accept_posted(caller.connection_id, body, token=caller.token)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from chatbox.domain.schemas import (
+    ChatList,
     MailboxCreate,
     MailboxCreated,
     MailboxHealth,
@@ -13,10 +16,10 @@ from chatbox.domain.schemas import (
     Page,
     RedriveResult,
 )
-from chatbox.services import mailboxes
+from chatbox.services import focus, mailboxes
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
-from chatbox.web.presenters import mailbox_public
+from chatbox.web.presenters import chat_public, mailbox_public
 
 router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=THROTTLED_RESPONSES)
 
@@ -92,3 +95,19 @@ def unpause_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, ru
 )
 def redrive_mailbox(mailbox_id: str, db: SessionDep, account: CurrentAccount, runtime: RuntimeDep) -> RedriveResult:
     return RedriveResult(requeued=mailboxes.redrive_mailbox(db, runtime.queue, account, mailbox_id))
+
+
+@router.get(
+    "/{mailbox_id}/chats",
+    summary="List a mailbox's chats, named as the mailbox MCP server names them",
+    responses=error_responses(401, 404, 422),
+)
+def list_chats(
+    mailbox_id: str,
+    db: SessionDep,
+    account: CurrentAccount,
+    platform: Annotated[str | None, Query(max_length=32, description="Only this platform's chats")] = None,
+) -> ChatList:
+    mailbox = mailboxes.get_mailbox(db, account, mailbox_id)
+    chats = focus.list_chats(db, mailbox.id, platform=platform, include_muted=True)
+    return ChatList(items=[chat_public(c) for c in chats])

@@ -1,0 +1,187 @@
+"""The HTTP face of a container program: the contract's `POST /v1/send` and `GET /healthz`.
+
+The program supplies two async callbacks; everything about HTTP (bearer check, body validation,
+error bodies, status codes) lives here, so every program answers chatbox the same way:
+
+| the send handler | status | body |
+|---|---|---|
+| returns `message_id` | 200 | `{"message_id": "..."}` |
+| raises `SendRefused(status, code, message)` | `status` (400, 403, 404, 413 or 422) | `{"code", "message"}` |
+| raises `RateLimited(retry_after)` | 429 + `Retry-After` | `{"code": "rate_limited", "message", "retry_after"}` |
+| raises `PlatformDown(message)` | 503 | `{"code": "platform_unavailable", "message"}` |
+| raises anything else | 502 | `{"code": "connector_error", ...}` (logged with its traceback) |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+log = logging.getLogger("connectors.relay.server")
+
+_REFUSAL_STATUSES = frozenset({400, 403, 404, 413, 422})
+MAX_BODY_BYTES = 1 << 20
+_REMEMBERED_SENDS = 1024
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class SendRequest(BaseModel):
+    """The body chatbox posts to `/v1/send` (CONTRACT.md, "Outbound"). Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    request_id: Id
+    connection_id: Id
+    platform: Id
+    chat_id: Id
+    text: Annotated[str, StringConstraints(max_length=65_536)]
+    reply_to: Annotated[str, StringConstraints(max_length=255)] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendError(Exception):
+    """Base of what a send handler raises; never raise it directly."""
+
+    status = 502
+    code = "connector_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SendRefused(SendError):
+    """The platform refused this message or chat (bad recipient, blocked, too long): the agent should change it."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        if status not in _REFUSAL_STATUSES:
+            raise ValueError(f"a refusal is one of {sorted(_REFUSAL_STATUSES)}, not {status}")
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RateLimited(SendError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float, message: str = "the platform is rate limiting sends") -> None:
+        super().__init__(message)
+        self.retry_after = max(0.0, retry_after)
+
+
+class PlatformDown(SendError):
+    """The platform (or its local daemon) cannot be reached or is misconfigured: try again later."""
+
+    status = 503
+    code = "platform_unavailable"
+
+
+SendHandler = Callable[[SendRequest], Awaitable[str]]
+HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"code": code, "message": message, **extra}, status=status)
+
+
+class SendServer:
+    """Builds the aiohttp application; `in_flight` counts sends being handled (the runner drains them on stop)."""
+
+    def __init__(self, outbound_auth: str, send: SendHandler, health: HealthCheck) -> None:
+        self._expected = f"Bearer {outbound_auth}".encode()
+        self._send = send
+        self._health = health
+        self.in_flight = 0
+        # chatbox never retries a send by itself, but an accidental duplicate (same request_id) gets the first answer.
+        self._sent: OrderedDict[str, str] = OrderedDict()
+        self._sending: dict[str, asyncio.Future[str]] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/v1/send", self.handle_send)
+        app.router.add_get("/healthz", self.handle_health)
+        return app
+
+    def _authorized(self, request: web.Request) -> bool:
+        presented = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(presented, self._expected)
+
+    async def handle_send(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(
+                401, "unauthorized", "wrong or missing bearer token (the connection's outbound_credential_id)"
+            )
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        try:
+            payload = json.loads(raw)
+        except (ValueError, RecursionError):
+            return _error(400, "invalid_json", "the body is not JSON")
+        try:
+            send = SendRequest.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            return _error(422, "invalid_request", f"{where}: {first['msg']}")
+        self.in_flight += 1
+        try:
+            message_id = await self._send_once(send)
+        except SendError as exc:
+            log.warning("send failed", extra={"request_id": send.request_id, "status": exc.status, "code": exc.code})
+            if isinstance(exc, RateLimited):
+                response = _error(429, exc.code, exc.message, retry_after=exc.retry_after)
+                response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+                return response
+            return _error(exc.status, exc.code, exc.message)
+        except Exception:
+            log.exception("send handler crashed", extra={"request_id": send.request_id})
+            return _error(502, "connector_error", "the connector failed to send; see its logs")
+        finally:
+            self.in_flight -= 1
+        log.info("sent", extra={"request_id": send.request_id, "message_id": message_id})
+        return web.json_response({"message_id": message_id})
+
+    async def _send_once(self, send: SendRequest) -> str:
+        if (known := self._sent.get(send.request_id)) is not None:
+            return known
+        if (running := self._sending.get(send.request_id)) is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._sending[send.request_id] = future
+        try:
+            message_id = await self._send(send)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # marks it retrieved when no duplicate waits on it
+            raise
+        finally:
+            del self._sending[send.request_id]
+        future.set_result(message_id)
+        self._sent[send.request_id] = message_id
+        while len(self._sent) > _REMEMBERED_SENDS:
+            self._sent.popitem(last=False)
+        return message_id
+
+    async def handle_health(self, _request: web.Request) -> web.Response:
+        try:
+            ok, details = await self._health()
+        except Exception as exc:
+            log.exception("health check crashed")
+            ok, details = False, {"error": type(exc).__name__}
+        return web.json_response(details, status=200 if ok else 503)
