@@ -85,11 +85,16 @@ def test_wrong_key_is_401_and_another_accounts_id_is_403(
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
-    wrong = httpx.post(admin_url(base_url, account), json=body, headers={**headers, "authorization": "Bearer nope"})
-    foreign = httpx.post(
-        admin_url(base_url, other_account), json=body, headers={**headers, "authorization": f"Bearer {account.api_key}"}
+    wrong = httpx.post(
+        admin_url(base_url, account), json=body, headers={**headers, "authorization": "Bearer nope"}, timeout=30
     )
-    missing = httpx.post(admin_url(base_url, account), json=body, headers=headers)
+    foreign = httpx.post(
+        admin_url(base_url, other_account),
+        json=body,
+        headers={**headers, "authorization": f"Bearer {account.api_key}"},
+        timeout=30,
+    )
+    missing = httpx.post(admin_url(base_url, account), json=body, headers=headers, timeout=30)
 
     assert wrong.status_code == 401 and "Bearer" in wrong.headers["www-authenticate"]
     assert missing.status_code == 401
@@ -99,7 +104,7 @@ def test_wrong_key_is_401_and_another_accounts_id_is_403(
 def test_get_is_405_allow_post_at_once_even_with_the_right_key(base_url: str, account: AccountKey) -> None:
     headers = {"accept": "text/event-stream", "authorization": f"Bearer {account.api_key}"}
 
-    response = httpx.get(admin_url(base_url, account), headers=headers, timeout=5)
+    response = httpx.get(admin_url(base_url, account), headers=headers, timeout=30)
 
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"

@@ -152,7 +152,7 @@ def test_missing_or_wrong_token_is_401_before_any_mcp_processing(
 
     for mailbox_id, auth in attempts:
         # Not even valid JSON-RPC: authentication must answer before the body is looked at.
-        response = httpx.post(f"{base_url}/mcp/{mailbox_id}", content=b"{", headers={**MCP_HEADERS, **auth})
+        response = httpx.post(f"{base_url}/mcp/{mailbox_id}", content=b"{", headers={**MCP_HEADERS, **auth}, timeout=30)
         assert response.status_code == 401, (mailbox_id, auth, response.text)
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert response.json()["code"] == "unauthorized"
@@ -165,7 +165,7 @@ def test_bare_path_and_trailing_slash_both_answer_without_redirect(
     headers = {**MCP_HEADERS, "authorization": f"Bearer {mailbox['mcp_token']}"}
 
     for path in (f"/mcp/{mailbox['id']}", f"/mcp/{mailbox['id']}/"):
-        response = httpx.post(base_url + path, json=INITIALIZE, headers=headers, follow_redirects=False)
+        response = httpx.post(base_url + path, json=INITIALIZE, headers=headers, follow_redirects=False, timeout=30)
         assert response.status_code == 200, (path, response.text)
         assert response.headers["content-type"].startswith("application/json")
         assert response.json()["result"]["serverInfo"]["name"] == "chatbox"
@@ -179,7 +179,7 @@ def test_get_and_delete_answer_405_allow_post_at_once_even_with_the_right_token(
     headers = {"accept": "text/event-stream", "authorization": f"Bearer {mailbox['mcp_token']}"}
 
     # A stateless server has no event stream to offer: GET must not open one and hang (Mangum buffers it).
-    response = httpx.request(method, f"{base_url}/mcp/{mailbox['id']}", headers=headers, timeout=5)
+    response = httpx.request(method, f"{base_url}/mcp/{mailbox['id']}", headers=headers, timeout=30)
 
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
@@ -191,10 +191,10 @@ def test_foreign_origin_and_unknown_host_are_refused(client: TestClient, account
     headers = {**MCP_HEADERS, "authorization": f"Bearer {mailbox['mcp_token']}"}
     url = f"{base_url}/mcp/{mailbox['id']}"
 
-    foreign = httpx.post(url, json=INITIALIZE, headers={**headers, "origin": "https://evil.example"})
-    public = httpx.post(url, json=INITIALIZE, headers={**headers, "origin": "https://chatbox.example.test"})
-    rebound = httpx.post(url, json=INITIALIZE, headers={**headers, "host": "evil.example"})
-    proxied = httpx.post(url, json=INITIALIZE, headers={**headers, "host": "chatbox.example.test"})
+    foreign = httpx.post(url, json=INITIALIZE, headers={**headers, "origin": "https://evil.example"}, timeout=30)
+    public = httpx.post(url, json=INITIALIZE, headers={**headers, "origin": "https://chatbox.example.test"}, timeout=30)
+    rebound = httpx.post(url, json=INITIALIZE, headers={**headers, "host": "evil.example"}, timeout=30)
+    proxied = httpx.post(url, json=INITIALIZE, headers={**headers, "host": "chatbox.example.test"}, timeout=30)
 
     assert foreign.status_code == 403
     assert public.status_code == 200
