@@ -37,27 +37,43 @@ QUEUED_STATUSES = (DeliveryStatus.pending.value, DeliveryStatus.held.value)
 
 
 class PrometheusSink:
-    """Counters and histograms of the catalogue in one registry (or the multiprocess files, when enabled)."""
+    """Counters and histograms of the catalogue in one registry (or the multiprocess files, when enabled).
+
+    Each labelled child is looked up once and kept: a request then costs two dict reads and two increments,
+    not prometheus_client's locked `labels()` lookup per figure (the request middleware is on the hot path).
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._counters: dict[str, Counter] = {}
-        self._histograms: dict[str, Histogram] = {}
+        self._counter_families: dict[str, Counter] = {}
+        self._histogram_families: dict[str, Histogram] = {}
         for metric in CATALOGUE:
             if metric.kind == "counter":
-                self._counters[metric.name] = Counter(metric.name, metric.help, metric.labels, registry=self.registry)
-            else:
-                self._histograms[metric.name] = Histogram(
+                self._counter_families[metric.name] = Counter(
                     metric.name, metric.help, metric.labels, registry=self.registry
                 )
+            else:
+                self._histogram_families[metric.name] = Histogram(
+                    metric.name, metric.help, metric.labels, registry=self.registry
+                )
+        self._counters: dict[tuple[str, tuple[str, ...]], Counter] = {}
+        self._histograms: dict[tuple[str, tuple[str, ...]], Histogram] = {}
 
     def count(self, metric: MetricDefinition, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
-        counter = self._counters[metric.name]
-        (counter.labels(*labels) if labels else counter).inc(amount)
+        key = (metric.name, labels)
+        counter = self._counters.get(key)
+        if counter is None:
+            family = self._counter_families[metric.name]
+            counter = self._counters[key] = family.labels(*labels) if labels else family
+        counter.inc(amount)
 
     def observe(self, metric: MetricDefinition, value: float, labels: tuple[str, ...] = ()) -> None:
-        histogram = self._histograms[metric.name]
-        (histogram.labels(*labels) if labels else histogram).observe(value)
+        key = (metric.name, labels)
+        histogram = self._histograms.get(key)
+        if histogram is None:
+            family = self._histogram_families[metric.name]
+            histogram = self._histograms[key] = family.labels(*labels) if labels else family
+        histogram.observe(value)
 
 
 _process_sink: PrometheusSink | None = None
