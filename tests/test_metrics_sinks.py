@@ -1,13 +1,16 @@
 """The metrics sinks alone: the EMF sink keeps each figure's labels as its dimensions, however many it prints;
-the README names every figure the core records."""
+figures of a parent and its child process are scraped as one; the README names every figure the core records."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chatbox.adapters.emf_metrics import EmfSink
 from chatbox.ports import metrics
@@ -49,3 +52,45 @@ def test_the_readme_lists_every_recorded_metric_under_its_prometheus_name() -> N
     for metric in metrics.CATALOGUE:
         prometheus_name = f"{metric.name}_total" if metric.kind == "counter" else metric.name
         assert f"| `{prometheus_name}` |" in section, prometheus_name
+
+
+SHARED_FIGURES_SCRIPT = """
+import subprocess, sys
+from pathlib import Path
+from chatbox.adapters import prometheus_metrics
+from chatbox.ports import metrics
+
+prometheus_metrics.install_prometheus_metrics()  # as build_runtime does, before `chatbox dev` enables sharing
+prometheus_metrics.enable_multiprocess(Path(sys.argv[1]))
+metrics.count(metrics.DEAD_LETTERED)
+metrics.count(metrics.DELIVERIES, ("delivered",))
+child = (
+    "from chatbox.adapters import prometheus_metrics; from chatbox.ports import metrics; "
+    "prometheus_metrics.install_prometheus_metrics(); metrics.count(metrics.DELIVERIES, ('delivered',), 2)"
+)
+subprocess.run([sys.executable, "-c", child], check=True, timeout=60)
+sys.stdout.write(prometheus_metrics.scrape(lambda: {"pending": 3}, lambda: 1).decode())
+"""
+
+
+def test_a_child_process_and_its_parent_are_scraped_as_one(tmp_path: Path) -> None:
+    """Run in a process of its own: sharing switches prometheus_client's value class for the whole process."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    (shared / "counter_999999.db").write_bytes(b"left over from the last run")
+
+    result = subprocess.run(
+        [sys.executable, "-c", SHARED_FIGURES_SCRIPT, str(shared)], capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    figures = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(result.stdout)
+        for sample in family.samples
+    }
+    assert figures[("chatbox_deliveries_total", (("outcome", "delivered"),))] == 3
+    assert figures[("chatbox_dead_lettered_total", ())] == 1
+    assert figures[("chatbox_queue_depth", (("status", "pending"),))] == 3
+    assert figures[("chatbox_paused_mailboxes", ())] == 1
+    assert not (shared / "counter_999999.db").exists()

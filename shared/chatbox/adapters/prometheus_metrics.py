@@ -105,6 +105,11 @@ def enable_multiprocess(directory: Path) -> None:
     # prometheus_client picks its value class when first imported; this process imported it before the
     # folder was known. Labelled metrics create their values on first use, so switching now covers them all.
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    # An unlabelled metric made its value when created: a sink made before now would keep it out of the files.
+    global _process_sink  # noqa: PLW0603 - one registry per process
+    stale, _process_sink = _process_sink, None
+    if stale is not None and current_sink() is stale:
+        install_sink(prometheus_sink())
 
 
 def multiprocess_enabled() -> bool:
