@@ -5,10 +5,11 @@
 #   STACK=my-chatbox infra/deploy.sh dev
 #   SAM=samlocal infra/deploy.sh dev    # LocalStack (see infra/localstack/README.md)
 #
-# Needs the AWS SAM CLI and a python3.12 first on PATH (`sam build` builds the layer with it, no
-# container). When the parameters leave PublicUrl empty, the stack is deployed a second time with
-# PublicUrl set to the API's own URL (the functions cannot reference the API they sit behind: that
-# would be a dependency cycle), so mcp_url, ingest_url and the MCP Host check are right.
+# Needs the AWS SAM CLI, the AWS CLI and a python3.12 (PYTHON312, default python3.12 on PATH): `make layer`
+# builds the layer from requirements.lock with 3.12 bytecode, no container. One deploy is enough: with
+# PublicUrl empty the functions take the API's domain from API Gateway's request context; the deploy's
+# migrate step brings the schema to head and, on the first deploy, creates the first account (its key:
+# the BootstrapApiKeySecretArn output, see infra/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,14 +35,7 @@ deploy() {
         --parameter-overrides "$(overrides "$@")"
 }
 
+make layer
 "$SAM" build --template-file template.yaml
 deploy
-
-public_url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("PublicUrl", ""))' "$PARAMS")"
-if [ -z "$public_url" ]; then
-    api_url="$(aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} cloudformation describe-stacks \
-        --stack-name "$STACK" --query "Stacks[0].Outputs[?OutputKey=='ApiUrl'].OutputValue" --output text)"
-    echo "PublicUrl was empty: deploying again with PublicUrl=${api_url}"
-    deploy "PublicUrl=${api_url}"
-fi
 "$SAM" list stack-outputs --stack-name "$STACK" --output table 2>/dev/null || true

@@ -160,7 +160,7 @@ def test_health_needs_no_authorization(client: TestClient) -> None:
     response = client.get("/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "schema": "ok"}
 
 
 def test_metrics_need_no_authorization_from_loopback_and_expose_requests_and_queue_depth(

@@ -37,6 +37,11 @@ Template = dict[str, Any]
 moto_partial_cloudformation = pytest.mark.filterwarnings(
     "ignore:Tried to parse AWS..ApiGatewayV2..:UserWarning",
     "ignore:Tried to parse AWS..CloudWatch..Alarm:UserWarning",
+    "ignore:Tried to parse AWS..SecretsManager..Secret:UserWarning",
+    "ignore:Tried to parse AWS..Logs..LogGroup:UserWarning",
+    "ignore:Tried to parse AWS..ServiceDiscovery..:UserWarning",
+    "ignore:Tried to parse AWS..EFS..:UserWarning",
+    "ignore:Tried to parse AWS..Lambda..Permission:UserWarning",
 )
 
 
@@ -89,8 +94,33 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+def without_custom_resources(translated: Template) -> Template:
+    """The template minus its custom resources (the migrate step), which moto would run by invoking Lambda code:
+    it cannot without Docker. Their wiring is asserted on the translated template instead."""
+    custom = {name for name, res in translated["Resources"].items() if res["Type"].startswith("Custom::")}
+    for name in custom:
+        del translated["Resources"][name]
+    for resource in translated["Resources"].values():
+        depends = resource.get("DependsOn")
+        if isinstance(depends, str) and depends in custom:
+            del resource["DependsOn"]
+        elif isinstance(depends, list):
+            resource["DependsOn"] = [name for name in depends if name not in custom]
+    return translated
+
+
+def without_service_discovery(translated: Template) -> Template:
+    """The template minus Cloud Map (moto's CloudFormation cannot create AWS::ServiceDiscovery::*) and the ECS
+    services' registrations with it; both are asserted on the template instead."""
+    for name in [n for n, res in translated["Resources"].items() if res["Type"].startswith("AWS::ServiceDiscovery::")]:
+        del translated["Resources"][name]
+    for resource in resources_of(translated, "AWS::ECS::Service").values():
+        resource["Properties"].pop("ServiceRegistries", None)
+    return translated
+
+
 def create_stack(parameters: dict[str, str]) -> Stack:
-    translated = translate(parameters)
+    translated = without_service_discovery(without_custom_resources(translate(parameters)))
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=ARTIFACTS)
     for name in sam_template()["Resources"]:
@@ -137,7 +167,7 @@ def test_http_routes_reach_the_function_that_serves_them() -> None:
         ("ANY", "/mcp/{proxy+}"): "McpFunction",
     }
     for function in resources_of(sam_template(), "AWS::Serverless::Function").values():
-        for event in function["Properties"]["Events"].values():
+        for event in function["Properties"].get("Events", {}).values():
             if event["Type"] == "HttpApi":
                 assert event["Properties"]["ApiId"] == {"Ref": "HttpApi"}
 
@@ -151,21 +181,24 @@ def test_every_function_ships_only_its_own_folder_and_the_chatbox_layer() -> Non
         "InboundFunction": "functions/inbound/",
         "McpFunction": "functions/mcp/",
         "DeliveryFunction": "functions/delivery/",
+        "MigrateFunction": "functions/migrate/",
     }
     assert all(f["Properties"]["Handler"] == "handler.handler" for f in functions.values())
     assert template["Globals"]["Function"]["Layers"] == [{"Ref": "ChatboxLayer"}]
     layer = template["Resources"]["ChatboxLayer"]
-    assert layer["Properties"]["ContentUri"] == "./"
-    assert layer["Metadata"]["BuildMethod"] == "makefile"  # ships shared/chatbox and connectors/ together
+    # Built by `make layer` (from the lock, with bytecode); SAM ships that folder, never the whole repository.
+    assert layer["Properties"]["ContentUri"] == "build/layer/"
+    assert "Metadata" not in layer
     assert template["Globals"]["Function"]["Runtime"] == "python3.12"
-    assert "build-ChatboxLayer:" in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\nlayer: " in makefile and "-c requirements.lock" in makefile and "unchecked-hash" in makefile
     assert (ROOT / "shared" / "requirements.txt").is_file()
     for name in ("signal", "discord"):
         assert (ROOT / "connectors" / name / "Dockerfile").is_file()
 
 
 def test_dead_letter_alarm_watches_the_dead_letter_queue() -> None:
-    [alarm] = resources_of(sam_template(), "AWS::CloudWatch::Alarm").values()
+    alarm = sam_template()["Resources"]["DeadLetterAlarm"]
 
     assert alarm["Properties"]["Namespace"] == "AWS/SQS"
     assert alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
@@ -174,6 +207,11 @@ def test_dead_letter_alarm_watches_the_dead_letter_queue() -> None:
     ]
     assert alarm["Properties"]["Threshold"] == 0
     assert alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def template_globals() -> dict[str, Any]:
+    variables: dict[str, Any] = sam_template()["Globals"]["Function"]["Environment"]["Variables"]
+    return variables
 
 
 def test_functions_get_secrets_by_arn_never_as_values() -> None:
@@ -287,8 +325,11 @@ def test_iam_is_least_privilege_per_function() -> None:
 
     assert set(roles) >= {"ApiFunctionRole", "InboundFunctionRole", "McpFunctionRole", "DeliveryFunctionRole"}
     assert "secretsmanager:GetSecretValue" in actions("McpFunctionRole")
-    assert sqs_actions("McpFunctionRole") == set()
+    # The admin MCP server's unpause, redrive and update_mailbox re-enqueue, like the API's.
+    assert sqs_actions("McpFunctionRole") == {"sqs:SendMessage*"}
     assert sqs_actions("InboundFunctionRole") == sqs_actions("ApiFunctionRole") == {"sqs:SendMessage*"}
+    # The migrate step reads the database and bootstrap secrets, never the vault key, and sends nothing.
+    assert sqs_actions("MigrateFunctionRole") == set()
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage*"} <= (
         sqs_actions("DeliveryFunctionRole")
     )
@@ -323,14 +364,35 @@ def test_vpc_variant_runs_signal_and_discord_containers_pointed_at_the_api(aws: 
         assert container["image"] == image.format(family)
         assert {"name": "CHATBOX_API_URL", "value": "https://chatbox.example.com"} in container["environment"]
         assert {s["name"] for s in container["secrets"]} >= {"CHATBOX_CONNECTION_ID", "CHATBOX_INBOUND_TOKEN"}
+        assert {"name": "CONNECTOR_PORT", "value": "8080"} in container["environment"]
     # moto keeps neither the launch type nor the network mode: those are asserted on the template.
     template = sam_template()["Resources"]
     for family in ("Signal", "Discord"):
         task, service = template[f"{family}TaskDefinition"]["Properties"], template[f"{family}Service"]["Properties"]
         assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
         assert service["LaunchType"] == "FARGATE"
-        # One platform session at a time: a deployment stops the old task before starting the new one.
+        # One platform session at a time: a deployment stops the old task before starting the new one, and
+        # a task that never gets healthy (GET /healthz) rolls the deployment back.
         assert service["DeploymentConfiguration"]["MaximumPercent"] == 100
+        assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+        [container] = task["ContainerDefinitions"]
+        assert "/healthz" in " ".join(container["HealthCheck"]["Command"])
+        # A stable private name for config.outbound_url (Cloud Map), which the functions' allowlist admits.
+        [registry] = service["ServiceRegistries"]
+        assert registry["RegistryArn"] == {"Fn::GetAtt": [f"{family}Discovery", "Arn"]}
+    allowed = template_globals()["CHATBOX_CONNECTOR_ALLOWED_HOSTS"]["Fn::If"][1]["Fn::Sub"]
+    assert "signal.${AWS::StackName}.chatbox.internal:8080" in allowed
+    assert "discord.${AWS::StackName}.chatbox.internal:8080" in allowed
+    # signal-cli's keys live on EFS (kept when the stack goes), and the container knows its number.
+    signal = template["SignalTaskDefinition"]["Properties"]
+    [volume] = signal["Volumes"]
+    assert volume["EFSVolumeConfiguration"]["FilesystemId"] == {"Ref": "SignalStateFileSystem"}
+    assert volume["EFSVolumeConfiguration"]["TransitEncryption"] == "ENABLED"
+    [mount] = signal["ContainerDefinitions"][0]["MountPoints"]
+    assert (mount["SourceVolume"], mount["ContainerPath"]) == (volume["Name"], "/var/lib/signal-cli")
+    assert template["SignalStateFileSystem"]["DeletionPolicy"] == "Retain"
+    secrets = {entry["Name"] for entry in signal["ContainerDefinitions"][0]["Secrets"]}
+    assert "SIGNAL_ACCOUNT" in secrets
     config = boto3.client("lambda", region_name=REGION).get_function_configuration(
         FunctionName=stack.physical("DeliveryFunction")
     )
@@ -370,3 +432,142 @@ def test_parameter_files_name_only_template_parameters_and_give_the_required_one
     for name, value in given.items():
         allowed = declared[name].get("AllowedValues")
         assert allowed is None or value in [str(a) for a in allowed], (name, value)
+        low, high = declared[name].get("MinValue"), declared[name].get("MaxValue")
+        assert low is None or float(value) >= low, (name, value, low)
+        assert high is None or float(value) <= high, (name, value, high)
+
+
+def test_every_deploy_migrates_before_the_functions_change_and_creates_the_first_account() -> None:
+    resources = translate(REQUIRED)["Resources"]
+
+    schema = resources["DatabaseSchema"]
+    assert schema["Type"] == "Custom::DatabaseSchema"
+    assert schema["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    # A new layer version is a changed property: CloudFormation runs the step again on every code change.
+    # (SAM names each layer version by a hash of its content: ChatboxLayer<hash>.)
+    assert schema["Properties"]["Code"]["Ref"].startswith("ChatboxLayer")
+    for name in ("ApiFunction", "InboundFunction", "McpFunction", "DeliveryFunction"):
+        assert "DatabaseSchema" in resources[name]["DependsOn"], name
+    variables = resources["MigrateFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["CHATBOX_BOOTSTRAP_API_KEY_SECRET_ARN"] == {"Ref": "BootstrapApiKeySecret"}
+    assert variables["CHATBOX_VAULT_KEY_SECRET_ARN"] == ""
+    generated = resources["BootstrapApiKeySecret"]["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32  # chatbox refuses a chosen API key shorter than 32 characters
+    assert "BootstrapApiKeySecretArn" in sam_template()["Outputs"]
+
+
+def test_the_database_step_waits_for_a_new_cluster_and_its_proxy() -> None:
+    parameters = {**REQUIRED, "CreateDatabase": "true", "VpcId": "vpc-1", "PrivateSubnetIds": "subnet-1,subnet-2"}
+    resources = translate({**parameters, "UseRdsProxy": "true"})["Resources"]
+
+    waits_for = json.dumps(resources["DatabaseSchema"]["Properties"]["Database"])
+    # The new cluster, the attachment that writes its host into the secret the migrate step reads, the proxy.
+    for resource in ("DatabaseInstance", "DatabaseSecretAttachment", "DatabaseProxyTargetGroup"):
+        assert json.dumps({"Ref": resource}) in waits_for, resource
+    assert resources["DatabaseProxy"]["Properties"]["Auth"][0]["SecretArn"] == {"Ref": "DatabaseSecret"}
+    assert resources["DatabaseProxy"]["Properties"]["RequireTLS"] is True
+    assert resources["DatabaseProxyTargetGroup"]["Properties"]["DBClusterIdentifiers"] == [{"Ref": "DatabaseCluster"}]
+    # The functions connect to the proxy's endpoint with the generated secret's credentials.
+    assert template_globals()["CHATBOX_DB_HOST"] == {
+        "Fn::If": ["CreateProxy", {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}, ""]
+    }
+    # The credentials outlive the stack with the cluster's final snapshot.
+    assert resources["DatabaseSecret"]["DeletionPolicy"] == "Retain"
+
+
+def test_database_connections_have_a_ceiling() -> None:
+    variables = template_globals()
+    assert (variables["CHATBOX_DB_POOL_SIZE"], variables["CHATBOX_DB_MAX_OVERFLOW"]) == ("1", "1")
+    template = sam_template()
+    for name, function in resources_of(template, "AWS::Serverless::Function").items():
+        if name != "MigrateFunction":
+            reserved = function["Properties"]["ReservedConcurrentExecutions"]
+            assert reserved == {
+                "Fn::If": ["ReserveConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+            }
+    assert template["Parameters"]["ReservedConcurrency"]["Default"] > 0
+
+
+def test_deferrals_alone_cannot_move_a_pending_delivery_to_the_sqs_dead_letter_queue() -> None:
+    # A message waiting behind its chat's failing ones is received (and deferred) up to about batch size x
+    # (max attempts + 2) times per message ahead of it; SQS's own count must stay far above that.
+    parameters = sam_template()["Parameters"]
+    assert parameters["DeliveryMaxReceiveCount"]["Default"] == 1000
+    assert parameters["DeliveryMaxReceiveCount"]["MinValue"] >= 10 * (8 + 2)
+
+
+def test_operations_alarms_cover_errors_throttles_queue_age_and_api_5xx() -> None:
+    alarms = resources_of(sam_template(), "AWS::CloudWatch::Alarm")
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+
+    assert watched == {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("AWS/ApiGateway", "5xx"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+    }
+    for metric in ("Errors", "Throttles"):
+        functions = {
+            a["Properties"]["Dimensions"][0]["Value"]["Ref"]
+            for a in alarms.values()
+            if a["Properties"]["MetricName"] == metric
+        }
+        assert functions == {"ApiFunction", "InboundFunction", "McpFunction", "DeliveryFunction"}
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"]["Fn::If"][0] == "HasAlarmTopic"
+
+
+def test_http_api_is_throttled_and_logs_access_without_headers() -> None:
+    api = sam_template()["Resources"]["HttpApi"]["Properties"]
+
+    assert api["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRateLimit"}
+    assert api["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurstLimit"}
+    assert api["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    log_format = api["AccessLogSettings"]["Format"]
+    assert "$context.status" in log_format and "header" not in log_format.lower()
+
+
+def _dist_info(layer: Path, name: str, version: str) -> None:
+    folder = layer / f"{name.replace('-', '_')}-{version}.dist-info"
+    folder.mkdir(parents=True)
+    (folder / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n")
+
+
+@pytest.mark.parametrize(
+    ("installed", "problem"),
+    [
+        (("psycopg-binary", "3.2.13"), "psycopg-binary 3.2.13: requirements.lock pins 3.3.9"),
+        (("left-pad", "1.0"), "left-pad 1.0: not in requirements.lock"),
+    ],
+    ids=["older-release", "unpinned"],
+)
+def test_a_layer_that_drifts_from_the_lock_fails_its_build(
+    installed: tuple[str, str], problem: str, tmp_path: Path
+) -> None:
+    layer, lock = tmp_path / "python", tmp_path / "requirements.lock"
+    lock.write_text("psycopg-binary==3.3.9\nSQLAlchemy==2.0.44\n")
+    _dist_info(layer, "SQLAlchemy", "2.0.44")
+    _dist_info(layer, *installed)
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "check_layer.py"), str(layer), str(lock)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"layer drift: {problem}"
+
+
+def test_a_layer_at_the_locks_versions_passes(tmp_path: Path) -> None:
+    layer, lock = tmp_path / "python", tmp_path / "requirements.lock"
+    lock.write_text("psycopg-binary==3.3.9\nSQLAlchemy==2.0.44\n")
+    _dist_info(layer, "sqlalchemy", "2.0.44")
+    _dist_info(layer, "psycopg_binary", "3.3.9")
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "check_layer.py"), str(layer), str(lock)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert (result.returncode, result.stderr) == (0, "")

@@ -94,7 +94,7 @@ def test_dev_sets_up_an_empty_folder_and_serves_with_the_printed_key(tmp_path: P
         listed = httpx.get(f"{run.base_url}/v1/mailboxes", headers=_bearer(key), timeout=5)
         refused = httpx.get(f"{run.base_url}/v1/mailboxes", headers=_bearer("cbk_wrong"), timeout=5)
 
-    assert health.json() == {"status": "ok", "database": "ok"}
+    assert health.json() == {"status": "ok", "database": "ok", "schema": "ok"}
     assert listed.status_code == 200, listed.text
     assert refused.status_code == 401
     home = workdir / ".chatbox"

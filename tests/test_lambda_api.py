@@ -127,7 +127,7 @@ def test_health_answers_on_cold_and_warm_invocations(lambda_handler: LoadedHandl
     for response in (cold, warm):
         assert response["statusCode"] == 200
         assert response["headers"]["content-type"] == "application/json"
-        assert body_of(response) == {"status": "ok", "database": "ok"}
+        assert body_of(response) == {"status": "ok", "database": "ok", "schema": "ok"}
 
 
 def test_warm_invocations_reuse_the_composed_app(lambda_handler: LoadedHandler) -> None:

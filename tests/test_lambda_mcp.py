@@ -190,3 +190,42 @@ def test_wrong_tokens_are_throttled_by_api_gateways_source_ip(mcp_handler: Loade
     assert body_of(refused)["code"] == "rate_limited"
     assert spoofed["statusCode"] == 429
     assert elsewhere["statusCode"] == 200, elsewhere["body"]
+
+
+def test_first_deploy_without_public_url_answers_on_the_api_gateway_domain(
+    mcp_handler: LoadedMcpHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PublicUrl empty: the functions learn the API's domain from API Gateway's request context, not a 421.
+    settings = mcp_handler.module.runtime.settings
+    monkeypatch.setattr(settings, "_public_url_given", False)
+    monkeypatch.setattr(settings, "public_url", "http://127.0.0.1:8000")
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "1"},
+        },
+    }
+
+    response = mcp_handler(mcp_handler.event(initialize))
+
+    assert response["statusCode"] == 200, body_of(response)
+    assert settings.public_url == "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+    assert settings.mcp_url("mbx_1").startswith(settings.public_url)
+
+
+def test_a_client_chosen_host_is_still_refused_on_a_first_deploy(
+    mcp_handler: LoadedMcpHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = mcp_handler.module.runtime.settings
+    monkeypatch.setattr(settings, "_public_url_given", False)
+    tools_list = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+
+    response = mcp_handler(
+        mcp_handler.event(tools_list, host="attacker.example", **{"mcp-protocol-version": "2025-11-25"})
+    )
+
+    assert response["statusCode"] == 421

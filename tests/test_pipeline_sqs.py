@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -383,3 +384,99 @@ def test_lambda_entry_brings_a_crashed_batch_back_soon_not_after_the_visibility_
     assert failed == {record.message_id for record in batch}
     assert receiver.requests == []
     eventually(lambda: _visible_and_in_flight(sqs) == (3, 0), timeout=5)
+
+
+def test_sweeper_resend_after_a_failed_redrive_is_not_dropped_by_fifo_deduplication(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver, sqs: SqsStack
+) -> None:
+    # The admin tools re-enqueue (unpause, redrive); when that hand-off fails the sweeper sends the delivery
+    # later. Under the id of an earlier send FIFO would drop it (5-minute window) and it would stay pending.
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    receiver.default = Reply(status=500)
+    post_inbound(client, connection, "m-1", "comes back")
+    queue = _queue(runtime)
+    [record] = _receive_all(queue, 1)
+    with runtime.db.session() as db:
+        delivery = db.scalars(select(Delivery)).one()
+        delivery.attempts = runtime.settings.delivery_max_attempts - 1
+        db.commit()
+    assert deliver_batch([record], runtime.deliverer, queue) == []  # dead, off the queue
+    runtime.queue = SqsQueue(queue.client, sqs.queue_url + "-missing.fifo", sqs.dead_letter_queue_url)
+    assert client.post(f"/v1/mailboxes/{mailbox['id']}/redrive", headers=account.headers).json() == {"requeued": 1}
+
+    receiver.default = Reply()
+    with runtime.db.session() as db:
+        assert sweep_unenqueued(db, queue, grace_seconds=0) == 1
+    [dedupe] = eventually(lambda: _deduplication_ids(sqs), timeout=5)
+    assert dedupe != json.loads(record.body)["delivery_id"]
+
+
+def test_a_backoff_longer_than_sqs_visibility_allows_is_kept_by_the_database(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver, sqs: SqsStack
+) -> None:
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    post_inbound(client, connection, "m-1", "later")
+    queue = _queue(runtime)
+    [record] = _receive_all(queue, 1)
+    due = datetime.now(UTC) + timedelta(hours=30)  # SQS hides a received message at most 12 h
+    with runtime.db.session() as db:
+        delivery = db.scalars(select(Delivery)).one()
+        delivery.next_attempt_at = due
+        db.commit()
+
+    assert deliver_batch([record], runtime.deliverer, queue) == [record.message_id]
+
+    assert receiver.requests == []  # back early (as after 12 h): not attempted, hidden again
+    with runtime.db.session() as db:
+        delivery = db.scalars(select(Delivery)).one()
+        assert (delivery.attempts, delivery.deferrals, delivery.status) == (0, 1, "pending")
+    assert _visible_and_in_flight(sqs) == (0, 1)
+    # The longest visibility SQS accepts, set from a receive: the record would be back within 12 h.
+    queue.retry_later(record, (due - datetime.now(UTC)).total_seconds())
+
+
+def test_a_failed_attempt_schedules_its_retry_in_the_database(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver
+) -> None:
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    receiver.default = Reply(status=503, headers={"retry-after": "7200"})
+    post_inbound(client, connection, "m-1", "busy")
+    queue = _queue(runtime)
+    [record] = _receive_all(queue, 1)
+    before = datetime.now(UTC)
+
+    assert deliver_batch([record], runtime.deliverer, queue) == [record.message_id]
+
+    with runtime.db.session() as db:
+        delivery = db.scalars(select(Delivery)).one()
+        assert delivery.attempts == 1 and delivery.next_attempt_at is not None
+        assert delivery.next_attempt_at >= before + timedelta(seconds=7200)
+
+
+def test_a_message_re_sent_by_the_sweeper_still_goes_out_before_the_later_ones_of_its_chat(
+    client: TestClient, runtime: Runtime, account: AccountKey, receiver: WebhookReceiver, sqs: SqsStack
+) -> None:
+    mailbox = create_mailbox(client, account, webhook_url=receiver.url)
+    connection = create_connection(client, account, mailbox["id"], platform="discord")
+    good_queue = _queue(runtime)
+    runtime.queue = SqsQueue(good_queue.client, sqs.queue_url + "-missing.fifo", sqs.dead_letter_queue_url)
+    post_inbound(client, connection, "m-1", "first", external_chat_id="A")
+    post_inbound(client, connection, "m-2", "second", external_chat_id="A")
+    with runtime.db.session() as db:
+        first_id, second_id = [d.id for d in db.scalars(select(Delivery).order_by(Delivery.id))]
+        chat_id = db.get(Delivery, second_id).chat_id  # type: ignore[union-attr]
+    # The second's hand-off went through and the first's was lost: the second is on the queue alone.
+    good_queue.send([DeliveryJob(second_id, chat_id)])
+    [second] = _receive_all(good_queue, 1)
+
+    assert deliver_batch([second], runtime.deliverer, good_queue) == [second.message_id]  # waits for the first
+    assert receiver.requests == []
+
+    with runtime.db.session() as db:
+        assert sweep_unenqueued(db, good_queue, grace_seconds=0) >= 1
+    records = _receive_all(good_queue, 1)
+    deliver_batch([r for r in records if json.loads(r.body)["delivery_id"] == first_id], runtime.deliverer, good_queue)
+    assert [r.json()["message"]["text"] for r in receiver.wait_for(1)] == ["first"]

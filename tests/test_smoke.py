@@ -8,7 +8,7 @@ from tests.conftest import AccountKey
 def test_health_reports_database_ok(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "schema": "ok"}
 
 
 def test_mailbox_roundtrip(client: TestClient, account: AccountKey) -> None:

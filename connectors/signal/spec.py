@@ -39,7 +39,8 @@ SPEC = PlatformSpec(
     summary="Signal through a signal-cli container: it posts inbound to the connection's ingest_url with the "
     "inbound token, and chatbox sends through its outbound_url (connectors/CONTRACT.md). Without outbound_url, "
     "chatbox dev/api runs the program itself against signal-cli's HTTP daemon.",
-    send_notes="reply_to is the quoted message's timestamp.",
+    send_notes="reply_to is a message id as the webhook shows it (`<author>:<timestamp>`); "
+    "in a direct chat a bare timestamp works too.",
     config=(
         ConnectionField(
             "account", "the Signal number signal-cli registered or linked, E.164 (needed when chatbox runs it)", False

@@ -85,7 +85,7 @@ def build_runtime(
     register_secrets(settings.secret_values())
     install_prometheus_metrics()  # unless the root chose another sink first (Lambda: EMF)
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
     def webhook_sender() -> WebhookSender:
         return WebhookClient(address_policy(settings, resolve_host), timeout=settings.delivery_timeout_seconds)

@@ -60,3 +60,25 @@ def create_queues(endpoint: str, *, max_receive_count: int = 3, visibility_timeo
         },
     )["QueueUrl"]
     return SqsStack(endpoint, queue_url, dlq_url)
+
+
+def release_expired_in_flight_messages(monkeypatch: Any) -> None:
+    """Fix moto's FIFO receive for the test: a message whose visibility timeout ran out is no longer in flight.
+
+    moto (5.x) drops such a message from its in-flight set only when its receive loop reaches it, so with a chat's
+    two messages back from a retry it skips the first (the second still counts as in flight) and hands out the
+    second alone: a chat out of order, which real SQS never does. Releasing them all before each receive gives
+    SQS's behaviour: the group's messages again, oldest first.
+    """
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.receive_message
+
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        for message in list(queue.pending_messages):
+            if message.visible:
+                queue.pending_messages.remove(message)
+        return original(self, queue_name, *args, **kwargs)
+
+    monkeypatch.setattr(SQSBackend, "receive_message", receive_message)

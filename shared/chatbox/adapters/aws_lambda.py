@@ -88,11 +88,31 @@ def lambda_logger(service: str, level: str | None = None) -> Logger:
     return logger
 
 
-def http_handler(app: ASGI, logger: Logger) -> LambdaHandler:
+def http_handler(app: ASGI, logger: Logger, settings: Settings | None = None) -> LambdaHandler:
     """The ASGI app behind Mangum for API Gateway HTTP API events, logging with the request id as
     correlation id. `lifespan="off"`: Mangum would run the lifespan on every invocation; the app needs none.
+
+    With `settings` and no CHATBOX_PUBLIC_URL (a first deploy: the template cannot pass the API's own URL
+    to its functions), the API's domain is taken from the request context API Gateway fills in, so MCP's
+    Host check, mailbox MCP URLs and platform webhook URLs are right from the first request.
     The returned handler keeps `.app` (tests and warm invocations reuse the one composed app) and prints the
     invocation's metrics before it returns."""
     asgi = Mangum(app, lifespan="off")
-    handler: LambdaHandler = logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)(asgi)
+    served: LambdaHandler = logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)(asgi)
+    if settings is None:
+        return flushes_metrics(served)
+
+    @functools.wraps(served)  # keeps `.app`
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        settings.adopt_serving_domain(api_gateway_domain(event))
+        return served(event, context)
+
     return flushes_metrics(handler)
+
+
+def api_gateway_domain(event: dict[str, Any]) -> str:
+    """The domain API Gateway received the request on (its own or a mapped custom domain), from the request
+    context it writes itself: unlike the Host header, a client cannot choose it."""
+    context = event.get("requestContext")
+    domain = context.get("domainName") if isinstance(context, dict) else None
+    return domain if isinstance(domain, str) else ""

@@ -54,7 +54,7 @@ def resolve_secret_settings(settings: Settings, *, provider: SecretsProvider | N
     updates: dict[str, Any] = {}
     for field, arn in wanted.items():
         value = read_secret_string(reader, arn)
-        updates[field] = database_url_from_secret(value) if field == "db_url" else value.strip()
+        updates[field] = database_url_from_secret(value, host=settings.db_host) if field == "db_url" else value.strip()
     return settings.model_copy(update=updates)
 
 
@@ -82,15 +82,16 @@ def read_secret_string(provider: SecretsProvider, arn: str) -> str:
     return value
 
 
-def database_url_from_secret(value: str) -> str:
+def database_url_from_secret(value: str, *, host: str = "") -> str:
     """A database URL from a secret: either the URL itself, or the JSON an RDS-managed secret holds
-    (`username`, `password`, `host`, `port`, `dbname`), which becomes a psycopg 3 URL."""
+    (`username`, `password`, `host`, `port`, `dbname`), which becomes a psycopg 3 URL; `host` (CHATBOX_DB_HOST,
+    an RDS Proxy endpoint) replaces the secret's host there, keeping its credentials."""
     text = value.strip()
     if not text.startswith("{"):
         return text
     try:
         fields = json.loads(text)
-        user, password, host = fields["username"], fields["password"], fields["host"]
+        user, password, host = fields["username"], fields["password"], host or fields["host"]
     except (ValueError, KeyError, TypeError) as exc:
         raise SecretError("the database secret is JSON but lacks username, password or host") from exc
     port = fields.get("port", 5432)

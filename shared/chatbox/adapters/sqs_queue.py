@@ -17,7 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chatbox.domain.settings import Settings
 from chatbox.ports.queue import DeliveryJob, QueueError, QueueRecord
 
-MAX_VISIBILITY_SECONDS = 43_200
+# SQS refuses a visibility timeout reaching past 12 h after the message's receive. A longer backoff is
+# kept in the database (Delivery.next_attempt_at): the record comes back early and is hidden again for
+# the rest. The margin covers the time between the receive and this call (the function's timeout, 180 s).
+MAX_VISIBILITY_SECONDS = 12 * 3600 - 15 * 60
 SEND_BATCH = 10
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatbox.domain.addresses import OperatorAllowlist
@@ -20,6 +20,12 @@ class Settings(BaseSettings):
 
     home: Path = Path(".chatbox")
     db_url: str = ""
+    # Connections each process keeps (0: none kept, SQLAlchemy's NullPool) and may open beyond them. A Lambda
+    # instance serves one request at a time: the template sets 1 and 1, so reserved concurrency bounds them.
+    db_pool_size: int = Field(default=10, ge=0, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # Connect to this host instead of the one in an RDS-style database secret (an RDS Proxy endpoint).
+    db_host: str = ""
     vault_key: str = ""
     vault_old_keys: str = ""
     api_host: str = "127.0.0.1"
@@ -77,6 +83,9 @@ class Settings(BaseSettings):
 
     # A platform's own settings (e.g. CHATBOX_TELEGRAM_API_URL) live on its spec's settings model.
 
+    # Whether CHATBOX_PUBLIC_URL was given, rather than derived from api_host/api_port.
+    _public_url_given: bool = PrivateAttr(default=False)
+
     @field_validator("connector_allowed_hosts")
     @classmethod
     def _check_connector_allowed_hosts(cls, value: str) -> str:
@@ -92,10 +101,21 @@ class Settings(BaseSettings):
     def _fill_derived_defaults(self) -> Settings:
         if not self.db_url and not self.db_url_secret_arn:  # with an ARN, the secret fills it in
             self.db_url = f"sqlite:///{self.home / 'chatbox.db'}"
+        self._public_url_given = bool(self.public_url)
         if not self.public_url:
             self.public_url = f"http://{self.api_host}:{self.api_port}"
         self.public_url = self.public_url.rstrip("/")
         return self
+
+    def adopt_serving_domain(self, domain: str) -> None:
+        """Serve at `https://<domain>` when CHATBOX_PUBLIC_URL is unset: what a first deploy behind API Gateway
+        does (the template cannot name the API's own domain to its functions without a cycle). The domain must
+        come from the platform serving the request (API Gateway's request context), never from a client's
+        Host header. The first domain adopted stays; a configured CHATBOX_PUBLIC_URL always wins."""
+        if self._public_url_given or not domain:
+            return
+        self.public_url = f"https://{domain}"
+        self._public_url_given = True
 
     @property
     def vault_key_file(self) -> Path:

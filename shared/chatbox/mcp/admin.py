@@ -407,7 +407,7 @@ def admin_endpoint(runtime: Runtime) -> McpEndpoint[str]:
         credential="api_key",
         authenticate=authenticate,
         build_server=partial(build_admin_server, runtime),
-        security=transport_security(runtime.settings),
+        security=lambda: transport_security(runtime.settings),
         throttle=runtime.auth_throttle,
         # An API key's failures count here as on the REST API: per (client, key prefix), and per client.
         throttle_target=lambda _path_params, token: api_key_target(token),

@@ -22,7 +22,7 @@ Example:
         credential="mcp_token",
         authenticate=lambda path_params, token: ...,  # -> an identity, or raise AuthenticationError
         build_server=lambda identity: ...,  # -> a low-level mcp Server for that identity
-        security=transport_security(runtime.settings),
+        security=lambda: transport_security(runtime.settings),
         throttle=runtime.auth_throttle,
         throttle_target=lambda path_params, token: f"mcp:{path_params['mailbox_id']}",
     )
@@ -164,7 +164,8 @@ class McpEndpoint(Generic[IdentityT]):
         authenticate: `(path_params, token) -> identity`, synchronous (it runs in a worker thread);
             raises `AuthenticationError` (401) or `ForbiddenError` (403).
         build_server: the low-level MCP server for an authenticated identity (built per request).
-        security: the transport security settings (allowed Host and Origin values).
+        security: the transport security settings (allowed Host and Origin values), read per request: on a
+            first deploy the public URL is learnt from the first request (`Settings.adopt_serving_domain`).
         throttle: the runtime's failed-authentication throttle.
         throttle_target: `(path_params, token) -> target` the failures count against with the client
             (`chatbox.services.throttle.Attempt.target`).
@@ -177,7 +178,7 @@ class McpEndpoint(Generic[IdentityT]):
         credential: str,
         authenticate: Callable[[Mapping[str, Any], str], IdentityT],
         build_server: Callable[[IdentityT], Server[Any]],
-        security: TransportSecuritySettings,
+        security: Callable[[], TransportSecuritySettings],
         throttle: AuthThrottle,
         throttle_target: Callable[[Mapping[str, Any], str], str],
     ) -> None:
@@ -210,7 +211,7 @@ class McpEndpoint(Generic[IdentityT]):
         except Exception as exc:  # noqa: BLE001 - every failure is answered: 401/403/429 by the table, else 503
             await self._refuse(send, exc, path_params)
             return
-        await serve_stateless(self.build_server(identity), self.security, scope, receive, without_echo(send))
+        await serve_stateless(self.build_server(identity), self.security(), scope, receive, without_echo(send))
 
     async def _refuse(self, send: Send, exc: Exception, path_params: Mapping[str, Any]) -> None:
         for error_type, status in STATUS_BY_AUTH_ERROR:

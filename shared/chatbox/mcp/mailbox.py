@@ -116,7 +116,7 @@ def mailbox_endpoint(runtime: Runtime) -> McpEndpoint[MailboxIdentity]:
         authenticate=authenticate,
         # The platform send tools are derived from the registry once per endpoint, not per request.
         build_server=partial(build_mailbox_server, runtime, Toolset(runtime.platforms)),
-        security=transport_security(runtime.settings),
+        security=lambda: transport_security(runtime.settings),
         throttle=runtime.auth_throttle,
         # Failures count per (client, mailbox): guessing one mailbox's token, never locking its owner out.
         throttle_target=lambda path_params, _token: f"mcp:{path_params.get('mailbox_id', '')}",

@@ -13,10 +13,11 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from chatbox.domain.errors import ChatboxError
@@ -122,6 +123,13 @@ class Deliverer:
         delivery = db.get(Delivery, delivery_id)
         if delivery is None or delivery.status in FINISHED:
             return Decision(Outcome.DONE)
+        early = _seconds_until_due(delivery)
+        if early is not None:
+            # Back before its scheduled attempt: a queue cannot hide a message for a long backoff (SQS
+            # caps a record's visibility at 12 h after its receive), so the database's schedule rules.
+            # Not an attempt, and not a crash either: counted with the deferrals.
+            delivery.deferrals += 1
+            return Decision(Outcome.RETRY, early)
         receives = receive_count - delivery.deferrals  # those that handed it to an attempt (or a crash)
         if receives > self.policy.max_attempts + CRASH_ALLOWANCE:
             # Received far more often than attempts were recorded: the delivery keeps crashing the
@@ -141,6 +149,11 @@ class Deliverer:
             _mark_dead(delivery, delivery.last_error or "max attempts reached")
             _dead_lettered(db, delivery, mailbox)
             return Decision(Outcome.DEAD)
+        if _earlier_pending_in_chat(db, delivery):
+            # A queue hands out a chat's messages in order, but a re-send (the sweeper's, after a lost hand-off)
+            # queues behind later ones. The chat's order is the database's: wait for the earlier message.
+            delivery.deferrals += 1
+            return Decision(Outcome.RETRY, max(self.policy.retry_base_seconds, DUE_TOLERANCE_SECONDS))
         message = db.get(Message, delivery.message_id)
         chat = db.get(Chat, delivery.chat_id)
         if message is None or chat is None:
@@ -246,8 +259,36 @@ class Deliverer:
         delay = backoff_seconds(delivery.attempts, self.policy.retry_base_seconds)
         if retry_after is not None:
             delay = min(max(delay, retry_after), MAX_BACKOFF_SECONDS)
-        delivery.next_attempt_at = utcnow()
+        delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
         return Decision(Outcome.RETRY, delay)
+
+
+# A record back this close to its scheduled attempt is attempted: queues count visibility in whole seconds.
+DUE_TOLERANCE_SECONDS = 1.0
+
+
+def _earlier_pending_in_chat(db: Session, delivery: Delivery) -> bool:
+    """Whether an earlier message of the delivery's chat still waits to be delivered to the same mailbox
+    (delivery ids sort in the order they were created)."""
+    earlier = db.scalar(
+        select(Delivery.id)
+        .where(
+            Delivery.mailbox_id == delivery.mailbox_id,
+            Delivery.status == DeliveryStatus.pending.value,
+            Delivery.chat_id == delivery.chat_id,
+            Delivery.id < delivery.id,
+        )
+        .limit(1)
+    )
+    return earlier is not None
+
+
+def _seconds_until_due(delivery: Delivery) -> float | None:
+    """Seconds until the delivery's scheduled next attempt, or None when it is due (or none is scheduled)."""
+    if delivery.next_attempt_at is None:
+        return None
+    remaining = (delivery.next_attempt_at - utcnow()).total_seconds()
+    return remaining if remaining > DUE_TOLERANCE_SECONDS else None
 
 
 def _log_attempt(delivery: Delivery, result: PostResult) -> None:

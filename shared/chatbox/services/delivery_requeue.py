@@ -21,22 +21,27 @@ from chatbox.store.types import utcnow
 log = logging.getLogger(__name__)
 
 
-def requeue(db: Session, queue: DeliveryQueue, deliveries: Iterable[Delivery], *, fresh: bool = True) -> int:
+def requeue(db: Session, queue: DeliveryQueue, deliveries: Iterable[Delivery], *, restart: bool = True) -> int:
     """Put deliveries back on the queue as pending, in id order so each chat keeps its order.
 
-    `fresh` gives each job a new deduplication id, so a FIFO queue does not drop a deliberate
-    re-queue that follows an earlier send within its deduplication window. A queue outside the
-    database that cannot be reached leaves them pending and un-enqueued: the sweeper sends them
-    later, so nothing is lost.
+    Every job carries a fresh deduplication id: a FIFO queue silently drops a message whose id it saw
+    in the last 5 minutes, and a hand-off that failed may well have used the delivery id already. Should
+    an earlier send have reached the queue after all, the copy is harmless: whichever comes second finds
+    the delivery finished (or waits behind it in its chat's group).
+
+    `restart` (unpause, redrive: a deliberate re-queue) starts the deliveries' queue bookkeeping again,
+    deferrals and the scheduled next attempt; the sweeper keeps both. A queue outside the database that
+    cannot be reached leaves them pending and un-enqueued: the sweeper sends them later, so nothing is lost.
     """
     ordered = sorted(deliveries, key=lambda d: d.id)
-    suffix = f".{secrets.token_hex(6)}" if fresh else ""
-    jobs = [DeliveryJob(d.id, d.chat_id, f"{d.id}{suffix}" if suffix else "") for d in ordered]
+    suffix = f".{secrets.token_hex(6)}"
+    jobs = [DeliveryJob(d.id, d.chat_id, f"{d.id}{suffix}") for d in ordered]
     for delivery in ordered:
         delivery.status = DeliveryStatus.pending.value
         delivery.enqueued_at = None
-        if fresh:  # a new queue message: its receive count starts again, and so do its deferrals
+        if restart:  # a new queue message: its receive count starts again, and so do its deferrals
             delivery.deferrals = 0
+            delivery.next_attempt_at = None
     staged = queue.stage(db, jobs)
     now = utcnow()
     if staged:
@@ -73,8 +78,9 @@ def sweep_unenqueued(db: Session, queue: DeliveryQueue, *, grace_seconds: float,
     if not stuck:
         return 0
     log.info("sweeper re-sending %d deliveries that never reached the queue", len(stuck))
-    # Same deduplication id as the lost send: if that send did reach the queue after all, this one is dropped.
-    return requeue(db, queue, stuck, fresh=False)
+    # A fresh deduplication id (see requeue): the lost send may have been an unpause's or a redrive's,
+    # within FIFO's 5-minute window, and a re-send under its id would be dropped, pending forever.
+    return requeue(db, queue, stuck, restart=False)
 
 
 def release_held(db: Session, queue: DeliveryQueue, mailbox_id: str) -> int:

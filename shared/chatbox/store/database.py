@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,9 +38,10 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
     """`hide_parameters`: a statement's parameters (webhook URLs, message text) stay out of SQLAlchemy's
-    errors and log lines, which end up in ours."""
+    errors and log lines, which end up in ours. `pool_size`/`max_overflow` apply to servers (SQLite keeps its
+    own sizing); a pool size of 0 keeps no connection between sessions (NullPool: behind RDS Proxy)."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -56,7 +58,9 @@ def create_db_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    if pool_size == 0:
+        return create_engine(url, poolclass=NullPool, hide_parameters=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True)
 
 
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -73,9 +77,9 @@ def _write_lock(engine: Engine) -> AbstractContextManager[object]:
 class Database:
     """An engine plus its session factory; one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = normalize_url(url)
-        self.engine = create_db_engine(self.url)
+        self.engine = create_db_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor: ThreadPoolExecutor | None = None
 

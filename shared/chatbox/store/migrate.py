@@ -6,9 +6,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A Postgres advisory lock key of chatbox's own ("chatbox" in ASCII): concurrent migrations (a deploy's
+# migrate function, `chatbox migrate`, `chatbox dev` starting) run one after the other.
+MIGRATION_LOCK_KEY = 0x63686174626F78
 
 
 def alembic_config(url: str = "") -> Config:
@@ -33,6 +36,8 @@ def upgrade_to_head(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
         else:
             connection.begin()
+            # Held until the commit below; a second migrator then finds the schema at head and does nothing.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()

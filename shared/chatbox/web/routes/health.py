@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from chatbox.adapters.prometheus_metrics import scrape
 from chatbox.domain.errors import AuthenticationError, ForbiddenError
 from chatbox.services.mailboxes import delivery_counts, paused_mailbox_count
+from chatbox.store.schema_version import SCHEMA_HEAD, database_revision
 from chatbox.web.deps import RuntimeDep
 from chatbox.web.errors import error_responses
 
@@ -39,21 +40,32 @@ _metrics_bearer = HTTPBearer(
 class HealthPublic(BaseModel):
     status: str
     database: str
+    # "ok", or why the database's schema is not the one this code expects (a deploy that did not migrate)
+    schema_: str = Field(default="ok", alias="schema")
 
 
 @router.get(
     "/health",
     summary="Liveness plus a database check",
     response_model=HealthPublic,
-    responses={503: {"model": HealthPublic, "description": "The database does not answer"}},
+    responses={
+        503: {"model": HealthPublic, "description": "The database does not answer, or its schema is not at head"}
+    },
 )
 def health(runtime: RuntimeDep) -> JSONResponse:
     try:
         with runtime.db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+            revision = database_revision(connection)
     except Exception as exc:  # noqa: BLE001 - any database failure means "not healthy", reported as 503
-        return JSONResponse({"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        body = {"status": "unavailable", "database": f"error: {type(exc).__name__}", "schema": "unknown"}
+        return JSONResponse(body, status_code=503)
+    if revision != SCHEMA_HEAD:
+        schema = (
+            f"not at head: database at {revision or 'no revision'}, code expects {SCHEMA_HEAD} (run the migrations)"
+        )
+        return JSONResponse({"status": "unavailable", "database": "ok", "schema": schema}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok", "schema": "ok"})
 
 
 def is_local_client(request: Request) -> bool:

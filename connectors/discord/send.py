@@ -1,0 +1,152 @@
+"""Outbound: a chatbox send request (connectors/CONTRACT.md) as Discord `POST /channels/{id}/messages` calls.
+
+- Text longer than 2000 characters goes as several messages, split at a line break or a space where
+  one is near the limit; the first part carries the reply (`message_reference`) and its id is returned.
+- `reply_to` is an `external_message_id` of the chat: a snowflake, or an edit's/deletion's id
+  (`"{id}:edit:…"`, `"{id}:delete"`), which name the same message. A reply to a message that is gone
+  is sent as a plain message (`fail_if_not_exists: false`) rather than refused.
+- Options: `silent` → the SUPPRESS_NOTIFICATIONS flag; unknown options are ignored.
+- Mentions in the agent's text notify the users it names, never @everyone, @here or a role.
+- A 429 Discord asks to wait at most `SHORT_WAIT_SECONDS` for is waited out and retried once (chatbox
+  gives a send 10 s); a longer one is `RateLimited(retry_after)`, which chatbox shows the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from connectors.discord.rest import DiscordHttpError, DiscordRest, DiscordUnreachable
+from connectors.relay.server import PlatformDown, RateLimited, SendRefused, SendRequest
+
+log = logging.getLogger("connectors.discord.send")
+
+MAX_MESSAGE_CHARS = 2000
+SUPPRESS_NOTIFICATIONS = 1 << 12
+SHORT_WAIT_SECONDS = 2.0
+_SNOWFLAKE = re.compile(r"\d{15,21}")
+_REFUSALS = {400: "refused", 403: "forbidden", 404: "unknown_chat", 413: "too_large", 422: "refused"}
+
+
+def split_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """`text` in parts of at most `limit` UTF-16 code units (what Discord counts), cut at a line break or a
+    space in the last fifth of a part when there is one, never inside a surrogate pair."""
+    parts: list[str] = []
+    rest = text
+    while _utf16_len(rest) > limit:
+        cut = _longest_prefix(rest, limit)
+        window = rest[:cut]
+        floor = cut * 4 // 5
+        for separator in ("\n", " "):
+            at = window.rfind(separator)
+            if at >= floor:
+                cut = at + 1
+                break
+        part = rest[:cut].rstrip() or rest[:cut]
+        parts.append(part)
+        rest = rest[cut:].lstrip("\n")
+    if rest.strip() or not parts:
+        parts.append(rest)
+    return parts
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _longest_prefix(text: str, limit: int) -> int:
+    """How many code points of `text` fit in `limit` UTF-16 units."""
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return index
+    return len(text)
+
+
+def referenced_message(reply_to: str | None) -> str | None:
+    """The snowflake a chatbox reference names (a message, an edit or a deletion of it), or None."""
+    if not reply_to:
+        return None
+    head = reply_to.split(":", 1)[0]
+    return head if _SNOWFLAKE.fullmatch(head) else None
+
+
+def message_payloads(request: SendRequest) -> list[dict[str, Any]]:
+    """The JSON bodies to post, in order."""
+    flags = SUPPRESS_NOTIFICATIONS if request.options.get("silent") is True else 0
+    reply_to = referenced_message(request.reply_to)
+    payloads: list[dict[str, Any]] = []
+    for index, part in enumerate(split_text(request.text)):
+        payload: dict[str, Any] = {"content": part, "allowed_mentions": {"parse": ["users"], "replied_user": True}}
+        if flags:
+            payload["flags"] = flags
+        if index == 0 and reply_to is not None:
+            payload["message_reference"] = {"message_id": reply_to, "fail_if_not_exists": False}
+        payloads.append(payload)
+    return payloads
+
+
+async def send_message(rest: DiscordRest, request: SendRequest) -> str:
+    """Post the request's text to its channel; the snowflake of the first message posted.
+
+    Raises:
+        SendRefused: Discord refused the channel or the message (unknown, no permission, invalid).
+        RateLimited: Discord asked to wait longer than a send can.
+        PlatformDown: Discord cannot be reached, or refused the bot's token.
+    """
+    if not _SNOWFLAKE.fullmatch(request.chat_id):
+        raise SendRefused(404, "unknown_chat", "a Discord chat id is a channel's snowflake (digits only)")
+    if not request.text.strip():
+        raise SendRefused(400, "empty", "Discord refuses an empty message: send some text")
+    payloads = message_payloads(request)
+    first: str | None = None
+    for index, payload in enumerate(payloads):
+        try:
+            message = await _post_once_more_after_a_short_wait(rest, request.chat_id, payload)
+        except (SendRefused, RateLimited, PlatformDown) as exc:
+            if index == 0:
+                raise
+            exc.message = f"{exc.message} (after {index} of {len(payloads)} parts were sent, the first as {first})"
+            raise
+        if first is None:
+            first = str(message.get("id", ""))
+    if not first:
+        raise PlatformDown("Discord answered the send without a message id")
+    log.info("sent to discord", extra={"channel": request.chat_id, "parts": len(payloads), "message_id": first})
+    return first
+
+
+async def _post_once_more_after_a_short_wait(
+    rest: DiscordRest, channel_id: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    for attempt in (1, 2):
+        try:
+            return await rest.create_message(channel_id, payload)
+        except DiscordHttpError as exc:
+            if exc.status == 429:
+                wait = exc.retry_after if exc.retry_after is not None else 1.0
+                if attempt == 1 and wait <= SHORT_WAIT_SECONDS:
+                    log.info("discord rate limit: waiting once", extra={"retry_after": wait, "channel": channel_id})
+                    await asyncio.sleep(wait)
+                    continue
+                raise RateLimited(wait, f"Discord is rate limiting sends to this channel; wait {wait:.1f} s") from None
+            raise _contract_error(exc) from None
+        except DiscordUnreachable as exc:
+            raise PlatformDown(str(exc)) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _contract_error(exc: DiscordHttpError) -> SendRefused | PlatformDown:
+    detail = f"Discord: {exc.message}" + (f" (code {exc.code})" if exc.code is not None else "")
+    if exc.status == 401:
+        return PlatformDown(f"{detail}: Discord refused the bot token; check DISCORD_BOT_TOKEN")
+    if exc.status in _REFUSALS:
+        advice = {
+            403: "; the bot lacks permission to write in this channel (Send Messages, or it was removed)",
+            404: "; the channel is unknown to the bot (deleted, or the bot is not in that server)",
+        }.get(exc.status, "")
+        return SendRefused(exc.status, _REFUSALS[exc.status], detail + advice)
+    return PlatformDown(f"{detail}; try again later")
