@@ -18,6 +18,7 @@ from chatbox.asgi import create_app
 from chatbox.compose import build_runtime
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
+from chatbox.ports import metrics
 from chatbox.ports.platforms import PlatformSpec
 from chatbox.runtime import Runtime
 from chatbox.services.accounts import create_account
@@ -28,6 +29,15 @@ from connectors import builtin_platforms
 from tests.support.postgres import PostgresServer, start_postgres
 
 BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(autouse=True)
+def _restore_metrics_sink() -> Iterator[None]:
+    """A Lambda handler imported by a test installs the EMF sink for the whole process: the next test gets
+    the sink it would have had without it."""
+    before = metrics.current_sink()
+    yield
+    metrics.install_sink(before)
 
 
 def xdist_worker() -> str:

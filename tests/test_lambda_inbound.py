@@ -165,3 +165,45 @@ def test_inbound_function_serves_no_management_routes(inbound_handler: LoadedInb
     response = inbound_handler(event)
 
     assert response["statusCode"] == 404
+
+
+def _emf_lines(output: str) -> list[dict[str, Any]]:
+    """The CloudWatch Embedded Metric Format lines of stdout (the JSON log lines are the others)."""
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [line for line in lines if "_aws" in line]
+
+
+def test_an_invocation_prints_its_metrics_as_emf_to_stdout(
+    inbound_handler: LoadedInbound, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()  # the cold start's output
+
+    accepted = inbound_handler(inbound_handler.message_event())
+    emf = _emf_lines(capsys.readouterr().out)
+    again = inbound_handler(recorded_event("apigw_v2_get_health.json"))
+    after_health = _emf_lines(capsys.readouterr().out)
+
+    assert accepted["statusCode"] == 202
+    assert again["statusCode"] == 200
+    by_name: dict[str, dict[str, Any]] = {}
+    for line in emf:
+        [directive] = line["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "chatbox"
+        for metric in directive["Metrics"]:
+            by_name[metric["Name"]] = {**line, "unit": metric["Unit"], "dimensions": directive["Dimensions"]}
+    assert {
+        "chatbox_http_requests",
+        "chatbox_http_request_duration_seconds",
+        "chatbox_inbound_messages",
+        "chatbox_accept_duration_seconds",
+    } <= set(by_name)
+    inbound = by_name["chatbox_inbound_messages"]
+    assert (inbound["platform"], inbound["outcome"], inbound["chatbox_inbound_messages"]) == (
+        "signal",
+        "accepted",
+        [1.0],
+    )
+    assert by_name["chatbox_accept_duration_seconds"]["unit"] == "Seconds"
+    assert by_name["chatbox_http_requests"]["route"] == "/v1/connections/{connection_id}/messages"
+    # Flushed per invocation: the next one prints only its own figures.
+    assert [line.get("route") for line in after_health if "chatbox_http_requests" in line] == ["/health"]

@@ -193,6 +193,7 @@ def test_lambda_entry_reports_failed_record_and_the_rest_of_its_group(
     account: AccountKey,
     receiver: WebhookReceiver,
     delivery_handler: ModuleType,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     mailbox = create_mailbox(client, account, webhook_url=receiver.url)
     connection = create_connection(client, account, mailbox["id"], platform="discord")
@@ -204,10 +205,16 @@ def test_lambda_entry_reports_failed_record_and_the_rest_of_its_group(
     receiver.script = [Reply(status=500)]  # the first POST (chat A's head) fails
 
     event = _event_for([(rows[0].id, rows[0].chat_id), (rows[1].id, rows[1].chat_id), (rows[2].id, rows[2].chat_id)])
+    capsys.readouterr()
     response = delivery_handler.handler(event, LambdaContext(function_name="chatbox-delivery"))
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
     failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
     assert failed == {event["Records"][0]["messageId"], event["Records"][1]["messageId"]}
+    # The invocation's figures, printed as EMF when it returned: one failed attempt, one delivered.
+    attempts = {line["outcome"]: line["chatbox_deliveries"] for line in printed if "chatbox_deliveries" in line}
+    assert attempts == {"failed": [1.0], "delivered": [1.0]}
+    assert all(len(line["chatbox_delivery_duration_seconds"]) == 1 for line in printed if "chatbox_deliveries" in line)
     assert [r.json()["message"]["text"] for r in receiver.wait_for(2)] == ["a one", "b one"]
 
     # A warm second invocation with the same records: chat A now goes through, in order; B is not re-sent.

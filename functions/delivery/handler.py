@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatbox.adapters.aws_lambda import lambda_logger, lambda_settings
+from chatbox.adapters.aws_lambda import flushes_metrics, lambda_logger, lambda_settings
 from chatbox.adapters.sqs_queue import record_from_lambda
 from chatbox.compose import build_runtime
 from chatbox.ports.queue import QueueRecord
@@ -28,6 +28,7 @@ def _correlate(record: QueueRecord) -> None:
     logger.set_correlation_id(record.message_id)
 
 
+@flushes_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001 - Lambda's signature
     if event.get("detail-type") == "Scheduled Event":

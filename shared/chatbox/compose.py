@@ -18,6 +18,7 @@ from chatbox.adapters.http_container import HttpContainerConnector
 from chatbox.adapters.http_webhook import WebhookClient
 from chatbox.adapters.local_queue import LocalQueue
 from chatbox.adapters.outbound_http import system_resolver
+from chatbox.adapters.prometheus_metrics import install_prometheus_metrics
 from chatbox.domain.addresses import Resolver
 from chatbox.domain.errors import VaultError
 from chatbox.domain.redaction import register_secrets
@@ -77,8 +78,12 @@ def build_runtime(
 ) -> Runtime:
     """A runtime serving `platforms` (their own settings read from the environment unless given in
     `platform_settings`), on the queue and database the settings name. `resolve_host` resolves the host
-    names of tenant-set URLs, for their check at configuration and for connecting (tests inject their own)."""
+    names of tenant-set URLs, for their check at configuration and for connecting (tests inject their own).
+
+    The process records its metrics into Prometheus (`chatbox.adapters.prometheus_metrics`) unless its root
+    installed another sink before (`chatbox.adapters.aws_lambda` installs EMF)."""
     register_secrets(settings.secret_values())
+    install_prometheus_metrics()  # unless the root chose another sink first (Lambda: EMF)
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 

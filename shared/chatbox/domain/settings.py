@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # /metrics counts across every account: unset, only loopback clients may scrape it (`chatbox dev` on one
     # machine); set, any client with `Authorization: Bearer <token>` may, and no one without it.
     metrics_token: str = ""
+    # On Lambda, metrics go to CloudWatch (Embedded Metric Format) under this namespace.
+    metrics_namespace: str = Field(default="chatbox", min_length=1, max_length=255)
 
     # Limits: failed-authentication throttling (chatbox.services.throttle; 0 switches a bucket off) and account quotas
     auth_failures_per_client: int = Field(default=60, ge=0)

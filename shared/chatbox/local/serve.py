@@ -18,6 +18,7 @@ import uvicorn
 import uvicorn.config
 
 from chatbox.adapters.local_queue import LocalQueue
+from chatbox.adapters.prometheus_metrics import enable_multiprocess
 from chatbox.asgi import create_app
 from chatbox.domain.redaction import RedactingFilter
 from chatbox.local.consumer import LocalConsumer
@@ -29,7 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def prepare_dev_home(runtime: Runtime) -> accounts.IssuedKey | None:
-    """Migrate and, on first start, create the first account. Returns the new key, or None if one existed."""
+    """Migrate, share metrics with the worker child (an empty `<home>/metrics`: see
+    `chatbox.adapters.prometheus_metrics`) and, on first start, create the first account. Returns the new
+    key, or None if one existed. Call before starting the worker."""
+    enable_multiprocess(runtime.settings.home / "metrics")
     upgrade_to_head(runtime.db.engine)
     with runtime.db.session() as db:
         return accounts.bootstrap(db, api_key=runtime.settings.bootstrap_api_key or None)

@@ -11,8 +11,8 @@ Example:
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Scope
 
 from chatbox.mcp.admin import admin_endpoint
 from chatbox.mcp.endpoint import MCP_METHODS
@@ -28,8 +28,20 @@ def mcp_routes(runtime: Runtime) -> list[BaseRoute]:
     ]
 
 
+class TemplatedRoute(Route):
+    """A `Route` that names itself in the scope it matches, as FastAPI's own routes do: the request metrics
+    label a request by its route's template (`/mcp/{mailbox_id}`), never by the raw path of one mailbox, and
+    FastAPI's router sets `scope["route"]` only for its own routes."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
 def _both_spellings(path: str, endpoint: ASGIApp) -> list[BaseRoute]:
     return [
-        Route(path, endpoint=endpoint, methods=MCP_METHODS, include_in_schema=False),
-        Route(path + "/", endpoint=endpoint, methods=MCP_METHODS, include_in_schema=False),
+        TemplatedRoute(path, endpoint=endpoint, methods=MCP_METHODS, include_in_schema=False),
+        TemplatedRoute(path + "/", endpoint=endpoint, methods=MCP_METHODS, include_in_schema=False),
     ]

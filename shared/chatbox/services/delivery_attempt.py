@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from chatbox.domain import metrics
 from chatbox.domain.errors import ChatboxError
 from chatbox.domain.schemas import DeliveryStatus, EventType, MailboxStatus
 from chatbox.domain.signing import decode_signing_secret, sign
 from chatbox.domain.vault import Vault
+from chatbox.ports import metrics
 from chatbox.ports.webhook_sender import PostResult, WebhookSender
 from chatbox.services.credentials import reveal
 from chatbox.services.events import record_event
@@ -99,12 +99,16 @@ class Deliverer:
             if isinstance(prepared, Decision):
                 db.commit()
                 return prepared
+        started = time.perf_counter()
         result = self.client.post(prepared.url, prepared.body, prepared.headers)
+        elapsed = time.perf_counter() - started
         with self.db.session() as db:
             decision = self._record(db, delivery_id, result)
             db.commit()
         # An attempt's outcome, not a DeliveryStatus: a failed attempt leaves the delivery pending.
-        metrics.deliveries.labels("delivered" if result.ok else "failed").inc()
+        outcome = ("delivered" if result.ok else "failed",)
+        metrics.count(metrics.DELIVERIES, outcome)
+        metrics.observe(metrics.DELIVERY_SECONDS, elapsed, outcome)
         return decision
 
     def note_deferred(self, delivery_ids: Sequence[str]) -> None:
@@ -312,6 +316,7 @@ def _mark_dead(delivery: Delivery, error: str) -> None:
 
 
 def _dead_lettered(db: Session, delivery: Delivery, mailbox: Mailbox | None) -> None:
+    metrics.count(metrics.DEAD_LETTERED)
     if mailbox is None:
         return
     record_event(

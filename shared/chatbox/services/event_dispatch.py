@@ -25,6 +25,7 @@ from chatbox.domain.ids import new_id
 from chatbox.domain.schemas import DeliveryStatus
 from chatbox.domain.signing import decode_signing_secret, sign
 from chatbox.domain.vault import Vault
+from chatbox.ports import metrics
 from chatbox.ports.webhook_sender import PostResult, WebhookSender
 from chatbox.services.credentials import reveal
 from chatbox.store.database import Database
@@ -193,6 +194,7 @@ class EventDispatcher:
         result = self.client.post(url, body, headers)
         with self.db.session() as db:
             self._record(db, delivery_id, result)
+        metrics.count(metrics.EVENT_DELIVERIES, ("delivered" if result.ok else "failed",))
         return True
 
     def _claim_and_prepare(self, db: Session, delivery_id: str) -> tuple[str, bytes, dict[str, str]] | None:

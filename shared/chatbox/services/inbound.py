@@ -8,6 +8,7 @@ and the delivery (plus, for the local queue, its queue row) in the same commit.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,11 @@ from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from chatbox.domain import metrics
 from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.ids import is_valid_id, new_id, token_matches
 from chatbox.domain.normalized import AcceptResult, ChatType, InboundMessage
 from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, EventType, MailboxStatus
+from chatbox.ports import metrics
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError
 from chatbox.services.events import record_event
 from chatbox.store.database import Database
@@ -79,6 +80,7 @@ def accept_inbound(
     connection raises AuthenticationError and an archived mailbox ConflictError; so does an `inbound_token`
     (when given) that is no longer the connection's, however recently it was proven (a rotated token).
     """
+    started = time.perf_counter()
     row = _read_target(db, connection_id)
     if row is None or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
@@ -94,7 +96,8 @@ def accept_inbound(
         result, job = _store(db, queue, target, inbound, address)
     if job is not None:
         _send_after_commit(db, queue, job)
-    metrics.inbound_messages.labels(target.platform, "duplicate" if result.duplicate else "accepted").inc()
+    metrics.count(metrics.INBOUND_MESSAGES, (target.platform, "duplicate" if result.duplicate else "accepted"))
+    metrics.observe(metrics.ACCEPT_SECONDS, time.perf_counter() - started, (target.platform,))
     return result
 
 

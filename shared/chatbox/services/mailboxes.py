@@ -243,6 +243,13 @@ def delivery_counts(db: Session) -> dict[str, int]:
     return counts
 
 
+def paused_mailbox_count(db: Session) -> int:
+    """Mailboxes paused, by an operator or by auto-pause (for /metrics)."""
+    return int(
+        db.scalar(select(func.count()).select_from(Mailbox).where(Mailbox.status == MailboxStatus.paused.value)) or 0
+    )
+
+
 def recent_deliveries(db: Session, mailbox_id: str, *, limit: int = 20, after: str | None = None) -> list[Delivery]:
     """The mailbox's newest deliveries (oldest first), or those created after the id `after`."""
     stmt = select(Delivery).where(Delivery.mailbox_id == mailbox_id)

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatbox.domain import metrics
+from chatbox.ports import metrics
 
 MAX_BODY_BYTES = 1_048_576
 
@@ -36,8 +36,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            metrics.http_requests.labels(scope["method"], template, str(status)).inc()
-            metrics.http_duration.labels(template).observe(time.perf_counter() - started)
+            metrics.count(metrics.HTTP_REQUESTS, (scope["method"], template, str(status)))
+            metrics.observe(metrics.HTTP_SECONDS, time.perf_counter() - started, (template,))
 
 
 class BodySizeLimitMiddleware:

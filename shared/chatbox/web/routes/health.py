@@ -18,9 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from chatbox.domain import metrics
+from chatbox.adapters.prometheus_metrics import scrape
 from chatbox.domain.errors import AuthenticationError, ForbiddenError
-from chatbox.services.mailboxes import delivery_counts
+from chatbox.services.mailboxes import delivery_counts, paused_mailbox_count
 from chatbox.store.schema_version import SCHEMA_HEAD, database_revision
 from chatbox.web.deps import RuntimeDep
 from chatbox.web.errors import error_responses
@@ -112,9 +112,13 @@ def require_metrics_access(
     openapi_extra={"security": [{}]},
 )
 def prometheus_metrics(runtime: RuntimeDep) -> Response:
-    def read_depths() -> dict[str, int]:
+    def read_deliveries() -> dict[str, int]:
         with runtime.db.session() as db:
             return delivery_counts(db)
 
-    # The queue depth is read from this app's runtime, not a process global: apps in one process stay apart.
-    return Response(metrics.scrape(read_depths), media_type=CONTENT_TYPE_LATEST)
+    def read_paused() -> int:
+        with runtime.db.session() as db:
+            return paused_mailbox_count(db)
+
+    # What the database holds is read from this app's runtime, not a process global: apps in one process stay apart.
+    return Response(scrape(read_deliveries, read_paused), media_type=CONTENT_TYPE_LATEST)
