@@ -195,7 +195,10 @@ class InboundTarget:
 
 
 def create_connection(base_url: str, api_key: str, webhook_url: str | None) -> InboundTarget:
-    """A mailbox (with `webhook_url`, if given) and a telegram connection, created through the REST API."""
+    """A mailbox (with `webhook_url`, if given) and a signal connection, created through the REST API.
+
+    A container platform: its connector posts to the inbound route with the connection's inbound token (a
+    webhook platform such as telegram is proven by its own secret at its ingest path instead)."""
     headers = {"authorization": f"Bearer {api_key}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=10.0) as client:
         body: dict[str, Any] = {"name": "bench"}
@@ -203,7 +206,7 @@ def create_connection(base_url: str, api_key: str, webhook_url: str | None) -> I
             body["webhook_url"] = webhook_url
         mailbox = client.post("/v1/mailboxes", json=body)
         mailbox.raise_for_status()
-        connection = client.post(f"/v1/mailboxes/{mailbox.json()['id']}/connections", json={"platform": "telegram"})
+        connection = client.post(f"/v1/mailboxes/{mailbox.json()['id']}/connections", json={"platform": "signal"})
         connection.raise_for_status()
         created = connection.json()
     return InboundTarget(url=f"{base_url}/v1/connections/{created['id']}/messages", token=created["inbound_token"])
@@ -230,6 +233,7 @@ class LoadShape:
     duration: float
     warmup: float
     chats: int
+    rounds: int = 1
 
 
 def run_wrk(target: InboundTarget, label: str, seconds: float, shape: LoadShape) -> LoadResult:
