@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import os
 import signal
@@ -59,8 +60,10 @@ def serve(runtime: Runtime) -> None:
     # uvicorn re-raises the signal it caught once it has shut down; with the default SIGTERM action that
     # would kill the process before the caller's cleanup (stopping the worker child) runs.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    app = create_app(runtime)
+    freeze_startup_objects()
     uvicorn.run(
-        create_app(runtime),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
@@ -69,6 +72,14 @@ def serve(runtime: Runtime) -> None:
         access_log=access_log_enabled(settings.log_level),
         proxy_headers=True,
     )
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up made (modules, the app, SQLAlchemy's metadata) out of the cyclic collector's sight:
+    they live as long as the process, and every full collection would walk them again (a few percent of an
+    ingest's CPU, and a pause of tens of milliseconds under load)."""
+    gc.collect()
+    gc.freeze()
 
 
 def access_log_enabled(log_level: str) -> bool:
