@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -150,13 +151,28 @@ def run_wrk(url: str, secret: str, run: int, seconds: float, shape: LoadShape) -
     )
 
 
-def measure(url: str, secret: str, name: str, runs: Iterator[int], shape: LoadShape) -> LoadResult:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    url: str, secret: str, name: str, runs: Iterator[int], shape: LoadShape, pid: int
+) -> tuple[LoadResult, float]:
+    """One warm-up and one measured wrk run; the result and the server's CPU milliseconds per request. CPU per
+    request holds up on a loaded machine, where req/s mostly says how much CPU the server was given."""
     say(f"  {name}: warm-up {shape.warmup:.0f}s, then {shape.duration:.0f}s measured")
     run_wrk(url, secret, next(runs), shape.warmup, shape)
-    return run_wrk(url, secret, next(runs), shape.duration, shape)
+    before = cpu_seconds(pid)
+    result = run_wrk(url, secret, next(runs), shape.duration, shape)
+    return result, (cpu_seconds(pid) - before) * 1000 / max(result.requests, 1)
 
 
-def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[LoadResult], list[LoadResult]]:
+Measured = tuple[LoadResult, float]  # a wrk run and the server's CPU ms per request
+
+
+def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[Measured], list[Measured]]:
     """Returns (bare endpoint, chatbox) per round, under the same wrk load."""
     say(f"telegram ingest: wrk -t{shape.threads} -c{shape.connections}, a new update_id per request")
     bare_port, chatbox_port = free_port(), free_port()
@@ -164,8 +180,8 @@ def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[LoadResult], l
     bare_home.mkdir()
     chatbox_home.mkdir(mode=0o700)
     runs = iter(range(1, 100))
-    bares: list[LoadResult] = []
-    chatboxes: list[LoadResult] = []
+    bares: list[Measured] = []
+    chatboxes: list[Measured] = []
     with ExitStack() as stack:
         bot_api = stack.enter_context(StandInBotApi().serving())
         env = chatbox_env(
@@ -179,7 +195,7 @@ def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[LoadResult], l
         del env["CHATBOX_LOG_LEVEL"]
         api_key = bootstrap_account(env, chatbox_home)
         chatbox_url = f"http://127.0.0.1:{chatbox_port}"
-        stack.enter_context(
+        chatbox_pid = stack.enter_context(
             running_server("chatbox-api", chatbox_command("api"), env, chatbox_home, f"{chatbox_url}/health")
         )
         ingest_url = create_telegram_connection(chatbox_url, api_key)
@@ -203,16 +219,16 @@ def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[LoadResult], l
             "warning",
         ]
         bare_env = {**env, "BENCH_TELEGRAM_SECRET": secret}
-        stack.enter_context(
+        bare_pid = stack.enter_context(
             running_server("bare", bare_command, bare_env, bare_home, f"http://127.0.0.1:{bare_port}/health")
         )
         bare_url = ingest_url.replace(chatbox_url, f"http://127.0.0.1:{bare_port}")
         # Rounds interleaved, so a burst of other load on the machine hits both servers alike.
         for _ in range(shape.rounds):
-            bares.append(measure(bare_url, secret, "bare", runs, shape))
-            chatboxes.append(measure(ingest_url, secret, "chatbox", runs, shape))
+            bares.append(measure(bare_url, secret, "bare", runs, shape, bare_pid))
+            chatboxes.append(measure(ingest_url, secret, "chatbox", runs, shape, chatbox_pid))
         stored = _count_messages(chatbox_home)
-        sent = sum(r.requests for r in chatboxes)
+        sent = sum(r.requests for r, _ in chatboxes)
         say(f"  chatbox stored {stored} messages (>= {sent} answered in the measured runs, plus warm-ups)")
     return bares, chatboxes
 
@@ -225,8 +241,7 @@ def _count_messages(home: Path) -> int:
     return count
 
 
-def report(shape: LoadShape, bares: list[LoadResult], chatboxes: list[LoadResult]) -> None:
-    import os
+def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -> None:
     import platform
     import statistics
 
@@ -236,19 +251,26 @@ def report(shape: LoadShape, bares: list[LoadResult], chatboxes: list[LoadResult
         "telegram ingest (POST /v1/ingest/telegram/{id}, 200; "
         f"wrk -t{shape.threads} -c{shape.connections} -d{shape.duration:.0f}s, {shape.rounds} interleaved rounds)"
     )
-    say(f"  {'round':<6}{'server':<30}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'errors':>8}")
-    for number, (bare, chatbox) in enumerate(zip(bares, chatboxes, strict=True), 1):
-        for name, result in (("bare FastAPI + pydantic", bare), ("chatbox api (SQLite, defaults)", chatbox)):
+    say(
+        f"  {'round':<6}{'server':<30}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
+        f"{'CPU ms/req':>11}"
+    )
+    for number, pair in enumerate(zip(bares, chatboxes, strict=True), 1):
+        for name, (result, cpu) in zip(
+            ("bare FastAPI + pydantic", "chatbox api (SQLite, defaults)"), pair, strict=True
+        ):
             say(
-                f"  {number:<6}{name:<30}{result.per_second:>10.0f}{result.p50_ms:>10.2f}{result.p99_ms:>10.2f}"
-                f"{result.max_ms:>10.1f}{result.errors:>8}"
+                f"  {number:<6}{name:<30}{result.per_second:>8.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                f"{result.max_ms:>9.1f}{result.errors:>7}{cpu:>11.2f}"
             )
-    ratios = [c.per_second / b.per_second for b, c in zip(bares, chatboxes, strict=True)]
+    ratios = [c.per_second / b.per_second for (b, _), (c, _) in zip(bares, chatboxes, strict=True)]
+    cpu_ratios = [b_cpu / c_cpu for (_, b_cpu), (_, c_cpu) in zip(bares, chatboxes, strict=True)]
     ratio = statistics.median(ratios)
-    p99 = statistics.median(c.p99_ms for c in chatboxes)
-    errors = sum(c.errors for c in chatboxes)
+    p99 = statistics.median(c.p99_ms for c, _ in chatboxes)
+    errors = sum(c.errors for c, _ in chatboxes)
     say(f"  ratios per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     say(f"  median ratio chatbox/bare: {ratio:.2f}x   target >= {TARGET_RATIO}x   {verdict(ratio >= TARGET_RATIO)}")
+    say(f"  median CPU per request, bare/chatbox: {statistics.median(cpu_ratios):.2f}x (the same ratio by CPU)")
     say(f"  median chatbox p99: {p99:.1f} ms   target <= {TARGET_P99_MS:.0f} ms   {verdict(p99 <= TARGET_P99_MS)}")
     say(f"  chatbox errors and non-2xx: {errors}   target 0   {verdict(errors == 0)}")
 
