@@ -119,6 +119,8 @@ def chatbox_env(home: Path, port: int, **extra: str) -> dict[str, str]:
         CHATBOX_API_PORT=str(port),
         # Both servers log at WARNING: access-log lines are not what this benchmark compares.
         CHATBOX_LOG_LEVEL="WARNING",
+        # Every server of a benchmark is on loopback: the receiver, a connector's outbound_url.
+        CHATBOX_ALLOW_LOOPBACK_WEBHOOKS="1",
     )
     env.update(extra)
     return env
@@ -194,6 +196,10 @@ class InboundTarget:
     token: str
 
 
+# Operator-run (it names its outbound_url), so `chatbox dev` starts no Signal program for it; nothing is sent.
+CONNECTION = {"platform": "signal", "config": {"outbound_url": "http://127.0.0.1:9/v1/send"}}
+
+
 def create_connection(base_url: str, api_key: str, webhook_url: str | None) -> InboundTarget:
     """A mailbox (with `webhook_url`, if given) and a signal connection, created through the REST API.
 
@@ -206,7 +212,7 @@ def create_connection(base_url: str, api_key: str, webhook_url: str | None) -> I
             body["webhook_url"] = webhook_url
         mailbox = client.post("/v1/mailboxes", json=body)
         mailbox.raise_for_status()
-        connection = client.post(f"/v1/mailboxes/{mailbox.json()['id']}/connections", json={"platform": "signal"})
+        connection = client.post(f"/v1/mailboxes/{mailbox.json()['id']}/connections", json=CONNECTION)
         connection.raise_for_status()
         created = connection.json()
     return InboundTarget(url=f"{base_url}/v1/connections/{created['id']}/messages", token=created["inbound_token"])
@@ -282,6 +288,8 @@ def measure_accept(shape: LoadShape, scratch: Path) -> tuple[LoadResult, LoadRes
     bare_home.mkdir()
     chatbox_home.mkdir(mode=0o700)
     env = chatbox_env(chatbox_home, chatbox_port, CHATBOX_VAULT_KEY=generate_key())
+    # chatbox runs as `make dev` starts it: at its default log level (the bare baseline logs nothing).
+    del env["CHATBOX_LOG_LEVEL"]
     api_key = bootstrap_account(env, chatbox_home)
     bare_command = [
         sys.executable,
