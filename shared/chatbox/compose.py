@@ -14,10 +14,8 @@ from importlib.metadata import entry_points
 
 from pydantic_settings import BaseSettings
 
-from chatbox.adapters.http_container import HttpContainerConnector
-from chatbox.adapters.http_webhook import WebhookClient
 from chatbox.adapters.local_queue import LocalQueue
-from chatbox.adapters.outbound_http import system_resolver
+from chatbox.adapters.system_resolver import system_resolver
 from chatbox.domain.addresses import Resolver
 from chatbox.domain.errors import VaultError
 from chatbox.domain.redaction import register_secrets
@@ -82,10 +80,15 @@ def build_runtime(
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
+    # The HTTP adapters (and httpx) are imported when first built, so a cold start that sends nothing skips them.
     def webhook_sender() -> WebhookSender:
+        from chatbox.adapters.http_webhook import WebhookClient
+
         return WebhookClient(address_policy(settings, resolve_host), timeout=settings.delivery_timeout_seconds)
 
     def container_connector() -> Connector:
+        from chatbox.adapters.http_container import HttpContainerConnector
+
         return HttpContainerConnector(connector_address_policy(settings, resolve_host))
 
     registry = PlatformRegistry(platforms, container_connector=container_connector, settings=platform_settings)
