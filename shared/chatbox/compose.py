@@ -2,7 +2,7 @@
 
 The functions (`functions/<name>/handler.py`), the CLI and `chatbox dev` call `build_runtime`; it is
 the one place that picks adapters (local or SQS queue, the HTTP webhook sender, the HTTP container
-connector). The SQS adapter (and boto3) load only when chosen.
+connector). The SQS adapter (and botocore) load only when chosen.
 """
 
 from __future__ import annotations
