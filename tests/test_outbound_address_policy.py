@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from chatbox.adapters.http_container import HttpContainerConnector
 from chatbox.adapters.http_webhook import WebhookClient
-from chatbox.adapters.outbound_http import build_outbound_client, system_resolver
+from chatbox.adapters.outbound_http import build_outbound_client
+from chatbox.adapters.system_resolver import system_resolver
 from chatbox.asgi import create_app
 from chatbox.compose import build_runtime
 from chatbox.domain.addresses import (

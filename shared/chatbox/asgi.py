@@ -14,13 +14,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from chatbox.runtime import Runtime
-from chatbox.web.app import API_ROUTERS, create_api
+from chatbox.web.app import create_api
 from chatbox.web.middleware import MetricsMiddleware
 
 
-def create_app(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS, *, mcp: bool = True) -> FastAPI:
-    """The REST app of `routers`, plus the MCP endpoints (`/mcp/{mailbox_id}`, `/mcp/admin/{account_id}`)
-    unless `mcp=False`."""
+def create_app(runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, mcp: bool = True) -> FastAPI:
+    """The REST app of `routers` (all of them by default), plus the MCP endpoints (`/mcp/{mailbox_id}`,
+    `/mcp/admin/{account_id}`) unless `mcp=False`."""
     app = create_api(runtime, routers)
     if mcp:
         # Imported here so an API-only composition never loads the MCP SDK.

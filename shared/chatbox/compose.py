@@ -2,7 +2,7 @@
 
 The functions (`functions/<name>/handler.py`), the CLI and `chatbox dev` call `build_runtime`; it is
 the one place that picks adapters (local or SQS queue, the HTTP webhook sender, the HTTP container
-connector). The SQS adapter (and boto3) load only when chosen.
+connector). The SQS adapter (and botocore) load only when chosen.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from importlib.metadata import entry_points
 
 from pydantic_settings import BaseSettings
 
-from chatbox.adapters.http_container import HttpContainerConnector
-from chatbox.adapters.http_webhook import WebhookClient
 from chatbox.adapters.local_queue import LocalQueue
-from chatbox.adapters.outbound_http import system_resolver
 from chatbox.adapters.prometheus_metrics import install_prometheus_metrics
+from chatbox.adapters.system_resolver import system_resolver
 from chatbox.domain.addresses import Resolver
 from chatbox.domain.errors import VaultError
 from chatbox.domain.redaction import register_secrets
@@ -87,10 +85,15 @@ def build_runtime(
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
+    # The HTTP adapters (and httpx) are imported when first built, so a cold start that sends nothing skips them.
     def webhook_sender() -> WebhookSender:
+        from chatbox.adapters.http_webhook import WebhookClient
+
         return WebhookClient(address_policy(settings, resolve_host), timeout=settings.delivery_timeout_seconds)
 
     def container_connector() -> Connector:
+        from chatbox.adapters.http_container import HttpContainerConnector
+
         return HttpContainerConnector(connector_address_policy(settings, resolve_host))
 
     registry = PlatformRegistry(platforms, container_connector=container_connector, settings=platform_settings)

@@ -23,8 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -32,13 +30,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from chatbox.domain.addresses import AddressPolicy, IPAddress, Resolver, parse_target_url, resolve_checked
-
-
-def system_resolver(host: str, port: int) -> list[IPAddress]:
-    """Every address `getaddrinfo` gives for `host:port` over TCP, in its order; OSError when none."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+from chatbox.adapters.system_resolver import system_resolver
+from chatbox.domain.addresses import AddressPolicy, Resolver, parse_target_url, resolve_checked
 
 
 class PinnedNetworkBackend(httpcore.SyncBackend):

@@ -11,29 +11,6 @@ from chatbox.runtime import Runtime
 from chatbox.web.errors import install_error_handlers
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from chatbox.web.openapi import install_platform_openapi
-from chatbox.web.routes import (
-    api_keys,
-    connections,
-    credentials,
-    event_subscriptions,
-    health,
-    inbound,
-    ingest,
-    mailboxes,
-    platforms,
-)
-
-API_ROUTERS: tuple[APIRouter, ...] = (
-    health.router,
-    mailboxes.router,
-    connections.router,
-    platforms.router,
-    credentials.router,
-    api_keys.router,
-    event_subscriptions.router,
-    inbound.router,
-    ingest.router,
-)
 
 DESCRIPTION = """\
 chatbox puts Signal, Telegram, Discord and Slack behind one API for agents.
@@ -42,8 +19,14 @@ Lists paginate with `limit` and `cursor` (pass back `next_cursor`).
 """
 
 
-def create_api(runtime: Runtime, routers: Sequence[APIRouter] = API_ROUTERS) -> FastAPI:
-    """The REST app of `routers`, with JSON errors, the body-size limit and request metrics."""
+def create_api(runtime: Runtime, routers: Sequence[APIRouter] | None = None) -> FastAPI:
+    """The REST app of `routers` (all of `API_ROUTERS` by default), with JSON errors, the body-size limit and
+    request metrics."""
+    if routers is None:
+        # Imported here so a function that serves a few routes (inbound) never loads the management routers.
+        from chatbox.web.api_routers import API_ROUTERS
+
+        routers = API_ROUTERS
     app = FastAPI(title="chatbox", version=__version__, description=DESCRIPTION)
     app.state.runtime = runtime
     for router in routers:
