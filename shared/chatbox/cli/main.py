@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -40,13 +39,13 @@ from chatbox.store.migrate import upgrade_to_head
 from chatbox.store.models import Delivery, Mailbox
 
 
-def _flag_type_hidden(option: TyperOption, ctx: click.Context) -> str | None:
+def _flag_type_hidden(option: TyperOption, ctx: typer.Context) -> str | None:
     """A flag takes no value, so its help row shows no `<bool>` type (typer >= 0.20 prints one for every option)."""
     return None if option.is_flag else _typer_display_type(option, ctx)
 
 
 _typer_display_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _flag_type_hidden  # type: ignore[method-assign]
+TyperOption.display_type_rich = _flag_type_hidden  # type: ignore[method-assign,assignment]
 
 # No local variables in a traceback: they hold settings, tokens and opened credentials.
 app = typer.Typer(
