@@ -97,7 +97,8 @@ def _settings(*, dev: bool = False) -> Settings:
         try:
             return kind(home=find_home(Path.cwd()))
         except HomeNotFoundError as exc:
-            if dev or {"db_url", "db_url_secret_arn"} & settings.model_fields_set:
+            # The derived default names the home; any other database makes the home optional.
+            if dev or settings.db_url != f"sqlite:///{settings.home / 'chatbox.db'}":
                 return settings
             raise _fail(str(exc), 2) from exc
     except ValidationError as exc:
