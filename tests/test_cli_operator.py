@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,7 +27,7 @@ from chatbox.services.inbound import accept_inbound
 from chatbox.store.models import Delivery, Mailbox
 from tests.conftest import AccountKey
 from tests.support.cli import CHATBOX, clean_env, run_chatbox, wait_for
-from tests.support.platforms import running_slack, running_telegram
+from tests.support.platforms import SlackWebApi, TelegramBotApi, running_slack, running_telegram
 
 TELEGRAM_TOKEN = "123456:telegram-test-token"
 SLACK_TOKEN = "xoxb-slack-test-token"
@@ -83,7 +84,7 @@ def _lines_with(status: str, output: str) -> list[str]:
 
 
 @pytest.fixture
-def platform_env(cli_env: dict[str, str]) -> Iterator[tuple[dict[str, str], object, object]]:
+def platform_env(cli_env: dict[str, str]) -> Iterator[tuple[dict[str, str], TelegramBotApi, SlackWebApi]]:
     """The CLI's environment with Telegram and Slack pointed at running stand-ins."""
     with running_telegram({TELEGRAM_TOKEN: TELEGRAM_BOT}) as telegram, running_slack(SLACK_TOKEN) as slack:
         env = {
@@ -94,18 +95,20 @@ def platform_env(cli_env: dict[str, str]) -> Iterator[tuple[dict[str, str], obje
         yield env, telegram, slack
 
 
-def _deployment(runtime: Runtime, account: AccountKey, settings: Settings, telegram: object) -> tuple[str, str, str]:
+def _deployment(
+    runtime: Runtime, account: AccountKey, settings: Settings, telegram: TelegramBotApi
+) -> tuple[str, str, str]:
     """A mailbox with a Telegram and a Slack connection, the Telegram webhook registered where chatbox expects it."""
     mailbox_id = _mailbox(runtime, account)
     telegram_id = _connection(runtime, account, mailbox_id, "telegram", {"bot_token": TELEGRAM_TOKEN})
     slack_id = _connection(runtime, account, mailbox_id, "slack", {"bot_token": SLACK_TOKEN, "signing_secret": "s1gn"})
     expected = f"{settings.public_url}/v1/ingest/telegram/{telegram_id}"
-    telegram.webhooks[TELEGRAM_TOKEN] = {"url": expected}  # type: ignore[attr-defined]
+    telegram.webhooks[TELEGRAM_TOKEN] = {"url": expected}
     return mailbox_id, telegram_id, slack_id
 
 
 def test_doctor_passes_on_a_healthy_deployment(
-    platform_env: tuple[dict[str, str], object, object],
+    platform_env: tuple[dict[str, str], TelegramBotApi, SlackWebApi],
     runtime: Runtime,
     account: AccountKey,
     settings: Settings,
@@ -133,7 +136,7 @@ def test_doctor_passes_on_a_healthy_deployment(
 
 
 def test_doctor_json_lists_every_check(
-    platform_env: tuple[dict[str, str], object, object],
+    platform_env: tuple[dict[str, str], TelegramBotApi, SlackWebApi],
     runtime: Runtime,
     account: AccountKey,
     settings: Settings,
@@ -153,7 +156,7 @@ def test_doctor_json_lists_every_check(
 
 
 def test_doctor_names_a_webhook_registered_elsewhere_and_the_fix(
-    platform_env: tuple[dict[str, str], object, object],
+    platform_env: tuple[dict[str, str], TelegramBotApi, SlackWebApi],
     runtime: Runtime,
     account: AccountKey,
     settings: Settings,
@@ -161,7 +164,7 @@ def test_doctor_names_a_webhook_registered_elsewhere_and_the_fix(
 ) -> None:
     env, telegram, _ = platform_env
     _, telegram_id, _ = _deployment(runtime, account, settings, telegram)
-    telegram.webhooks[TELEGRAM_TOKEN] = {"url": "https://old-host.example.test/hook"}  # type: ignore[attr-defined]
+    telegram.webhooks[TELEGRAM_TOKEN] = {"url": "https://old-host.example.test/hook"}
 
     result = _doctor(env, tmp_path)
 
@@ -172,7 +175,7 @@ def test_doctor_names_a_webhook_registered_elsewhere_and_the_fix(
 
 
 def test_doctor_names_a_refused_token_and_the_fix(
-    platform_env: tuple[dict[str, str], object, object],
+    platform_env: tuple[dict[str, str], TelegramBotApi, SlackWebApi],
     runtime: Runtime,
     account: AccountKey,
     settings: Settings,
@@ -464,7 +467,7 @@ def test_tail_deliveries_follow_prints_new_deliveries_as_they_come(
     ) as process:
         stdout = process.stdout
         assert stdout is not None
-        reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+        reader = threading.Thread(target=_read_lines, args=(stdout, lines), daemon=True)
         reader.start()
         try:
             header = lines.get(timeout=30)
@@ -481,6 +484,11 @@ def test_tail_deliveries_follow_prints_new_deliveries_as_they_come(
 
     assert header.rstrip("\n").split("\t") == ["id", "status", "attempts", "updated", "next_retry", "last_error"]
     assert row.split("\t")[:2] == [delivery_id, "pending"]
+
+
+def _read_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
 
 
 def _next_line(lines: queue.Queue[str]) -> str | None:
