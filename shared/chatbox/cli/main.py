@@ -1,4 +1,4 @@
-"""`chatbox` CLI: migrate, bootstrap, api, dev, operator and vault commands."""
+"""`chatbox` CLI: migrate, bootstrap, api, dev, doctor, status, accounts and keys, operator and vault commands."""
 
 from __future__ import annotations
 
