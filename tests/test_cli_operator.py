@@ -22,7 +22,7 @@ from chatbox.domain.schemas import ConnectionCreate, MailboxCreate
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import generate_key
 from chatbox.runtime import Runtime
-from chatbox.services import connections, mailboxes
+from chatbox.services import accounts, connections, mailboxes
 from chatbox.services.inbound import accept_inbound
 from chatbox.store.models import Delivery, Mailbox
 from tests.conftest import AccountKey
@@ -335,14 +335,25 @@ def _terminal(env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "command",
-    [("operator", "mailbox-list"), ("account", "list"), ("keys", "list")],
+    ("command", "headers"),
+    [
+        (("operator", "mailbox-list"), ["id", "account", "name", "status", "webhook_url", "last_delivery"]),
+        (("account", "list"), ["id", "name", "created"]),
+        (("keys", "list"), ["id", "name", "prefix", "created", "last_used"]),
+    ],
     ids=["mailboxes", "accounts", "keys"],
 )
-def test_tables_fit_80_columns_and_keep_ids_whole(
-    cli_env: dict[str, str], runtime: Runtime, account: AccountKey, tmp_path: Path, command: tuple[str, ...]
+def test_tables_fit_80_columns_and_keep_ids_and_headers_whole(
+    cli_env: dict[str, str],
+    runtime: Runtime,
+    account: AccountKey,
+    tmp_path: Path,
+    command: tuple[str, ...],
+    headers: list[str],
 ) -> None:
     mailbox_id = _mailbox(runtime, account, webhook_url="http://127.0.0.1:9/a/rather/long/path/to/the/agents/hook")
+    with runtime.db.session() as db:
+        key_id = accounts.issue_api_key(db, account.account_id, "continuous integration runner").key_id
     args = (*command, "--account", account.account_id) if command[0] == "keys" else command
 
     result = run_chatbox(*args, env=_terminal(cli_env), cwd=tmp_path)
@@ -350,14 +361,14 @@ def test_tables_fit_80_columns_and_keep_ids_whole(
     assert result.returncode == 0, result.stderr
     lines = ANSI.sub("", result.stdout).splitlines()
     assert lines and max(len(line) for line in lines) <= 80, result.stdout
-    expected_id = mailbox_id if command[0] == "operator" else account.account_id
-    if command[0] != "keys":
-        assert any(expected_id in line for line in lines)  # whole, on one line
-    header = next((line for line in lines if line.startswith(("┃", "│")) and " id " in line), None)
-    if header is not None:  # a table: each header's first word fits its column
-        cells = [cell.strip() for cell in re.split(r"[┃│]", header) if cell.strip()]
-        assert all(" " not in cell or cell.split()[0] for cell in cells)
-        assert all(len(cell) >= len(cell.split()[0]) for cell in cells)
+    whole_id = {"operator": mailbox_id, "account": account.account_id, "keys": key_id}[command[0]]
+    assert any(whole_id in line for line in lines), result.stdout  # on one line, to be copied
+    header_line = next((line for line in lines if line.startswith("┃")), None)
+    if header_line is not None:  # a table: every column at least as wide as its header's first word
+        cells = [cell.strip() for cell in header_line.strip("┃").split("┃")]
+        assert cells == [header.split()[0] for header in headers], result.stdout
+    else:  # blocks of `header: value` lines
+        assert all(any(line.startswith(f"{header}:") for line in lines) for header in headers), result.stdout
 
 
 # --- keys and accounts --------------------------------------------------------------------

@@ -362,7 +362,8 @@ def mailbox_list(include_archived: Annotated[bool, typer.Option(help="Show archi
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "-"
+    """A stored time (UTC) to the second; the space lets a narrow table wrap it between date and time."""
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
 @operator.command("connection-list")

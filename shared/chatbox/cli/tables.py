@@ -20,10 +20,15 @@ _BORDER_PER_COLUMN = 3
 _EDGES = 1
 
 
+# A column may wrap between words; a word longer than this may be cut (a URL), a shorter one (a date) stays whole.
+_LONGEST_WHOLE_WORD = 16
+
+
 def _min_width(header: str, cells: Sequence[str]) -> int:
     if header in ID_COLUMNS:
         return max([len(header), *(len(cell) for cell in cells)])
-    return len(header.split()[0].split("_")[0]) if header else 1
+    words = [len(word) for cell in cells for word in cell.split()]
+    return max(len(header.split()[0]), min(max(words, default=0), _LONGEST_WHOLE_WORD))
 
 
 def fits(width: int, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> bool:
