@@ -28,6 +28,9 @@ from chatbox.store.models import Delivery, Mailbox
 from tests.conftest import AccountKey
 from tests.support.cli import CHATBOX, clean_env, run_chatbox, wait_for
 from tests.support.platforms import SlackWebApi, TelegramBotApi, running_slack, running_telegram
+from tests.support.signal_cli import running_signal_cli
+from tests.support.signal_program import ACCOUNT as SIGNAL_ACCOUNT
+from tests.support.signal_program import running_program
 
 TELEGRAM_TOKEN = "123456:telegram-test-token"
 SLACK_TOKEN = "xoxb-slack-test-token"
@@ -238,6 +241,18 @@ def test_doctor_refuses_a_webhook_url_the_policy_no_longer_allows(
 def test_doctor_fails_on_a_container_connector_that_does_not_answer(
     cli_env: dict[str, str], runtime: Runtime, account: AccountKey, tmp_path: Path
 ) -> None:
+    connection_id = _signal_connection(runtime, account, "http://127.0.0.1:9/v1/send")
+    env = {**cli_env, "CHATBOX_CONNECTOR_ALLOWED_HOSTS": "127.0.0.1"}
+
+    result = _doctor(env, tmp_path)
+
+    assert result.returncode == 1
+    [failure] = _lines_with("fail", result.stdout)
+    assert failure.startswith(f"fail connection {connection_id} (signal): signal connector:")
+    assert "http://127.0.0.1:9/healthz cannot be reached" in failure
+
+
+def _signal_connection(runtime: Runtime, account: AccountKey, outbound_url: str) -> str:
     mailbox_id = _mailbox(runtime, account)
     with runtime.db.session() as db:
         created = connections.create_connection(
@@ -246,17 +261,32 @@ def test_doctor_fails_on_a_container_connector_that_does_not_answer(
             runtime.platforms,
             account.account_id,
             mailbox_id,
-            ConnectionCreate(platform="signal", config={"outbound_url": "http://127.0.0.1:9/v1/send"}),
+            ConnectionCreate(platform="signal", config={"outbound_url": outbound_url}),
             policy=AddressPolicy(allow_loopback=True),
         )
+    return created.connection.id
+
+
+@pytest.mark.parametrize("signal_cli_up", [True, False], ids=["healthy", "signal-cli-down"])
+def test_doctor_asks_the_real_signal_program_for_its_health(
+    cli_env: dict[str, str], runtime: Runtime, account: AccountKey, tmp_path: Path, signal_cli_up: bool
+) -> None:
     env = {**cli_env, "CHATBOX_CONNECTOR_ALLOWED_HOSTS": "127.0.0.1"}
+    with running_signal_cli(SIGNAL_ACCOUNT) as signal_cli:
+        signal_cli_url = signal_cli.url if signal_cli_up else "http://127.0.0.1:9"
+        with running_program(tmp_path, SIGNAL_CLI_URL=signal_cli_url) as program:
+            connection_id = _signal_connection(runtime, account, f"{program.url}/v1/send")
 
-    result = _doctor(env, tmp_path)
+            result = _doctor(env, tmp_path)
 
-    assert result.returncode == 1
-    [failure] = _lines_with("fail", result.stdout)
-    assert failure.startswith(f"fail connection {created.connection.id} (signal): signal connector:")
-    assert "http://127.0.0.1:9/healthz cannot be reached" in failure
+    line = next(line for line in result.stdout.splitlines() if f"connection {connection_id}" in line)
+    if signal_cli_up:
+        assert result.returncode == 0, result.stdout
+        assert line.startswith(f"ok   connection {connection_id} (signal): signal connector: {program.url}/healthz")
+    else:
+        assert result.returncode == 1
+        assert line.startswith(f"fail connection {connection_id} (signal): signal connector: {program.url}/healthz")
+        assert "answers 503" in line and "read the connector program's log" in line
 
 
 # --- home discovery ----------------------------------------------------------------------
