@@ -356,6 +356,16 @@ def test_listings_need_no_vault_key(
     assert needs_key.returncode == 2 and "no vault key" in needs_key.stderr
 
 
+def test_a_database_never_migrated_says_to_migrate(tmp_path: Path) -> None:
+    env = clean_env(db_url=f"sqlite:///{tmp_path / 'empty.db'}")
+
+    result = run_chatbox("status", env=env, cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: the database has no chatbox schema yet")
+    assert "run `chatbox migrate`" in result.stderr
+
+
 # --- tables on an 80-column terminal -----------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 from typer.core import TyperOption
 
@@ -128,8 +129,15 @@ def _reporting_errors() -> Iterator[None]:
         yield
     except ChatboxError as exc:
         raise _fail(exc.message, 1) from exc
-    except OperationalError as exc:
-        raise _fail(f"database unavailable: {exc.orig or exc}", 1) from exc
+    except (OperationalError, ProgrammingError) as exc:
+        detail = str(exc.orig or exc).strip().splitlines()[0]
+        if _MISSING_TABLE.search(detail):
+            raise _fail(f"the database has no chatbox schema yet ({detail}): run `chatbox migrate`", 1) from exc
+        raise _fail(f"database unavailable: {detail}", 1) from exc
+
+
+# SQLite's and Postgres's words for a table that is not there: the schema was never migrated.
+_MISSING_TABLE = re.compile(r"no such table|relation \S+ does not exist")
 
 
 @contextmanager
