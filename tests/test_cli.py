@@ -192,10 +192,10 @@ def test_mailbox_list_shows_every_account_in_full(
 
     assert result.returncode == 0, result.stderr
     header, *rows = _rows(result.stdout)
-    assert header == ["id", "account", "name", "status", "webhook_url"]
+    assert header == ["id", "account", "name", "status", "webhook_url", "last_delivery"]
     assert rows == [
-        [first, account.account_id, "[/oops] :smile: support agent", "active", "-"],
-        [second, other_account.account_id, "sales", "active", "-"],
+        [first, account.account_id, "[/oops] :smile: support agent", "active", "-", "-"],
+        [second, other_account.account_id, "sales", "active", "-", "-"],
     ]
 
 
@@ -210,7 +210,7 @@ def test_mailbox_list_hides_archived_unless_asked(
     everything = chatbox("operator", "mailbox-list", "--include-archived", env=cli_env, cwd=tmp_path)
 
     assert mailbox_id not in default.stdout
-    assert [mailbox_id, account.account_id, "agent", "archived", "-"] in _rows(everything.stdout)
+    assert [mailbox_id, account.account_id, "agent", "archived", "-", "-"] in _rows(everything.stdout)
 
 
 def test_connection_list_shows_the_mailboxs_connections(
@@ -298,7 +298,7 @@ def test_a_malformed_id_with_markup_is_a_clean_error(cli_env: dict[str, str], tm
 def test_missing_vault_key_is_a_clear_error(cli_env: dict[str, str], tmp_path: Path) -> None:
     env = {name: value for name, value in cli_env.items() if name != "CHATBOX_VAULT_KEY"}
 
-    result = chatbox("operator", "mailbox-list", env=env, cwd=tmp_path)
+    result = chatbox("operator", "connection-archive", new_id("connection"), env=env, cwd=tmp_path)
 
     assert result.returncode == 2
     assert_clean_failure(result, "no vault key")
@@ -392,7 +392,7 @@ def test_operator_sees_health_then_unpauses_and_redrives(
     assert "status: paused" in health.stdout and "dead_letters: 1" in health.stdout
     assert "consecutive_failures: 20" in health.stdout and "last_error: HTTP 500" in health.stdout
     rows = _rows(tail.stdout)
-    assert rows[0] == ["id", "status", "attempts", "updated", "last_error"]
+    assert rows[0] == ["id", "status", "attempts", "updated", "next_retry", "last_error"]
     assert [row[1] for row in rows[1:]] == ["dead", "held"]
     assert unpaused.returncode == 0 and redriven.returncode == 0, unpaused.stderr + redriven.stderr
     assert "requeued 1 dead deliveries" in redriven.stdout

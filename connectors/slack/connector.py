@@ -32,6 +32,7 @@ from chatbox.ports.ingest import (
     WebhookUnauthenticatedError,
 )
 from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
+from chatbox.ports.probe import ProbeResult
 from connectors.slack.spec import SlackMode, SlackSendOptions
 from connectors.slack.translate import (
     SlackIdentity,
@@ -286,6 +287,28 @@ class SlackConnector:
 
     def deprovision(self, connection: ConnectionContext) -> None:
         """Nothing to undo on Slack: the Event Subscriptions URL lives in the app's settings."""
+
+    # --- probe (chatbox doctor) ----------------------------------------------------------------
+
+    def check(self, ctx: ConnectionContext, *, ingest_url: str) -> list[ProbeResult]:  # noqa: ARG002
+        """auth.test with the bot token, in either receive mode. The Events API URL lives in the app's settings,
+        where no API reads it back; Socket Mode's app token is not probed (apps.connections.open would hand out a
+        new socket URL, an action rather than a check): the live source reports a refused one on the connection."""
+        try:
+            answer = self.clients.get(ctx.secrets.get(BOT_TOKEN, "")).auth_test()
+        except SlackApiError as exc:
+            return [
+                ProbeResult(
+                    "slack bot token",
+                    "fail",
+                    f"Slack refused auth.test: {_error_code(exc.response)}",
+                    "PATCH the connection's secrets.bot_token with the app's Bot User OAuth Token (xoxb-…)",
+                )
+            ]
+        except (SlackClientError, OSError) as exc:
+            detail = f"Slack cannot be reached ({type(exc).__name__})"
+            return [ProbeResult("slack bot token", "fail", detail, "check CHATBOX_SLACK_API_URL and the network")]
+        return [ProbeResult("slack bot token", "ok", f"auth.test answers team {answer.get('team')}")]
 
     # --- send ---------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from chatbox.ports.ingest import (
     WebhookUnauthenticatedError,
 )
 from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
+from chatbox.ports.probe import ProbeResult
 from connectors.telegram.bot_api import BotApiClient, BotApiError
 from connectors.telegram.spec import TelegramMode, TelegramSendOptions
 from connectors.telegram.translate import (
@@ -162,6 +163,45 @@ class TelegramConnector:
             self._api.call(token, "deleteWebhook", {})
         except BotApiError as exc:
             raise _failed(exc) from exc
+
+    # --- probe (chatbox doctor) ----------------------------------------------------------------
+
+    def check(self, ctx: ConnectionContext, *, ingest_url: str) -> list[ProbeResult]:
+        """getMe (the token works), then getWebhookInfo: in webhook mode its URL must be `ingest_url`; in polling
+        mode it must be empty (getUpdates refuses to run while a webhook is set)."""
+        token = ctx.secrets.get(BOT_TOKEN, "")
+        try:
+            me = self._api.call(token, "getMe", {})
+            info = self._api.call(token, "getWebhookInfo", {})
+        except BotApiError as exc:
+            fix = (
+                "copy the token from @BotFather and PATCH the connection's secrets.bot_token"
+                if exc.error_code in _TOKEN_REFUSED
+                else "check Telegram's status, then run the doctor again"
+            )
+            return [ProbeResult("telegram token", "fail", f"Telegram refused {exc.method}: {exc.description}", fix)]
+        except ConnectorUnavailableError as exc:
+            return [
+                ProbeResult("telegram token", "fail", exc.message, "check CHATBOX_TELEGRAM_API_URL and the network")
+            ]
+        username = me.get("username") if isinstance(me, dict) else None
+        results = [ProbeResult("telegram token", "ok", f"getMe answers @{username}")]
+        registered = info.get("url", "") if isinstance(info, dict) else ""
+        polling = ctx.config.get(RECEIVE_MODE) == POLLING_RECEIVE
+        expected = "" if polling else ingest_url
+        if registered == expected:
+            detail = "no webhook set (polling)" if polling else f"webhook is {registered}"
+            results.append(ProbeResult("telegram webhook", "ok", detail))
+        else:
+            results.append(
+                ProbeResult(
+                    "telegram webhook",
+                    "fail",
+                    f"webhook is {registered or 'unset'}, expected {expected or 'none (polling)'}",
+                    f"run `chatbox operator connection-resync {ctx.connection_id}`",
+                )
+            )
+        return results
 
     # --- send ---------------------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ class _StandIn:
 
 
 class TelegramBotApi(_StandIn):
-    """`{root}/bot{token}/{method}` for getMe, setWebhook, deleteWebhook, getUpdates, sendMessage.
+    """`{root}/bot{token}/{method}` for getMe, setWebhook, getWebhookInfo, deleteWebhook, getUpdates, sendMessage.
 
     `blocked_chats` answer 403 "bot was blocked by the user"; `unknown_chats` 400 "chat not found";
     `script[method]` answers (e.g. a 429 with `parameters.retry_after`) come first.
@@ -145,6 +145,10 @@ class TelegramBotApi(_StandIn):
                     return _telegram_error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
                 self.webhooks[token] = params
                 return Answer(200, {"ok": True, "result": True, "description": "Webhook was set"})
+            if method == "getWebhookInfo":
+                url = self.webhooks.get(token, {}).get("url", "")
+                pending = len(self.pending.get(token, []))
+                return _ok({"url": url, "has_custom_certificate": False, "pending_update_count": pending})
             if method == "deleteWebhook":
                 self.webhooks.pop(token, None)
                 if params.get("drop_pending_updates") is True:

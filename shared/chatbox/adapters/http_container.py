@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -36,6 +37,7 @@ from chatbox.ports.connector import (
     OutboundMessage,
     SentMessage,
 )
+from chatbox.ports.probe import ProbeResult
 
 
 class HttpContainerConnector:
@@ -103,6 +105,28 @@ class HttpContainerConnector:
             ) from exc
         return SentMessage(_message_id_or_raise(ctx.platform, response))
 
+    def check(self, ctx: ConnectionContext, *, ingest_url: str) -> list[ProbeResult]:  # noqa: ARG002
+        """GET the program's `/healthz` (`connectors/CONTRACT.md`), beside `outbound_url`'s `/v1/send`."""
+        what = f"{ctx.platform} connector"
+        url = ctx.config.get(OUTBOUND_URL)
+        if not isinstance(url, str) or not url:
+            return [ProbeResult(what, "fail", f"no config.{OUTBOUND_URL}", "PATCH the connection's outbound_url")]
+        health_url = health_url_of(url)
+        managed = ctx.config.get(MANAGED_PROGRAM) is True
+        policy, client = (self.managed_policy, self.managed_client) if managed else (self.policy, self.client)
+        try:
+            check_url_statically(health_url, policy, field=f"config.{OUTBOUND_URL}")
+            response = client.get(health_url, headers={"user-agent": "chatbox-connector-client/1"})
+        except TargetRefusedError as exc:
+            return [ProbeResult(what, "fail", exc.message, "admit its host with CHATBOX_CONNECTOR_ALLOWED_HOSTS")]
+        except httpx.HTTPError as exc:
+            fix = "start the connector's program (managed ones run under `chatbox api`/`dev`)"
+            return [ProbeResult(what, "fail", f"{health_url} cannot be reached ({type(exc).__name__})", fix)]
+        if response.status_code == 200:
+            return [ProbeResult(what, "ok", f"{health_url} answers 200")]
+        detail = f"{health_url} answers {response.status_code}: {response.text[:200]}"
+        return [ProbeResult(what, "fail", detail, "read the connector program's log")]
+
     def close(self) -> None:
         for client in (self._client, self._managed_client):
             if client is not None:
@@ -166,3 +190,9 @@ def _message_id_or_raise(platform: str, response: httpx.Response) -> str:
     if 400 <= status < 500:
         raise PlatformRefusedError(f"{platform} refused the message: {detail}")
     raise ConnectorUnavailableError(f"the {platform} connector failed ({detail}); try again later")
+
+
+def health_url_of(outbound_url: str) -> str:
+    """`/healthz` on the program's origin: the contract serves it beside `/v1/send`."""
+    parts = urlsplit(outbound_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/healthz", "", ""))

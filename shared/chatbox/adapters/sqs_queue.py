@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chatbox.domain.settings import Settings
+from chatbox.ports.probe import ProbeResult
 from chatbox.ports.queue import DeliveryJob, QueueError, QueueRecord
 
 # SQS refuses a visibility timeout reaching past 12 h after the message's receive. A longer backoff is
@@ -105,6 +106,25 @@ class SqsQueue:
                 MessageDeduplicationId=record.message_id,
             )
         self.delete(record)
+
+    def check_reachable(self) -> list[ProbeResult]:
+        """GetQueueAttributes on the queue and its dead-letter queue (`chatbox doctor`)."""
+        results = []
+        for what, url in (("queue", self.queue_url), ("dead-letter queue", self.dead_letter_queue_url)):
+            if not url:
+                results.append(ProbeResult(what, "warn", "not configured", "set CHATBOX_SQS_DEAD_LETTER_QUEUE_URL"))
+                continue
+            try:
+                answer = self._call(
+                    "get_queue_attributes", QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+                )
+            except QueueError as exc:
+                fix = "check the queue URL, CHATBOX_AWS_ENDPOINT_URL and the credentials"
+                results.append(ProbeResult(what, "fail", str(exc), fix))
+                continue
+            waiting = answer.get("Attributes", {}).get("ApproximateNumberOfMessages", "?")
+            results.append(ProbeResult(what, "ok", f"SQS reachable, about {waiting} message(s) waiting"))
+        return results
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:

@@ -1,32 +1,52 @@
-"""`chatbox` CLI: migrate, bootstrap, api, dev, operator and vault commands."""
+"""`chatbox` CLI: migrate, bootstrap, api, dev, doctor, status, accounts and keys, operator and vault commands."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
+from typer.core import TyperOption
 
+from chatbox import __version__
+from chatbox.cli.doctor import doctor_results
+from chatbox.cli.home import HomeNotFoundError, find_home
+from chatbox.cli.tables import print_rows
 from chatbox.compose import build_runtime, discover_platforms
 from chatbox.domain.errors import ChatboxError
 from chatbox.domain.redaction import RedactingFormatter, install_log_redaction, redact, redact_url, register_secrets
-from chatbox.domain.settings import DevSettings, Settings, get_settings
+from chatbox.domain.schemas import DeliveryStatus
+from chatbox.domain.settings import DevSettings, Settings
+from chatbox.ports.probe import ProbeResult
 from chatbox.runtime import Runtime
 from chatbox.services import accounts, connections, credentials, mailboxes
+from chatbox.services.deployment_status import deployment_status
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
 from chatbox.store.models import Delivery, Mailbox
+
+
+def _flag_type_hidden(option: TyperOption, ctx: typer.Context) -> str | None:
+    """A flag takes no value, so its help row shows no `<bool>` type (typer >= 0.20 prints one for every option)."""
+    return None if option.is_flag else _typer_display_type(option, ctx)
+
+
+_typer_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type_hidden  # type: ignore[method-assign,assignment]
 
 # No local variables in a traceback: they hold settings, tokens and opened credentials.
 app = typer.Typer(
@@ -40,11 +60,13 @@ app.add_typer(operator, name="operator")
 app.add_typer(vault_cli, name="vault")
 connector_cli = typer.Typer(help="Container connectors' programs (Signal, Discord).", no_args_is_help=True)
 app.add_typer(connector_cli, name="connector")
+keys_cli = typer.Typer(help="API keys of an account (the operator's side of /v1/api-keys).", no_args_is_help=True)
+app.add_typer(keys_cli, name="keys")
+account_cli = typer.Typer(help="Accounts (tenants): create one with its first key, list them.", no_args_is_help=True)
+app.add_typer(account_cli, name="account")
 
 out = Console()
 err = Console(stderr=True)
-
-_ID_COLUMNS = frozenset({"id", "account"})
 
 # Libraries that narrate every run at INFO; their warnings still show.
 _QUIET_LOGGERS = ("alembic",)
@@ -62,9 +84,24 @@ def _echo(line: str) -> None:
 
 
 def _settings(*, dev: bool = False) -> Settings:
-    """The process's settings (`chatbox dev`'s defaults with `dev`); exits 2 naming each invalid variable."""
+    """The process's settings (`chatbox dev`'s defaults with `dev`); exits 2 naming each invalid variable.
+
+    The home is CHATBOX_HOME, else the nearest `.chatbox` folder here or above (`chatbox.cli.home`); without one,
+    `chatbox dev` makes `./.chatbox`, and other commands exit 2 naming where they looked, unless the database
+    is configured (CHATBOX_DB_URL), which is all they need a home for.
+    """
+    kind = DevSettings if dev else Settings
     try:
-        return DevSettings() if dev else get_settings()
+        settings = kind()
+        if "home" in settings.model_fields_set:
+            return settings
+        try:
+            return kind(home=find_home(Path.cwd()))
+        except HomeNotFoundError as exc:
+            # The derived default names the home; any other database makes the home optional.
+            if dev or settings.db_url != f"sqlite:///{settings.home / 'chatbox.db'}":
+                return settings
+            raise _fail(str(exc), 2) from exc
     except ValidationError as exc:
         problems = "; ".join(f"CHATBOX_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise _fail(f"invalid configuration: {problems}", 2) from exc
@@ -92,8 +129,15 @@ def _reporting_errors() -> Iterator[None]:
         yield
     except ChatboxError as exc:
         raise _fail(exc.message, 1) from exc
-    except OperationalError as exc:
-        raise _fail(f"database unavailable: {exc.orig or exc}", 1) from exc
+    except (OperationalError, ProgrammingError) as exc:
+        detail = str(exc.orig or exc).strip().splitlines()[0]
+        if _MISSING_TABLE.search(detail):
+            raise _fail(f"the database has no chatbox schema yet ({detail}): run `chatbox migrate`", 1) from exc
+        raise _fail(f"database unavailable: {detail}", 1) from exc
+
+
+# SQLite's and Postgres's words for a table that is not there: the schema was never migrated.
+_MISSING_TABLE = re.compile(r"no such table|relation \S+ does not exist")
 
 
 @contextmanager
@@ -115,6 +159,19 @@ def _runtime(settings: Settings | None = None, *, generate_vault_key: bool = Fal
         runtime.close()
 
 
+@contextmanager
+def _read_only_session() -> Iterator[Session]:
+    """A database session without the runtime: listings read no secret, so they need no vault key."""
+    settings = _settings()
+    _configure_logging(settings)
+    database = Database(settings.db_url)
+    try:
+        with _reporting_errors(), database.session() as db:
+            yield db
+    finally:
+        database.dispose()
+
+
 def _print_first_key(issued: accounts.IssuedKey, *, as_json: bool) -> None:
     if as_json:
         _echo(json.dumps({"account_id": issued.account_id, "api_key": issued.secret}))
@@ -124,20 +181,25 @@ def _print_first_key(issued: accounts.IssuedKey, *, as_json: bool) -> None:
 
 
 def _print_rows(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A table on a terminal; tab-separated lines otherwise, so ids are never cut and output pipes into tools."""
-    if not out.is_terminal:
-        for row in (headers, *rows):
-            _echo("\t".join(" ".join(cell.split()) for cell in row))
-        return
-    table = Table(title=title)
-    for index, header in enumerate(headers):
-        # Ids must stay whole to be copied into the next command; the other columns wrap.
-        is_id = header in _ID_COLUMNS
-        width = max((len(row[index]) for row in rows), default=0) if is_id else None
-        table.add_column(header, no_wrap=is_id, min_width=width, overflow="ellipsis" if is_id else "fold")
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # Text: names are data, never markup
-    out.print(table)
+    print_rows(out, title, headers, rows)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        _echo(f"chatbox {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """chatbox: messaging platforms behind one API for AI agents.
+
+    Commands find their home in CHATBOX_HOME, else in the nearest .chatbox folder here or above.
+    """
 
 
 @app.command()
@@ -198,7 +260,19 @@ def _live_host(runtime: Runtime) -> Iterator[None]:
         yield
 
 
-@app.command()
+_DEV_VARIABLES = """\b
+Variables that matter (environment or ./.env):
+  CHATBOX_API_PORT      port to listen on (8000)
+  CHATBOX_API_HOST      address to listen on (127.0.0.1)
+  CHATBOX_HOME          database, vault key, connector state
+                        (default: the nearest .chatbox, else ./.chatbox)
+  CHATBOX_PUBLIC_URL    the URL platforms and agents reach, e.g. a
+                        tunnel's https URL (http://HOST:PORT)
+  CHATBOX_DB_URL        another database (sqlite in CHATBOX_HOME)
+  CHATBOX_RUN_CONNECTORS=0  receive no live platform here"""
+
+
+@app.command(epilog=_DEV_VARIABLES)
 def dev() -> None:
     """Zero set-up: home folder, vault key, migrations, first account, every face served; the delivery worker
     runs as a child process, restarted if it dies and stopped with this one."""
@@ -246,7 +320,6 @@ def connector_run(
     1 for an unknown, archived or unmanaged connection."""
     import signal
     import subprocess
-    import sys
 
     from chatbox.local.live_host import local_api_url, program_environment
     from chatbox.services.connector_programs import program_launch
@@ -278,33 +351,40 @@ def connector_run(
 
 @operator.command("mailbox-list")
 def mailbox_list(include_archived: Annotated[bool, typer.Option(help="Show archived mailboxes too")] = False) -> None:
-    """Every mailbox of every account (tab-separated when not printed to a terminal)."""
+    """Every mailbox of every account, with its last delivery (tab-separated when not printed to a terminal)."""
     found: list[list[str]] = []
-    with _runtime() as runtime, runtime.db.session() as db:
+    with _read_only_session() as db:
         cursor: str | None = None
         while True:
             rows, cursor = mailboxes.list_mailboxes(
                 db, None, limit=200, cursor=cursor, include_archived=include_archived
             )
             # The host and path only: a receiver's URL may carry a token in its query or userinfo.
-            found += [[m.id, m.account_id, m.name, m.status, redact_url(m.webhook_url or "-")] for m in rows]
+            found += [
+                [m.id, m.account_id, m.name, m.status, redact_url(m.webhook_url or "-"), _when(m.last_success_at)]
+                for m in rows
+            ]
             if cursor is None:
                 break
-    _print_rows("mailboxes", ["id", "account", "name", "status", "webhook_url"], found)
+    _print_rows("mailboxes", ["id", "account", "name", "status", "webhook_url", "last_delivery"], found)
+
+
+def _when(moment: datetime | None) -> str:
+    """A stored time (UTC) to the second; the space lets a narrow table wrap it between date and time."""
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
 @operator.command("connection-list")
 def connection_list(mailbox_id: str) -> None:
     """The connections of one mailbox (tab-separated when not printed to a terminal). Exits 1 for an unknown id."""
     found: list[list[str]] = []
-    with _runtime() as runtime, runtime.db.session() as db:
+    with _read_only_session() as db:
         mailboxes.get_mailbox_any_account(db, mailbox_id)
         cursor: str | None = None
         while True:
             rows, cursor = connections.list_connections(db, None, mailbox_id, limit=200, cursor=cursor)
             found += [
-                [c.id, c.platform, c.status, ", ".join(sorted(c.secret_refs)) or "-", c.created_at.isoformat()]
-                for c in rows
+                [c.id, c.platform, c.status, ", ".join(sorted(c.secret_refs)) or "-", _when(c.created_at)] for c in rows
             ]
             if cursor is None:
                 break
@@ -351,7 +431,7 @@ def _operator_mailbox(db: Session, mailbox_id: str) -> Mailbox:
 @operator.command("mailbox-health")
 def mailbox_health(mailbox_id: str) -> None:
     """Delivery health of a mailbox: status, failure streak, counts, last success and last error."""
-    with _runtime() as runtime, runtime.db.session() as db:
+    with _read_only_session() as db:
         mailbox = _operator_mailbox(db, mailbox_id)
         health = mailboxes.mailbox_health(db, mailbox.account_id, mailbox.id)
     for name, value in health.model_dump(mode="json").items():
@@ -376,12 +456,17 @@ def redrive(mailbox_id: str) -> None:
     _echo(f"requeued {count} dead deliveries")
 
 
+DELIVERY_HEADERS = ["id", "status", "attempts", "updated", "next_retry", "last_error"]
+
+
 def _delivery_row(delivery: Delivery) -> list[str]:
+    retry = delivery.next_attempt_at if delivery.status == DeliveryStatus.pending.value else None
     return [
         delivery.id,
         delivery.status,
         str(delivery.attempts),
-        delivery.updated_at.isoformat(timespec="seconds"),
+        _when(delivery.updated_at),
+        _when(retry),
         redact(delivery.last_error or "-"),
     ]
 
@@ -390,23 +475,26 @@ def _delivery_row(delivery: Delivery) -> list[str]:
 def tail_deliveries(
     mailbox_id: str,
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many recent deliveries")] = 20,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new deliveries")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new deliveries (Ctrl-C stops)")] = False,
 ) -> None:
-    """The mailbox's latest deliveries: id, status, attempts, last change, last error."""
-    headers = ["id", "status", "attempts", "updated", "last_error"]
-    with _runtime() as runtime:
-        with runtime.db.session() as db:
-            _operator_mailbox(db, mailbox_id)
-            rows = mailboxes.recent_deliveries(db, mailbox_id, limit=limit)
-        _print_rows(f"deliveries of {mailbox_id}", headers, [_delivery_row(d) for d in rows])
+    """The mailbox's latest deliveries: id, status, attempts, last change, when a pending one is retried next
+    (`-` when due now or not pending), last error."""
+    with _read_only_session() as db:
+        _operator_mailbox(db, mailbox_id)
+        rows = mailboxes.recent_deliveries(db, mailbox_id, limit=limit)
+        _print_rows(f"deliveries of {mailbox_id}", DELIVERY_HEADERS, [_delivery_row(d) for d in rows])
         last = rows[-1].id if rows else None
-        while follow:
-            time.sleep(1.0)
-            with runtime.db.session() as db:
+        try:
+            while follow:
+                sys.stdout.flush()  # a follower reads lines as they come, also through a pipe
+                time.sleep(1.0)
+                db.rollback()  # a fresh snapshot: see what committed since
                 rows = mailboxes.recent_deliveries(db, mailbox_id, limit=500, after=last)
-            for delivery in rows:
-                _echo("\t".join(_delivery_row(delivery)))
-            last = rows[-1].id if rows else last
+                for delivery in rows:
+                    _echo("\t".join(_delivery_row(delivery)))
+                last = rows[-1].id if rows else last
+        except KeyboardInterrupt:
+            return
 
 
 @vault_cli.command("rotate")
@@ -426,6 +514,126 @@ def vault_generate_key() -> None:
     from chatbox.domain.vault import generate_key
 
     _echo(generate_key())
+
+
+# --- accounts and keys ---------------------------------------------------------------------
+
+
+@account_cli.command("create")
+def account_create(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"account_id", "api_key"}')] = False,
+) -> None:
+    """Create an account (a tenant) and print its id and first API key, once."""
+    with _read_only_session() as db:  # an account and a key hold no vault secret
+        issued = accounts.create_account(db, name)
+    _print_first_key(issued, as_json=as_json)
+
+
+@account_cli.command("list")
+def account_list() -> None:
+    """Every account: id, name, created (tab-separated when not printed to a terminal)."""
+    found: list[list[str]] = []
+    with _read_only_session() as db:
+        cursor: str | None = None
+        while True:
+            rows, cursor = accounts.list_accounts(db, limit=200, cursor=cursor)
+            found += [[a.id, a.name, _when(a.created_at)] for a in rows]
+            if cursor is None:
+                break
+    _print_rows("accounts", ["id", "name", "created"], found)
+
+
+@keys_cli.command("create")
+def keys_create(
+    account_id: Annotated[str, typer.Option("--account", help="The account the key is for")],
+    name: Annotated[str, typer.Option(help="What the key is for")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"id", "account_id", "key"}')] = False,
+) -> None:
+    """Issue an API key for an account; the key is printed once. Exits 1 for an unknown account or at the
+    account's key limit."""
+    with _read_only_session() as db:
+        issued = accounts.issue_api_key(db, account_id, name)
+    if as_json:
+        _echo(json.dumps({"id": issued.key_id, "account_id": issued.account_id, "key": issued.secret}))
+        return
+    _echo(f"Created API key {issued.key_id} for account {issued.account_id}.")
+    _echo(f"API key (shown once, keep it safe): {issued.secret}")
+
+
+@keys_cli.command("list")
+def keys_list(account_id: Annotated[str, typer.Option("--account", help="Whose keys")]) -> None:
+    """An account's live API keys: id, name, prefix, created, last used (never the keys themselves)."""
+    found: list[list[str]] = []
+    with _read_only_session() as db:
+        accounts.get_account(db, account_id)
+        cursor: str | None = None
+        while True:
+            rows, cursor = accounts.list_api_keys(db, account_id, limit=200, cursor=cursor)
+            found += [[k.id, k.name, k.prefix, _when(k.created_at), _when(k.last_used_at)] for k in rows]
+            if cursor is None:
+                break
+    _print_rows(f"API keys of {account_id}", ["id", "name", "prefix", "created", "last_used"], found)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key at once (its next request answers 401). The operator may revoke an account's last key.
+    Exits 1 for an unknown id."""
+    with _read_only_session() as db:
+        key = accounts.revoke_api_key(db, key_id)
+    _echo(f"API key {key.id} of account {key.account_id} revoked")
+
+
+# --- deployment status ---------------------------------------------------------------------
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON")] = False) -> None:
+    """The deployment at a glance: accounts, mailboxes by status, active connections by platform, queue depth
+    (pending and held deliveries), dead letters, paused mailboxes. Needs no vault key."""
+    with _read_only_session() as db:
+        found = deployment_status(db)
+    if as_json:
+        _echo(json.dumps(dataclasses.asdict(found)))
+        return
+    _echo(f"accounts:      {found.accounts}")
+    _echo("mailboxes:     " + ", ".join(f"{n} {state}" for state, n in found.mailboxes.items()))
+    platforms = ", ".join(f"{n} {platform}" for platform, n in found.connections.items()) or "none"
+    _echo(f"connections:   {platforms}")
+    _echo(f"queue depth:   {found.queue_depth}")
+    _echo(f"dead letters:  {found.dead_letters}")
+    _echo(f"paused:        {', '.join(found.paused_mailboxes) or 'none'}")
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"ok", "checks": [{what, status, detail, fix}]}')
+    ] = False,
+    dev: Annotated[bool, typer.Option("--dev", help="Read settings with `chatbox dev`'s defaults")] = False,
+) -> None:
+    """Check the deployment: settings, database, migrations, the queue, the vault key against every credential,
+    each active connection against its platform, each mailbox's webhook URL. One line per check (ok / warn /
+    fail, and what to do); exits 0 when nothing fails, 1 otherwise."""
+    try:
+        settings = _settings(dev=dev)
+    except typer.Exit:  # the reason is printed already; the doctor still reports in its own form
+        results = [ProbeResult("settings", "fail", "invalid or incomplete (see above)", "fix what the error names")]
+    else:
+        _configure_logging(settings)
+        results = doctor_results(settings)
+    failed = any(result.status == "fail" for result in results)
+    if as_json:
+        _echo(json.dumps({"ok": not failed, "checks": [dataclasses.asdict(result) for result in results]}))
+    else:
+        for result in results:
+            line = f"{result.status:<4} {result.what}: {result.detail}"
+            _echo(redact(line + (f" -> {result.fix}" if result.fix else "")))
+    raise typer.Exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

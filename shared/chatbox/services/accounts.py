@@ -135,3 +135,16 @@ def bootstrap(db: Session, *, api_key: str | None = None, name: str = "default")
     if account_count(db) > 0:
         return None
     return create_account(db, name, api_key=api_key)
+
+
+def list_accounts(db: Session, *, limit: int, cursor: str | None) -> tuple[list[Account], str | None]:
+    """Every account, oldest first (an operator's view: no tenant sees another)."""
+    return paginate(db, select(Account), Account.id, kind="account", limit=limit, cursor=cursor)
+
+
+def get_account(db: Session, account_id: str) -> Account:
+    """Raises NotFoundError for an unknown or malformed id."""
+    account = db.get(Account, account_id) if is_valid_id("account", account_id) else None
+    if account is None:
+        raise NotFoundError("account not found: unknown id")
+    return account
