@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from chatbox.adapters.outbound_http import system_resolver
+from chatbox.adapters.system_resolver import system_resolver
 from chatbox.compose import build_queue, build_runtime, discover_platforms, resolve_vault_key
 from chatbox.domain.errors import ChatboxError
 from chatbox.domain.settings import Settings
