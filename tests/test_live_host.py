@@ -34,7 +34,7 @@ from chatbox.local.live_host import LiveHost, free_loopback_port
 from chatbox.ports.connector import OutboundMessage
 from chatbox.runtime import Runtime
 from chatbox.services.connections import connection_context, get_connection
-from chatbox.store.models import Message
+from chatbox.store.models import Message, ServiceEvent
 from tests.conftest import AccountKey, make_account, platforms_without_connectors
 from tests.platforms.echo.spec import SPEC as ECHO
 from tests.platforms.echo.spec import EchoSettings
@@ -178,6 +178,15 @@ def _config(runtime: Runtime, connection_id: str) -> dict[str, Any]:
         return dict(get_connection(db, None, connection_id).config)
 
 
+def _connection_errors(runtime: Runtime, connection_id: str) -> list[str]:
+    """The `error` of each `connection_error` service event recorded for the connection, oldest first."""
+    with runtime.db.session() as db:
+        events = db.scalars(
+            select(ServiceEvent).where(ServiceEvent.type == "connection_error").order_by(ServiceEvent.id)
+        ).all()
+        return [e.data["error"] for e in events if e.data["connection_id"] == connection_id]
+
+
 def _texts(runtime: Runtime) -> list[str]:
     with runtime.db.session() as db:
         return [m.text or "" for m in db.scalars(select(Message).where(Message.direction == "in").order_by(Message.id))]
@@ -251,6 +260,7 @@ def test_a_refused_source_is_reported_once_and_not_restarted_in_a_loop(
         assert runner.thread.is_alive()
         assert len(echo_updates.offsets) == 1
         assert caplog.text.count("echo refused connection") == 1
+        assert _connection_errors(host_runtime, connection["id"]) == ["echo refused secrets.api_key"]
     finally:
         host.stop()
     assert not runner.thread.is_alive()
@@ -330,6 +340,8 @@ def test_a_managed_connection_runs_its_program_restarts_it_when_killed_and_stops
     assert sent_body["text"] == "yo" and sent_body["chat_id"] == "room-1"
     assert archived.status_code == 200, archived.text
     assert f"[parrot {connection['id']}] parrot listening" in caplog.text
+    # The killed program is news for the integrators: one `connection_error`.
+    assert [e for e in _connection_errors(host_runtime, connection["id"]) if "program exited" in e]
     assert ctx.secrets["outbound_auth"] not in caplog.text
 
 

@@ -42,7 +42,7 @@ from chatbox.domain.schemas import ConnectionStatus
 from chatbox.domain.settings import Settings
 from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
 from chatbox.runtime import Runtime
-from chatbox.services.connections import connection_context, get_connection
+from chatbox.services.connections import connection_context, get_connection, report_connection_error
 from chatbox.services.connector_programs import ProgramLaunch, is_managed, program_launch
 from chatbox.services.live_inbound import RECEIVE_CURSOR, ConnectionSink
 from chatbox.store.models import Connection
@@ -164,6 +164,7 @@ class SourceRunner(_Runner):
             except PlatformRefusedError as exc:
                 # It cannot work until someone changes it: say so once, and look again rarely.
                 if not refused_before:
+                    _report_connection_error(self.runtime, self.connection_id, exc.message)
                     log.warning(
                         "%s refused connection %s: %s; retrying every %gs (fix its credentials, or archive it)",
                         self.platform, self.connection_id, exc.message, self.refused_retry,
@@ -216,6 +217,7 @@ class ProgramRunner(_Runner):
 
     def _run(self) -> None:
         backoff = Backoff()
+        reported = False
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
@@ -226,7 +228,15 @@ class ProgramRunner(_Runner):
                 returncode = None
             if self.stopping.is_set():
                 return
-            delay = backoff.after_run(time.monotonic() - started)
+            lasted = time.monotonic() - started
+            if lasted >= backoff.healthy_after:
+                reported = False  # it had been working: a new failure is news again
+            if not reported:
+                _report_connection_error(
+                    self.runtime, self.connection_id, f"its {self.platform} connector program exited ({returncode})"
+                )
+                reported = True
+            delay = backoff.after_run(lasted)
             log.warning(
                 "the %s program of connection %s exited (%s); restarting it in %gs",
                 self.platform, self.connection_id, returncode, delay,
@@ -269,6 +279,15 @@ class ProgramRunner(_Runner):
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
                 program_log.info("%s %s", prefix, redact(line))
+
+
+def _report_connection_error(runtime: Runtime, connection_id: str, error: str) -> None:
+    """A `connection_error` service event for the account's integrators; never fails the runner."""
+    try:
+        with runtime.db.session() as db:
+            report_connection_error(db, get_connection(db, None, connection_id), error)
+    except Exception:  # noqa: BLE001 - the event is news, not a duty: the log line stays
+        log.warning("could not record a connection_error event for connection %s", connection_id, exc_info=True)
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
