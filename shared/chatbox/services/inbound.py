@@ -42,22 +42,39 @@ class InboundTarget:
     focal_chat_id: str | None
 
 
+# Built once: building a select's comparisons costs more per call than running it (SQLAlchemy's compiled cache
+# serves the rest), and Core on the session's connection skips the ORM's execution layers.
+_READ_TARGET = (
+    select(
+        Connection.inbound_token_hash,
+        Connection.status,
+        Connection.platform,
+        Connection.account_id,
+        Connection.mailbox_id,
+        Mailbox.status.label("mailbox_status"),
+        Mailbox.focal_chat_id,
+    )
+    .join(Mailbox, Mailbox.id == Connection.mailbox_id)
+    .where(Connection.id == bindparam("connection_id"))
+)
+_EXISTING_MESSAGE = select(Message.id).where(
+    Message.connection_id == bindparam("connection_id"),
+    Message.direction == "in",
+    Message.external_id == bindparam("external_id"),
+)
+
+
 def _read_target(db: Session, connection_id: str) -> Any:
     if not is_valid_id("connection", connection_id):
         return None
-    return db.execute(
-        select(
-            Connection.inbound_token_hash,
-            Connection.status,
-            Connection.platform,
-            Connection.account_id,
-            Connection.mailbox_id,
-            Mailbox.status.label("mailbox_status"),
-            Mailbox.focal_chat_id,
-        )
-        .join(Mailbox, Mailbox.id == Connection.mailbox_id)
-        .where(Connection.id == connection_id)
-    ).first()
+    return db.connection().execute(_READ_TARGET, {"connection_id": connection_id}).first()
+
+
+def _existing_message_id(db: Session, connection_id: str, external_id: str) -> str | None:
+    found: str | None = (
+        db.connection().execute(_EXISTING_MESSAGE, {"connection_id": connection_id, "external_id": external_id})
+    ).scalar_one_or_none()
+    return found
 
 
 def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str:
@@ -190,13 +207,7 @@ def _store(
     if inserted is None:
         # Seen before: undo the chat touch and answer with the message first accepted.
         db.rollback()
-        existing = db.scalar(
-            select(Message.id).where(
-                Message.connection_id == target.connection_id,
-                Message.direction == "in",
-                Message.external_id == inbound.external_message_id,
-            )
-        )
+        existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
         return AcceptResult(message_id=existing or "", chat_id=address, duplicate=True), None
 
     if chat_id == fresh_chat_id:
