@@ -87,8 +87,20 @@ def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str
     return platform
 
 
+class BatchConflictError(Exception):
+    """An accept cannot finish inside an uncommitted batch (a concurrent copy of its message was stored by another
+    process, or an external queue's send must follow its commit): the batch is rolled back and its accepts run one
+    by one."""
+
+
 def accept_inbound(
-    db: Session, queue: DeliveryQueue, connection_id: str, inbound: InboundMessage, *, inbound_token: str | None = None
+    db: Session,
+    queue: DeliveryQueue,
+    connection_id: str,
+    inbound: InboundMessage,
+    *,
+    inbound_token: str | None = None,
+    commit: bool = True,
 ) -> AcceptResult:
     """Store one inbound event for an authenticated connection and hand its delivery to the queue.
 
@@ -96,6 +108,10 @@ def accept_inbound(
     `duplicate=True` and deliver nothing. The connection and mailbox are read afresh, so an archived
     connection raises AuthenticationError and an archived mailbox ConflictError; so does an `inbound_token`
     (when given) that is no longer the connection's, however recently it was proven (a rotated token).
+
+    With `commit=False` (group commit, `chatbox.services.group_commit`) the message is only written: the caller
+    holds the write lock and commits; a copy of the message is found by a read first (a rollback would undo the
+    batch), and what cannot finish inside the batch raises BatchConflictError.
     """
     started = time.perf_counter()
     row = _read_target(db, connection_id)
@@ -109,10 +125,15 @@ def accept_inbound(
     if target.mailbox_status == MailboxStatus.archived.value:
         raise ConflictError(f"mailbox {target.mailbox_id} is archived; it accepts no messages")
     address = f"{target.platform}:{inbound.external_chat_id}"
-    with Database.write_lock_for(db):
-        result, job = _store(db, queue, target, inbound, address)
-    if job is not None:
-        _send_after_commit(db, queue, job)
+    if not commit:
+        result, job = _store_uncommitted(db, queue, target, inbound, address)
+        if job is not None:
+            raise BatchConflictError("an external queue's send waits for the commit: accept alone")
+    else:
+        with Database.write_lock_for(db):
+            result, job = _store(db, queue, target, inbound, address)
+        if job is not None:
+            _send_after_commit(db, queue, job)
     metrics.count(metrics.INBOUND_MESSAGES, (target.platform, "duplicate" if result.duplicate else "accepted"))
     metrics.observe(metrics.ACCEPT_SECONDS, time.perf_counter() - started, (target.platform,))
     return result
@@ -159,8 +180,23 @@ def _statements(dialect: str) -> _Statements:
     return built
 
 
-def _store(
+def _store_uncommitted(
     db: Session, queue: DeliveryQueue, target: InboundTarget, inbound: InboundMessage, address: str
+) -> tuple[AcceptResult, DeliveryJob | None]:
+    existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
+    if existing is not None:
+        return AcceptResult(message_id=existing, chat_id=address, duplicate=True), None
+    return _store(db, queue, target, inbound, address, commit=False)
+
+
+def _store(
+    db: Session,
+    queue: DeliveryQueue,
+    target: InboundTarget,
+    inbound: InboundMessage,
+    address: str,
+    *,
+    commit: bool = True,
 ) -> tuple[AcceptResult, DeliveryJob | None]:
     connection = db.connection()
     statements = _statements(connection.dialect.name)
@@ -205,6 +241,8 @@ def _store(
         },
     ).scalar_one_or_none()
     if inserted is None:
+        if not commit:
+            raise BatchConflictError(f"message {inbound.external_message_id} was stored concurrently")
         # Seen before: undo the chat touch and answer with the message first accepted.
         db.rollback()
         existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
@@ -237,7 +275,8 @@ def _store(
             "updated_at": now,
         },
     )
-    db.commit()
+    if commit:
+        db.commit()
     return AcceptResult(message_id=message_id, chat_id=address, duplicate=False), None if staged else job
 
 

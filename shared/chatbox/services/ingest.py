@@ -34,7 +34,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -47,8 +46,9 @@ from chatbox.ports.connector import ConnectionContext
 from chatbox.ports.ingest import WebhookForbiddenError, WebhookRequest, WebhookUnauthenticatedError
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.ports.queue import DeliveryQueue
+from chatbox.services.accepts import accepts_for
 from chatbox.services.connections import connection_context
-from chatbox.services.inbound import accept_inbound, authenticate_inbound
+from chatbox.services.inbound import authenticate_inbound
 from chatbox.services.throttle import Attempt, AuthThrottle
 from chatbox.store.database import Database
 from chatbox.store.models import Connection
@@ -136,6 +136,7 @@ class IngestDispatcher:
         self._connections: Recent[str, ConnectionContext] = Recent(4096, connection_ttl)
         self._taken: Recent[tuple[str, str], bool] = Recent(65_536, 3600.0)
         self._known_tokens: Recent[tuple[str, str], bool] = Recent(4096, float("inf"))
+        self._accepts = accepts_for(db, queue)
 
     # --- container connectors and anything else holding an inbound token -----------------------
 
@@ -167,7 +168,8 @@ class IngestDispatcher:
         read to accept: a token rotated away stops working at once, though this process remembered it.
         """
         try:
-            return await self.db.run(self._accept_one, connection_id, message, token)
+            [result] = await self._accepts.accept(connection_id, [message], token=token)
+            return result
         except AuthenticationError:
             if token is not None:
                 self._known_tokens.discard((connection_id, hash_token(token)))
@@ -219,7 +221,7 @@ class IngestDispatcher:
         if not outcome.messages or (taken_key is not None and self._taken.get(taken_key)):
             return IngestReply(200)
         try:
-            await self.db.run(self._accept_all, connection_id, outcome.messages)
+            await self._accepts.accept(connection_id, outcome.messages)
         except AuthenticationError:  # archived since it was remembered
             self._connections.discard(connection_id)
             return IngestReply.error(401, "unauthorized", f"no active {platform} connection has that id")
@@ -246,10 +248,6 @@ class IngestDispatcher:
                 "its inbound token is not accepted on this route"
             )
 
-    def _accept_one(self, connection_id: str, message: InboundMessage, token: str | None = None) -> AcceptResult:
-        with self.db.session() as db:
-            return accept_inbound(db, self.queue, connection_id, message, inbound_token=token)
-
     def _load_connection(self, platform: str, connection_id: str) -> ConnectionContext | None:
         if not is_valid_id("connection", connection_id):
             return None
@@ -258,11 +256,3 @@ class IngestDispatcher:
             if connection is None or connection.status != ConnectionStatus.active or connection.platform != platform:
                 return None
             return connection_context(db, self.vault, connection)
-
-    def _accept_all(self, connection_id: str, messages: Sequence[InboundMessage]) -> int:
-        """Accept each message; the number that were new (not duplicates)."""
-        accepted = 0
-        with self.db.session() as db:
-            for message in messages:
-                accepted += 0 if accept_inbound(db, self.queue, connection_id, message).duplicate else 1
-        return accepted
