@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.group_commit import GroupCommitter
-from chatbox.services.inbound import accept_inbound
+from chatbox.services.inbound import accept_inbound, finish_batch
 from chatbox.store.database import Database
 
 
@@ -74,7 +74,7 @@ class GroupCommitAccepts:
 
     def __init__(self, db: Database, queue: DeliveryQueue) -> None:
         self.queue = queue
-        self._committer = GroupCommitter(db)
+        self._committer = GroupCommitter(db, before_commit=lambda session: finish_batch(session, queue))
 
     async def accept(
         self, connection_id: str, messages: Sequence[InboundMessage], *, token: str | None = None

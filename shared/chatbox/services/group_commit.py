@@ -39,8 +39,10 @@ class _Pending:
 class GroupCommitter:
     """Runs accepts on the database thread, many to a commit. Thread-safe; `submit` is called from event loops."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, before_commit: Callable[[Session], None] | None = None) -> None:
+        """`before_commit` finishes a batch's writes in its session (an error there runs the batch one by one)."""
         self.db = db
+        self.before_commit = before_commit
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
         self._scheduled = False
@@ -74,6 +76,8 @@ class GroupCommitter:
                         outcomes.append((True, item.work(session, False)))
                     except _EXPECTED as exc:
                         outcomes.append((False, exc))
+                if self.before_commit is not None:
+                    self.before_commit(session)
                 session.commit()
         except Exception:  # noqa: BLE001 - whatever it was, each accept is tried again on its own
             for item in batch:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatbox.domain.errors import AuthenticationError, ConflictError
@@ -87,6 +88,46 @@ def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str
     return platform
 
 
+@dataclass
+class _Batch:
+    """What a batch of uncommitted accepts shares in its session: each connection read once, and the deliveries
+    and queue jobs written together by `finish_batch` (one statement each instead of one per message)."""
+
+    targets: dict[str, Any] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[DeliveryJob] = field(default_factory=list)
+
+
+_BATCH = "chatbox.inbound.batch"
+
+
+def _batch_of(db: Session) -> _Batch:
+    batch: _Batch = db.info.setdefault(_BATCH, _Batch())
+    return batch
+
+
+def _read_target_in_batch(db: Session, connection_id: str) -> Any:
+    # One transaction under the write lock: the connection cannot change between the batch's messages.
+    targets = _batch_of(db).targets
+    if connection_id not in targets:
+        targets[connection_id] = _read_target(db, connection_id)
+    return targets[connection_id]
+
+
+def finish_batch(db: Session, queue: DeliveryQueue) -> None:
+    """Write the deliveries and queue rows the batch's accepts deferred; the caller commits next.
+
+    Raises BatchConflictError when the queue cannot stage its jobs in the transaction (an external queue, whose
+    send must follow the commit): the batch is then rolled back and its accepts run one by one."""
+    batch: _Batch | None = db.info.pop(_BATCH, None)
+    if batch is None or not batch.deliveries:
+        return
+    if batch.jobs and not queue.stage(db, batch.jobs):
+        raise BatchConflictError("an external queue's send waits for the commit: accept alone")
+    connection = db.connection()
+    connection.execute(_statements(connection.dialect.name).insert_delivery, batch.deliveries)
+
+
 class BatchConflictError(Exception):
     """An accept cannot finish inside an uncommitted batch (a concurrent copy of its message was stored by another
     process, or an external queue's send must follow its commit): the batch is rolled back and its accepts run one
@@ -114,7 +155,7 @@ def accept_inbound(
     batch), and what cannot finish inside the batch raises BatchConflictError.
     """
     started = time.perf_counter()
-    row = _read_target(db, connection_id)
+    row = _read_target(db, connection_id) if commit else _read_target_in_batch(db, connection_id)
     if row is None or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
     if inbound_token is not None and not token_matches(inbound_token, row.inbound_token_hash):
@@ -126,12 +167,9 @@ def accept_inbound(
         raise ConflictError(f"mailbox {target.mailbox_id} is archived; it accepts no messages")
     address = f"{target.platform}:{inbound.external_chat_id}"
     if not commit:
-        result, job = _store_uncommitted(db, queue, target, inbound, address)
-        if job is not None:
-            raise BatchConflictError("an external queue's send waits for the commit: accept alone")
+        result, _ = _store_uncommitted(db, queue, target, inbound, address)
     else:
-        with Database.write_lock_for(db):
-            result, job = _store(db, queue, target, inbound, address)
+        result, job = _store_retrying_a_concurrent_chat(db, queue, target, inbound, address)
         if job is not None:
             _send_after_commit(db, queue, job)
     metrics.count(metrics.INBOUND_MESSAGES, (target.platform, "duplicate" if result.duplicate else "accepted"))
@@ -178,6 +216,30 @@ def _statements(dialect: str) -> _Statements:
     built = _Statements(upsert_chat, insert_message, insert(table_of(Delivery)))
     _STATEMENTS[dialect] = built
     return built
+
+
+_UNIQUE_VIOLATION = "23505"  # SQLSTATE
+
+
+def _store_retrying_a_concurrent_chat(
+    db: Session, queue: DeliveryQueue, target: InboundTarget, inbound: InboundMessage, address: str
+) -> tuple[AcceptResult, DeliveryJob | None]:
+    """`_store`, once more when a concurrent accept created the same new chat first.
+
+    Chats have two unique keys, (mailbox, platform, external id) and (connection, external id), and Postgres's
+    upsert arbitrates on one only: when two transactions insert the same new chat at once, the second can fail on
+    the other key with a unique violation instead of updating the row. Run again, the chat exists and the upsert
+    updates it. (SQLite cannot race here: its writes are serialized.)
+    """
+    for attempt in (1, 2):
+        try:
+            with Database.write_lock_for(db):
+                return _store(db, queue, target, inbound, address)
+        except IntegrityError as exc:
+            db.rollback()
+            if attempt == 2 or getattr(exc.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+    raise AssertionError("unreachable: the second attempt returned or raised")
 
 
 def _store_uncommitted(
@@ -259,25 +321,30 @@ def _store(
     held = target.mailbox_status == MailboxStatus.paused.value
     delivery_id = new_id("delivery")
     job = None if held else DeliveryJob(delivery_id=delivery_id, group_id=chat_id)
+    delivery = {
+        "id": delivery_id,
+        "message_id": message_id,
+        "mailbox_id": target.mailbox_id,
+        "chat_id": chat_id,
+        "status": (DeliveryStatus.held if held else DeliveryStatus.pending).value,
+        "attempts": 0,
+        "attempt_log": [],
+        "enqueued_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    result = AcceptResult(message_id=message_id, chat_id=address, duplicate=False)
+    if not commit:
+        # Written with the batch's others by `finish_batch` (staged there, or the batch is run one by one).
+        batch = _batch_of(db)
+        batch.deliveries.append({**delivery, "enqueued_at": None if job is None else now})
+        if job is not None:
+            batch.jobs.append(job)
+        return result, None
     staged = job is not None and queue.stage(db, [job])
-    connection.execute(
-        statements.insert_delivery,
-        {
-            "id": delivery_id,
-            "message_id": message_id,
-            "mailbox_id": target.mailbox_id,
-            "chat_id": chat_id,
-            "status": (DeliveryStatus.held if held else DeliveryStatus.pending).value,
-            "attempts": 0,
-            "attempt_log": [],
-            "enqueued_at": now if staged else None,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    if commit:
-        db.commit()
-    return AcceptResult(message_id=message_id, chat_id=address, duplicate=False), None if staged else job
+    connection.execute(statements.insert_delivery, {**delivery, "enqueued_at": now if staged else None})
+    db.commit()
+    return result, None if staged else job
 
 
 def _send_after_commit(db: Session, queue: DeliveryQueue, job: DeliveryJob) -> None:
