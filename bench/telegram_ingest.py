@@ -123,8 +123,13 @@ def create_telegram_connection(base_url: str, api_key: str) -> str:
 LOAD_SCRIPT = BENCH_DIR / "telegram_load.py"
 
 
+_GENERATOR = ["auto"]  # set once from --generator
+
+
 def load_generator() -> str:
-    """wrk when installed, else the Python generator (`bench/telegram_load.py`, in its own process)."""
+    """wrk when installed (or asked for), else the Python generator (`bench/telegram_load.py`, its own process)."""
+    if _GENERATOR[0] != "auto":
+        return _GENERATOR[0]
     return "wrk" if shutil.which("wrk") is not None else "python"
 
 
@@ -301,14 +306,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per server (default 3)")
     parser.add_argument("--chats", type=int, default=16, help="chats the updates are spread over (default 16)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, bare then chatbox (default 3)")
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator (default auto: wrk when installed, else bench/telegram_load.py)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs, database)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    _GENERATOR[0] = args.generator
     if load_generator() == "python":
-        say("wrk is not installed (`apt-get install wrk`): both servers are loaded by bench/telegram_load.py instead")
+        why = "asked for" if args.generator == "python" else "wrk is not installed (`apt-get install wrk`)"
+        say(f"{why}: both servers are loaded by bench/telegram_load.py, a Python generator in its own process")
     shape = LoadShape(args.connections, args.threads, args.duration, args.warmup, args.chats, args.rounds)
     scratch = Path(tempfile.mkdtemp(prefix="cbtg-"))
     started = time.monotonic()
