@@ -8,12 +8,12 @@ import asyncio
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from chatbox.domain.errors import ConflictError
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.runtime import Runtime
-from chatbox.store.models import Delivery, Message, QueueMessage
+from chatbox.store.models import Delivery, Mailbox, Message, QueueMessage, ServiceEvent
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_mailbox
 
@@ -31,9 +31,9 @@ async def _accept_together(runtime: Runtime, connection: dict[str, Any], message
     )
 
 
-def _count(runtime: Runtime, model: Any) -> int:
+def _count(runtime: Runtime, model: Any, *where: Any) -> int:
     with runtime.db.session() as db:
-        found: int = db.scalar(select(func.count()).select_from(model)) or 0
+        found: int = db.scalar(select(func.count()).select_from(model).where(*where)) or 0
     return found
 
 
@@ -56,6 +56,24 @@ def test_concurrent_accepts_are_each_stored_with_their_delivery(
     assert _count(runtime, Delivery) == 40
     if runtime.db.engine.dialect.name == "sqlite":
         assert _count(runtime, QueueMessage) == 40
+    # One new_chat event per chat, in the outbox with the message that opened it.
+    assert _count(runtime, ServiceEvent, ServiceEvent.type == "new_chat") == 5
+
+
+def test_accepts_made_together_for_a_paused_mailbox_are_held_and_not_queued(
+    client: TestClient, account: AccountKey, runtime: Runtime
+) -> None:
+    mailbox = create_mailbox(client, account, webhook_url="https://agent.example.test/hook")
+    connection = create_connection(client, account, mailbox["id"], platform="signal")
+    with runtime.db.session() as db:
+        db.execute(update(Mailbox).where(Mailbox.id == mailbox["id"]).values(status="paused"))
+        db.commit()
+
+    results = asyncio.run(_accept_together(runtime, connection, [_message(number) for number in range(20)]))
+
+    assert [r for r in results if not isinstance(r, AcceptResult)] == []
+    assert _count(runtime, Delivery, Delivery.status == "held", Delivery.enqueued_at.is_(None)) == 20
+    assert _count(runtime, QueueMessage) == 0
 
 
 def test_an_archived_mailbox_is_refused_without_failing_the_accepts_beside_it(
