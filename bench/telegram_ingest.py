@@ -12,7 +12,8 @@ message_id per request, the secret token header set) against:
 
 Both under uvicorn with one worker, same wrk shape, same run. Reported: req/s, p50, p99 and the ratio.
 
-Run by hand: `.venv/bin/python bench/telegram_ingest.py` (needs `wrk`: `apt-get install wrk`).
+Run by hand: `.venv/bin/python bench/telegram_ingest.py`. Without `wrk` (`apt-get install wrk`) both servers are
+loaded by `bench/telegram_load.py`, a Python generator in its own process (slower than wrk, so compare ratios).
 """
 
 from __future__ import annotations
@@ -119,8 +120,43 @@ def create_telegram_connection(base_url: str, api_key: str) -> str:
     return f"{base_url}/v1/ingest/telegram/{connection_id}"
 
 
+LOAD_SCRIPT = BENCH_DIR / "telegram_load.py"
+
+
+_GENERATOR = ["auto"]  # set once from --generator
+
+
+def load_generator() -> str:
+    """wrk when installed (or asked for), else the Python generator (`bench/telegram_load.py`, its own process)."""
+    if _GENERATOR[0] != "auto":
+        return _GENERATOR[0]
+    return "wrk" if shutil.which("wrk") is not None else "python"
+
+
 def run_wrk(url: str, secret: str, run: int, seconds: float, shape: LoadShape) -> LoadResult:
-    command = [
+    if load_generator() == "python":
+        command = [sys.executable, str(LOAD_SCRIPT), url, secret, str(run), str(shape.chats)]
+        command += [str(shape.connections), str(seconds)]
+    else:
+        command = _wrk_command(url, secret, run, seconds, shape)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds + 60)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{command[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(lines[-1].removeprefix(RESULT_MARKER))
+    errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    return LoadResult(
+        requests=raw["requests"],
+        duration_s=raw["duration_us"] / 1e6,
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+        errors=errors,
+    )
+
+
+def _wrk_command(url: str, secret: str, run: int, seconds: float, shape: LoadShape) -> list[str]:
+    return [
         "wrk",
         f"-t{shape.threads}",
         f"-c{shape.connections}",
@@ -135,20 +171,6 @@ def run_wrk(url: str, secret: str, run: int, seconds: float, shape: LoadShape) -
         str(run),
         str(shape.chats),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds + 60)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    raw = json.loads(lines[-1].removeprefix(RESULT_MARKER))
-    errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
-    return LoadResult(
-        requests=raw["requests"],
-        duration_s=raw["duration_us"] / 1e6,
-        p50_ms=raw["p50_us"] / 1000,
-        p99_ms=raw["p99_us"] / 1000,
-        max_ms=raw["max_us"] / 1000,
-        errors=errors,
-    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -174,7 +196,7 @@ Measured = tuple[LoadResult, float]  # a wrk run and the server's CPU ms per req
 
 def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[Measured], list[Measured]]:
     """Returns (bare endpoint, chatbox) per round, under the same wrk load."""
-    say(f"telegram ingest: wrk -t{shape.threads} -c{shape.connections}, a new update_id per request")
+    say(f"telegram ingest: {load_generator()} -c{shape.connections}, a new update_id per request")
     bare_port, chatbox_port = free_port(), free_port()
     bare_home, chatbox_home = scratch / "bare", scratch / "chatbox"
     bare_home.mkdir()
@@ -249,7 +271,8 @@ def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -
     say(f"machine: {os.cpu_count()} cores, {platform.platform()}, python {platform.python_version()}")
     say(
         "telegram ingest (POST /v1/ingest/telegram/{id}, 200; "
-        f"wrk -t{shape.threads} -c{shape.connections} -d{shape.duration:.0f}s, {shape.rounds} interleaved rounds)"
+        f"{load_generator()} -t{shape.threads} -c{shape.connections} -d{shape.duration:.0f}s, "
+        f"{shape.rounds} interleaved rounds)"
     )
     say(
         f"  {'round':<6}{'server':<30}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
@@ -283,15 +306,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per server (default 3)")
     parser.add_argument("--chats", type=int, default=16, help="chats the updates are spread over (default 16)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, bare then chatbox (default 3)")
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator (default auto: wrk when installed, else bench/telegram_load.py)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs, database)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        say("wrk is not installed: `apt-get install wrk` (Debian/Ubuntu) or see https://github.com/wg/wrk")
-        return 2
+    _GENERATOR[0] = args.generator
+    if load_generator() == "python":
+        why = "asked for" if args.generator == "python" else "wrk is not installed (`apt-get install wrk`)"
+        say(f"{why}: both servers are loaded by bench/telegram_load.py, a Python generator in its own process")
     shape = LoadShape(args.connections, args.threads, args.duration, args.warmup, args.chats, args.rounds)
     scratch = Path(tempfile.mkdtemp(prefix="cbtg-"))
     started = time.monotonic()

@@ -143,3 +143,38 @@ def test_a_malformed_message_inside_an_update_is_invalid_input() -> None:
 )
 def test_reply_references_name_the_telegram_message_id(reference: str, expected: int | None) -> None:
     assert reply_message_id(reference) == expected
+
+
+def test_fields_chatbox_does_not_read_never_refuse_an_update() -> None:
+    data = load_payload("telegram", "private_text")
+    data["message"] = {**data["message"], "entities": "not a list", "future_field": {"any": ["shape"]}}
+    data["business_connection"] = 7
+
+    [message] = update_to_outcome(data).messages
+
+    assert message.text == "Can you check the build?"
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"update_id": 6},
+        {"update_id": 7, "message_reaction": {"chat": {"id": 1, "type": "private"}, "new_reaction": []}},
+        {"update_id": 8, "message": None},
+    ],
+    ids=["bare-update-id", "unknown-kind", "null-message"],
+)
+def test_partial_and_unknown_updates_are_ignored(update: dict[str, object]) -> None:
+    outcome = update_to_outcome(update)
+
+    assert outcome.messages == ()
+    assert outcome.ignored
+    assert outcome.delivery_key == f"update:{update['update_id']}"
+
+
+def test_a_date_out_of_range_is_invalid_input() -> None:
+    data = load_payload("telegram", "private_text")
+    data["message"] = {**data["message"], "date": 10**20}
+
+    with pytest.raises(InvalidInputError):
+        update_to_outcome(data)

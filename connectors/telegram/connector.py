@@ -3,7 +3,7 @@ over a small synchronous Bot API client (`connectors.telegram.bot_api`).
 
 chatbox's services are synchronous and call connectors from worker threads, so the outbound side is plain
 blocking HTTP (one pooled `httpx.Client` per connector): no event loop, no thread of its own. Inbound
-updates are parsed by `translate` (python-telegram-bot's `Update.de_json`, no network).
+updates are parsed by `translate` (pydantic models of the update, `updates`; no network).
 """
 
 from __future__ import annotations

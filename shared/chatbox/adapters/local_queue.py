@@ -21,6 +21,9 @@ from chatbox.store.database import Database
 from chatbox.store.models import QueueMessage, table_of
 from chatbox.store.types import utcnow
 
+_INSERT_QUEUE_MESSAGE = insert(table_of(QueueMessage))
+_WAKE_LISTENING = "chatbox.local_queue.wake_listening"
+
 WORK_QUEUE = "deliveries"
 DEAD_LETTER_QUEUE = "deliveries-dead"
 
@@ -54,10 +57,15 @@ class LocalQueue:
     def stage(self, db: Session, jobs: Sequence[DeliveryJob]) -> bool:
         if not jobs:
             return True
-        event.listen(db, "after_commit", self._wake_after_commit, once=True)
+        # One listener per session, though a batched accept stages many jobs in one transaction (a listener per
+        # stage cost a sizable share of an accept); a later commit of that session with nothing staged wakes the
+        # consumer for nothing, which costs it one empty receive.
+        if not db.info.get(_WAKE_LISTENING):
+            event.listen(db, "after_commit", self._wake_after_commit)
+            db.info[_WAKE_LISTENING] = True
         now = utcnow()
         db.connection().execute(
-            insert(table_of(QueueMessage)),
+            _INSERT_QUEUE_MESSAGE,
             [
                 {
                     "queue": self.queue,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatbox.domain.errors import AuthenticationError, ConflictError
@@ -42,22 +43,39 @@ class InboundTarget:
     focal_chat_id: str | None
 
 
+# Built once: building a select's comparisons costs more per call than running it (SQLAlchemy's compiled cache
+# serves the rest), and Core on the session's connection skips the ORM's execution layers.
+_READ_TARGET = (
+    select(
+        Connection.inbound_token_hash,
+        Connection.status,
+        Connection.platform,
+        Connection.account_id,
+        Connection.mailbox_id,
+        Mailbox.status.label("mailbox_status"),
+        Mailbox.focal_chat_id,
+    )
+    .join(Mailbox, Mailbox.id == Connection.mailbox_id)
+    .where(Connection.id == bindparam("connection_id"))
+)
+_EXISTING_MESSAGE = select(Message.id).where(
+    Message.connection_id == bindparam("connection_id"),
+    Message.direction == "in",
+    Message.external_id == bindparam("external_id"),
+)
+
+
 def _read_target(db: Session, connection_id: str) -> Any:
     if not is_valid_id("connection", connection_id):
         return None
-    return db.execute(
-        select(
-            Connection.inbound_token_hash,
-            Connection.status,
-            Connection.platform,
-            Connection.account_id,
-            Connection.mailbox_id,
-            Mailbox.status.label("mailbox_status"),
-            Mailbox.focal_chat_id,
-        )
-        .join(Mailbox, Mailbox.id == Connection.mailbox_id)
-        .where(Connection.id == connection_id)
-    ).first()
+    return db.connection().execute(_READ_TARGET, {"connection_id": connection_id}).first()
+
+
+def _existing_message_id(db: Session, connection_id: str, external_id: str) -> str | None:
+    found: str | None = (
+        db.connection().execute(_EXISTING_MESSAGE, {"connection_id": connection_id, "external_id": external_id})
+    ).scalar_one_or_none()
+    return found
 
 
 def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str:
@@ -70,8 +88,60 @@ def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str
     return platform
 
 
+@dataclass
+class _Batch:
+    """What a batch of uncommitted accepts shares in its session: each connection read once, and the deliveries
+    and queue jobs written together by `finish_batch` (one statement each instead of one per message)."""
+
+    targets: dict[str, Any] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[DeliveryJob] = field(default_factory=list)
+
+
+_BATCH = "chatbox.inbound.batch"
+
+
+def _batch_of(db: Session) -> _Batch:
+    batch: _Batch = db.info.setdefault(_BATCH, _Batch())
+    return batch
+
+
+def _read_target_in_batch(db: Session, connection_id: str) -> Any:
+    # One transaction under the write lock: the connection cannot change between the batch's messages.
+    targets = _batch_of(db).targets
+    if connection_id not in targets:
+        targets[connection_id] = _read_target(db, connection_id)
+    return targets[connection_id]
+
+
+def finish_batch(db: Session, queue: DeliveryQueue) -> None:
+    """Write the deliveries and queue rows the batch's accepts deferred; the caller commits next.
+
+    Raises BatchConflictError when the queue cannot stage its jobs in the transaction (an external queue, whose
+    send must follow the commit): the batch is then rolled back and its accepts run one by one."""
+    batch: _Batch | None = db.info.pop(_BATCH, None)
+    if batch is None or not batch.deliveries:
+        return
+    if batch.jobs and not queue.stage(db, batch.jobs):
+        raise BatchConflictError("an external queue's send waits for the commit: accept alone")
+    connection = db.connection()
+    connection.execute(_statements(connection.dialect.name).insert_delivery, batch.deliveries)
+
+
+class BatchConflictError(Exception):
+    """An accept cannot finish inside an uncommitted batch (a concurrent copy of its message was stored by another
+    process, or an external queue's send must follow its commit): the batch is rolled back and its accepts run one
+    by one."""
+
+
 def accept_inbound(
-    db: Session, queue: DeliveryQueue, connection_id: str, inbound: InboundMessage, *, inbound_token: str | None = None
+    db: Session,
+    queue: DeliveryQueue,
+    connection_id: str,
+    inbound: InboundMessage,
+    *,
+    inbound_token: str | None = None,
+    commit: bool = True,
 ) -> AcceptResult:
     """Store one inbound event for an authenticated connection and hand its delivery to the queue.
 
@@ -79,9 +149,13 @@ def accept_inbound(
     `duplicate=True` and deliver nothing. The connection and mailbox are read afresh, so an archived
     connection raises AuthenticationError and an archived mailbox ConflictError; so does an `inbound_token`
     (when given) that is no longer the connection's, however recently it was proven (a rotated token).
+
+    With `commit=False` (group commit, `chatbox.services.group_commit`) the message is only written: the caller
+    holds the write lock and commits; a copy of the message is found by a read first (a rollback would undo the
+    batch), and what cannot finish inside the batch raises BatchConflictError.
     """
     started = time.perf_counter()
-    row = _read_target(db, connection_id)
+    row = _read_target(db, connection_id) if commit else _read_target_in_batch(db, connection_id)
     if row is None or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
     if inbound_token is not None and not token_matches(inbound_token, row.inbound_token_hash):
@@ -92,10 +166,12 @@ def accept_inbound(
     if target.mailbox_status == MailboxStatus.archived.value:
         raise ConflictError(f"mailbox {target.mailbox_id} is archived; it accepts no messages")
     address = f"{target.platform}:{inbound.external_chat_id}"
-    with Database.write_lock_for(db):
-        result, job = _store(db, queue, target, inbound, address)
-    if job is not None:
-        _send_after_commit(db, queue, job)
+    if not commit:
+        result, _ = _store_uncommitted(db, queue, target, inbound, address)
+    else:
+        result, job = _store_retrying_a_concurrent_chat(db, queue, target, inbound, address)
+        if job is not None:
+            _send_after_commit(db, queue, job)
     metrics.count(metrics.INBOUND_MESSAGES, (target.platform, "duplicate" if result.duplicate else "accepted"))
     metrics.observe(metrics.ACCEPT_SECONDS, time.perf_counter() - started, (target.platform,))
     return result
@@ -142,8 +218,47 @@ def _statements(dialect: str) -> _Statements:
     return built
 
 
-def _store(
+_UNIQUE_VIOLATION = "23505"  # SQLSTATE
+
+
+def _store_retrying_a_concurrent_chat(
     db: Session, queue: DeliveryQueue, target: InboundTarget, inbound: InboundMessage, address: str
+) -> tuple[AcceptResult, DeliveryJob | None]:
+    """`_store`, once more when a concurrent accept created the same new chat first.
+
+    Chats have two unique keys, (mailbox, platform, external id) and (connection, external id), and Postgres's
+    upsert arbitrates on one only: when two transactions insert the same new chat at once, the second can fail on
+    the other key with a unique violation instead of updating the row. Run again, the chat exists and the upsert
+    updates it. (SQLite cannot race here: its writes are serialized.)
+    """
+    for attempt in (1, 2):
+        try:
+            with Database.write_lock_for(db):
+                return _store(db, queue, target, inbound, address)
+        except IntegrityError as exc:
+            db.rollback()
+            if attempt == 2 or getattr(exc.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+    raise AssertionError("unreachable: the second attempt returned or raised")
+
+
+def _store_uncommitted(
+    db: Session, queue: DeliveryQueue, target: InboundTarget, inbound: InboundMessage, address: str
+) -> tuple[AcceptResult, DeliveryJob | None]:
+    existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
+    if existing is not None:
+        return AcceptResult(message_id=existing, chat_id=address, duplicate=True), None
+    return _store(db, queue, target, inbound, address, commit=False)
+
+
+def _store(
+    db: Session,
+    queue: DeliveryQueue,
+    target: InboundTarget,
+    inbound: InboundMessage,
+    address: str,
+    *,
+    commit: bool = True,
 ) -> tuple[AcceptResult, DeliveryJob | None]:
     connection = db.connection()
     statements = _statements(connection.dialect.name)
@@ -188,15 +303,11 @@ def _store(
         },
     ).scalar_one_or_none()
     if inserted is None:
+        if not commit:
+            raise BatchConflictError(f"message {inbound.external_message_id} was stored concurrently")
         # Seen before: undo the chat touch and answer with the message first accepted.
         db.rollback()
-        existing = db.scalar(
-            select(Message.id).where(
-                Message.connection_id == target.connection_id,
-                Message.direction == "in",
-                Message.external_id == inbound.external_message_id,
-            )
-        )
+        existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
         return AcceptResult(message_id=existing or "", chat_id=address, duplicate=True), None
 
     if chat_id == fresh_chat_id:
@@ -210,24 +321,30 @@ def _store(
     held = target.mailbox_status == MailboxStatus.paused.value
     delivery_id = new_id("delivery")
     job = None if held else DeliveryJob(delivery_id=delivery_id, group_id=chat_id)
+    delivery = {
+        "id": delivery_id,
+        "message_id": message_id,
+        "mailbox_id": target.mailbox_id,
+        "chat_id": chat_id,
+        "status": (DeliveryStatus.held if held else DeliveryStatus.pending).value,
+        "attempts": 0,
+        "attempt_log": [],
+        "enqueued_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    result = AcceptResult(message_id=message_id, chat_id=address, duplicate=False)
+    if not commit:
+        # Written with the batch's others by `finish_batch` (staged there, or the batch is run one by one).
+        batch = _batch_of(db)
+        batch.deliveries.append({**delivery, "enqueued_at": None if job is None else now})
+        if job is not None:
+            batch.jobs.append(job)
+        return result, None
     staged = job is not None and queue.stage(db, [job])
-    connection.execute(
-        statements.insert_delivery,
-        {
-            "id": delivery_id,
-            "message_id": message_id,
-            "mailbox_id": target.mailbox_id,
-            "chat_id": chat_id,
-            "status": (DeliveryStatus.held if held else DeliveryStatus.pending).value,
-            "attempts": 0,
-            "attempt_log": [],
-            "enqueued_at": now if staged else None,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    connection.execute(statements.insert_delivery, {**delivery, "enqueued_at": now if staged else None})
     db.commit()
-    return AcceptResult(message_id=message_id, chat_id=address, duplicate=False), None if staged else job
+    return result, None if staged else job
 
 
 def _send_after_commit(db: Session, queue: DeliveryQueue, job: DeliveryJob) -> None:

@@ -1,0 +1,111 @@
+"""Group commit for the durable accept: whatever accepts are queued when the database thread gets to them are
+written in one transaction and committed once, then each caller is answered.
+
+On SQLite the commit and the transaction's bookkeeping are most of an accept's cost, and every write already
+goes through one thread (`Database.executor`), so requests that arrive while a batch is written simply form the
+next batch: nothing waits for a timer, and an idle server commits each accept alone. Durability is unchanged: a
+caller is answered only after the commit that holds its message returned (a 202 means committed).
+
+If anything in a batch fails unexpectedly (or a message meets a copy of itself stored concurrently by another
+process), the batch is rolled back and its accepts are run again one by one, each with its own commit, so one
+bad message never fails the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from chatbox.domain.errors import AuthenticationError, ConflictError
+from chatbox.store.database import Database
+
+# One accept: given a session and whether to commit it, returns the caller's result (or raises its error).
+AcceptWork = Callable[[Session, bool], Any]
+_EXPECTED = (AuthenticationError, ConflictError)  # raised before anything is written
+
+
+@dataclass
+class _Pending:
+    work: AcceptWork
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class GroupCommitter:
+    """Runs accepts on the database thread, many to a commit. Thread-safe; `submit` is called from event loops."""
+
+    def __init__(self, db: Database, *, before_commit: Callable[[Session], None] | None = None) -> None:
+        """`before_commit` finishes a batch's writes in its session (an error there runs the batch one by one)."""
+        self.db = db
+        self.before_commit = before_commit
+        self._pending: list[_Pending] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    async def submit(self, work: AcceptWork) -> Any:
+        """Run `work` in the next batch; its result once the batch is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._pending.append(_Pending(work, future, loop))
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self.db.executor.submit(self._drain)
+        return await future
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._scheduled = False
+        if not batch:
+            return
+        if len(batch) == 1:
+            self._run_alone(batch[0])
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self.db.session() as session, Database.write_lock_for(session):
+                for item in batch:
+                    try:
+                        outcomes.append((True, item.work(session, False)))
+                    except _EXPECTED as exc:
+                        outcomes.append((False, exc))
+                if self.before_commit is not None:
+                    self.before_commit(session)
+                session.commit()
+        except Exception:  # noqa: BLE001 - whatever it was, each accept is tried again on its own
+            for item in batch:
+                self._run_alone(item)
+            return
+        for item, (ok, value) in zip(batch, outcomes, strict=True):
+            _settle(item, ok, value)
+
+    def _run_alone(self, item: _Pending) -> None:
+        try:
+            with self.db.session() as session:
+                value = item.work(session, True)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            _settle(item, False, exc)
+            return
+        _settle(item, True, value)
+
+
+def _settle(item: _Pending, ok: bool, value: Any) -> None:
+    def resolve() -> None:
+        if item.future.done():  # the caller went away (a cancelled request); its accept stands
+            return
+        if ok:
+            item.future.set_result(value)
+        else:
+            item.future.set_exception(value)
+
+    try:
+        item.loop.call_soon_threadsafe(resolve)
+    except RuntimeError:  # the caller's loop closed (shutdown): its accept stands, nobody waits for the answer
+        pass
