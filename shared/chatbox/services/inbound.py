@@ -23,6 +23,7 @@ from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, EventType, 
 from chatbox.ports import metrics
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError
 from chatbox.services.events import record_event
+from chatbox.services.inbound_postgres import accept_in_one_statement
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message, table_of
 from chatbox.store.types import utcnow
@@ -80,6 +81,8 @@ def accept_inbound(
     connection raises AuthenticationError and an archived mailbox ConflictError; so does an `inbound_token`
     (when given) that is no longer the connection's, however recently it was proven (a rotated token).
     """
+    if db.get_bind().dialect.name == "postgresql":
+        return accept_in_one_statement(db, queue, connection_id, inbound, inbound_token=inbound_token)
     started = time.perf_counter()
     row = _read_target(db, connection_id)
     if row is None or row.status != ConnectionStatus.active:

@@ -20,6 +20,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+# Below the usual idle timeouts of proxies and load balancers in front of a server (RDS Proxy: 30 min).
+_RECYCLE_SECONDS = 600
+
+
 def normalize_url(url: str) -> str:
     """Accept the plain `postgresql://` form and use psycopg 3 for it."""
     if url.startswith("postgres://"):
@@ -60,7 +64,16 @@ def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -
         return engine
     if pool_size == 0:
         return create_engine(url, poolclass=NullPool, hide_parameters=True)
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True)
+    # No ping per checkout (a round trip on every accept): connections are recycled before a server or
+    # proxy idle timeout would drop them, and one dropped anyway fails its statement, which makes the pool
+    # discard every connection it had (the accept then runs again: `services/inbound_postgres.py`).
+    return create_engine(
+        url,
+        pool_recycle=_RECYCLE_SECONDS,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        hide_parameters=True,
+    )
 
 
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
