@@ -28,10 +28,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from pipeline import (
@@ -170,38 +171,93 @@ def measure(
 
 
 Measured = tuple[LoadResult, float]  # a wrk run and the server's CPU ms per request
+REPO_DIR = BENCH_DIR.parent
+# Postgres may not reach 0.9x of SQLite's accepts per chatbox process (issue 13).
+TARGET_POSTGRES_RATIO = 0.9
 
 
-def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[Measured], list[Measured]]:
-    """Returns (bare endpoint, chatbox) per round, under the same wrk load."""
+@dataclass
+class Servers:
+    """Per round: the bare endpoint, chatbox on SQLite, and (with `--db postgres`) chatbox on Postgres, with
+    the Postgres server's own CPU milliseconds per request."""
+
+    bare: list[Measured] = field(default_factory=list)
+    sqlite: list[Measured] = field(default_factory=list)
+    postgres: list[Measured] = field(default_factory=list)
+    postgres_server_cpu: list[float] = field(default_factory=list)
+
+
+def _start_postgres(stack: ExitStack) -> Any:
+    # tests/ is not installed; its helper starts a throwaway server (as the postgres user when run as root).
+    sys.path.insert(0, str(REPO_DIR))
+    from tests.support.postgres import start_postgres
+
+    server = start_postgres("bench")
+    stack.callback(server.stop)
+    return server
+
+
+def _postgres_cpu_seconds(server: Any) -> float:
+    """CPU of the postmaster and its backends so far (exited backends count through the postmaster's children)."""
+    postmaster = int((server.folder / "data" / "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == postmaster:
+            ticks += int(stat[11]) + int(stat[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _start_chatbox(
+    stack: ExitStack, name: str, home: Path, bot_api: StandInBotApi, db_url: str | None
+) -> tuple[str, int, str]:
+    """A `chatbox api` as `make dev` starts it (on `db_url` when given) with a telegram connection: the ingest
+    URL, the server's pid and the webhook secret."""
+    port = free_port()
+    home.mkdir(mode=0o700)
+    extra = {"CHATBOX_DB_URL": db_url} if db_url else {}
+    env = chatbox_env(
+        home,
+        port,
+        CHATBOX_VAULT_KEY=generate_key(),
+        CHATBOX_TELEGRAM_API_URL=bot_api.root,
+        CHATBOX_TELEGRAM_MODE="webhook",
+        **extra,
+    )
+    # chatbox runs as `make dev` starts it: at its default log level (the bare baseline logs nothing).
+    del env["CHATBOX_LOG_LEVEL"]
+    api_key = bootstrap_account(env, home)
+    url = f"http://127.0.0.1:{port}"
+    pid = stack.enter_context(running_server(name, chatbox_command("api"), env, home, f"{url}/health"))
+    ingest_url = create_telegram_connection(url, api_key)
+    if not bot_api.secret_token:
+        raise RuntimeError("chatbox did not call setWebhook with a secret_token")
+    return ingest_url, pid, bot_api.secret_token
+
+
+def measure_ingest(shape: LoadShape, scratch: Path, *, postgres: bool) -> Servers:
+    """Each server per round, under the same wrk load."""
     say(f"telegram ingest: wrk -t{shape.threads} -c{shape.connections}, a new update_id per request")
-    bare_port, chatbox_port = free_port(), free_port()
-    bare_home, chatbox_home = scratch / "bare", scratch / "chatbox"
+    bare_port = free_port()
+    bare_home = scratch / "bare"
     bare_home.mkdir()
-    chatbox_home.mkdir(mode=0o700)
-    runs = iter(range(1, 100))
-    bares: list[Measured] = []
-    chatboxes: list[Measured] = []
+    runs = iter(range(1, 1000))
+    measured = Servers()
     with ExitStack() as stack:
         bot_api = stack.enter_context(StandInBotApi().serving())
-        env = chatbox_env(
-            chatbox_home,
-            chatbox_port,
-            CHATBOX_VAULT_KEY=generate_key(),
-            CHATBOX_TELEGRAM_API_URL=bot_api.root,
-            CHATBOX_TELEGRAM_MODE="webhook",
-        )
-        # chatbox runs as `make dev` starts it: at its default log level (the bare baseline logs nothing).
-        del env["CHATBOX_LOG_LEVEL"]
-        api_key = bootstrap_account(env, chatbox_home)
-        chatbox_url = f"http://127.0.0.1:{chatbox_port}"
-        chatbox_pid = stack.enter_context(
-            running_server("chatbox-api", chatbox_command("api"), env, chatbox_home, f"{chatbox_url}/health")
-        )
-        ingest_url = create_telegram_connection(chatbox_url, api_key)
-        secret = bot_api.secret_token
-        if not secret:
-            raise RuntimeError("chatbox did not call setWebhook with a secret_token")
+        ingest_url, chatbox_pid, secret = _start_chatbox(stack, "chatbox-api", scratch / "chatbox", bot_api, None)
+        pg_server = _start_postgres(stack) if postgres else None
+        if pg_server is not None:
+            say("  Postgres started (tests/support/postgres.py)")
+            pg_url, pg_pid, pg_secret = _start_chatbox(
+                stack, "chatbox-api-postgres", scratch / "chatbox-postgres", bot_api, pg_server.url
+            )
         bare_command = [
             sys.executable,
             "-m",
@@ -218,19 +274,31 @@ def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[Measured], lis
             "--log-level",
             "warning",
         ]
-        bare_env = {**env, "BENCH_TELEGRAM_SECRET": secret}
+        bare_env = {**os.environ, "BENCH_TELEGRAM_SECRET": secret}
         bare_pid = stack.enter_context(
             running_server("bare", bare_command, bare_env, bare_home, f"http://127.0.0.1:{bare_port}/health")
         )
-        bare_url = ingest_url.replace(chatbox_url, f"http://127.0.0.1:{bare_port}")
-        # Rounds interleaved, so a burst of other load on the machine hits both servers alike.
+        bare_url = f"http://127.0.0.1:{bare_port}{urlsplit(ingest_url).path}"
+        # Rounds interleaved, so a burst of other load on the machine hits every server alike.
         for _ in range(shape.rounds):
-            bares.append(measure(bare_url, secret, "bare", runs, shape, bare_pid))
-            chatboxes.append(measure(ingest_url, secret, "chatbox", runs, shape, chatbox_pid))
-        stored = _count_messages(chatbox_home)
-        sent = sum(r.requests for r, _ in chatboxes)
+            measured.bare.append(measure(bare_url, secret, "bare", runs, shape, bare_pid))
+            measured.sqlite.append(measure(ingest_url, secret, "chatbox (SQLite)", runs, shape, chatbox_pid))
+            if pg_server is not None:
+                before = _postgres_cpu_seconds(pg_server)
+                result = measure(pg_url, pg_secret, "chatbox (Postgres)", runs, shape, pg_pid)
+                measured.postgres.append(result)
+                # The warm-up's share is left out by scaling to the measured run's requests.
+                spent = _postgres_cpu_seconds(pg_server) - before
+                total = result[0].requests * (1 + shape.warmup / shape.duration)
+                measured.postgres_server_cpu.append(spent * 1000 / max(total, 1))
+        stored = _count_messages(scratch / "chatbox")
+        sent = sum(r.requests for r, _ in measured.sqlite)
         say(f"  chatbox stored {stored} messages (>= {sent} answered in the measured runs, plus warm-ups)")
-    return bares, chatboxes
+        if pg_server is not None:
+            stored = _count_postgres_messages(pg_server.url)
+            sent = sum(r.requests for r, _ in measured.postgres)
+            say(f"  chatbox on Postgres stored {stored} messages (>= {sent} answered in the measured runs)")
+    return measured
 
 
 def _count_messages(home: Path) -> int:
@@ -241,7 +309,19 @@ def _count_messages(home: Path) -> int:
     return count
 
 
-def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -> None:
+def _count_postgres_messages(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            count: int = connection.execute(text("SELECT count(*) FROM messages")).scalar_one()
+    finally:
+        engine.dispose()
+    return count
+
+
+def report(shape: LoadShape, measured: Servers) -> None:
     import platform
     import statistics
 
@@ -252,17 +332,18 @@ def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -
         f"wrk -t{shape.threads} -c{shape.connections} -d{shape.duration:.0f}s, {shape.rounds} interleaved rounds)"
     )
     say(
-        f"  {'round':<6}{'server':<30}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
+        f"  {'round':<6}{'server':<32}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
         f"{'CPU ms/req':>11}"
     )
-    for number, pair in enumerate(zip(bares, chatboxes, strict=True), 1):
-        for name, (result, cpu) in zip(
-            ("bare FastAPI + pydantic", "chatbox api (SQLite, defaults)"), pair, strict=True
-        ):
+    names = ("bare FastAPI + pydantic", "chatbox api (SQLite, defaults)", "chatbox api (Postgres)")
+    columns = [measured.bare, measured.sqlite] + ([measured.postgres] if measured.postgres else [])
+    for number, row in enumerate(zip(*columns, strict=True), 1):
+        for name, (result, cpu) in zip(names, row, strict=False):
             say(
-                f"  {number:<6}{name:<30}{result.per_second:>8.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                f"  {number:<6}{name:<32}{result.per_second:>8.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
                 f"{result.max_ms:>9.1f}{result.errors:>7}{cpu:>11.2f}"
             )
+    bares, chatboxes = measured.bare, measured.sqlite
     ratios = [c.per_second / b.per_second for (b, _), (c, _) in zip(bares, chatboxes, strict=True)]
     cpu_ratios = [b_cpu / c_cpu for (_, b_cpu), (_, c_cpu) in zip(bares, chatboxes, strict=True)]
     ratio = statistics.median(ratios)
@@ -273,6 +354,20 @@ def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -
     say(f"  median CPU per request, bare/chatbox: {statistics.median(cpu_ratios):.2f}x (the same ratio by CPU)")
     say(f"  median chatbox p99: {p99:.1f} ms   target <= {TARGET_P99_MS:.0f} ms   {verdict(p99 <= TARGET_P99_MS)}")
     say(f"  chatbox errors and non-2xx: {errors}   target 0   {verdict(errors == 0)}")
+    if not measured.postgres:
+        return
+    pg_ratios = [p.per_second / s.per_second for (s, _), (p, _) in zip(chatboxes, measured.postgres, strict=True)]
+    pg_cpu = [s_cpu / p_cpu for (_, s_cpu), (_, p_cpu) in zip(chatboxes, measured.postgres, strict=True)]
+    pg_ratio = statistics.median(pg_ratios)
+    pg_errors = sum(p.errors for p, _ in measured.postgres)
+    say(f"  Postgres/SQLite req/s per round: {', '.join(f'{r:.2f}' for r in pg_ratios)}")
+    say(
+        f"  median Postgres/SQLite per chatbox process: {pg_ratio:.2f}x   target >= {TARGET_POSTGRES_RATIO}x   "
+        f"{verdict(pg_ratio >= TARGET_POSTGRES_RATIO)}"
+    )
+    say(f"  median chatbox CPU per request, SQLite/Postgres: {statistics.median(pg_cpu):.2f}x")
+    say(f"  median Postgres server CPU per request: {statistics.median(measured.postgres_server_cpu):.2f} ms")
+    say(f"  chatbox on Postgres errors and non-2xx: {pg_errors}   target 0   {verdict(pg_errors == 0)}")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -283,6 +378,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per server (default 3)")
     parser.add_argument("--chats", type=int, default=16, help="chats the updates are spread over (default 16)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, bare then chatbox (default 3)")
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: also measure chatbox on a throwaway Postgres in the same rounds (Postgres/SQLite ratio)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs, database)")
     return parser.parse_args(argv)
 
@@ -296,8 +397,7 @@ def main(argv: Sequence[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="cbtg-"))
     started = time.monotonic()
     try:
-        bares, chatboxes = measure_ingest(shape, scratch)
-        report(shape, bares, chatboxes)
+        report(shape, measure_ingest(shape, scratch, postgres=args.db == "postgres"))
         say(f"(took {time.monotonic() - started:.0f}s)")
     finally:
         if args.keep:
