@@ -152,12 +152,6 @@ def run_wrk(url: str, secret: str, run: int, seconds: float, shape: LoadShape) -
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(
     url: str, secret: str, name: str, runs: Iterator[int], shape: LoadShape, pid: int
 ) -> tuple[LoadResult, float]:
@@ -165,9 +159,9 @@ def measure(
     request holds up on a loaded machine, where req/s mostly says how much CPU the server was given."""
     say(f"  {name}: warm-up {shape.warmup:.0f}s, then {shape.duration:.0f}s measured")
     run_wrk(url, secret, next(runs), shape.warmup, shape)
-    before = cpu_seconds(pid)
+    before = _tree_cpu_seconds(pid)
     result = run_wrk(url, secret, next(runs), shape.duration, shape)
-    return result, (cpu_seconds(pid) - before) * 1000 / max(result.requests, 1)
+    return result, (_tree_cpu_seconds(pid) - before) * 1000 / max(result.requests, 1)
 
 
 Measured = tuple[LoadResult, float]  # a wrk run and the server's CPU ms per request
@@ -177,14 +171,23 @@ TARGET_POSTGRES_RATIO = 0.9
 
 
 @dataclass
-class Servers:
-    """Per round: the bare endpoint, chatbox on SQLite, and (with `--db postgres`) chatbox on Postgres, with
-    the Postgres server's own CPU milliseconds per request."""
+class Variant:
+    """One chatbox server measured in every round: on SQLite (its default) or Postgres, with N API workers."""
 
-    bare: list[Measured] = field(default_factory=list)
-    sqlite: list[Measured] = field(default_factory=list)
-    postgres: list[Measured] = field(default_factory=list)
-    postgres_server_cpu: list[float] = field(default_factory=list)
+    label: str
+    db: str = "sqlite"
+    workers: int = 1
+    db_url: str = ""  # a Postgres database of its own
+    results: list[Measured] = field(default_factory=list)
+    database_cpu: list[float] = field(default_factory=list)  # Postgres server CPU ms per request
+
+
+@dataclass
+class Servers:
+    """Per round: the bare endpoint, then each chatbox variant (the first is `make dev`'s default)."""
+
+    bare: list[Measured]
+    variants: list[Variant]
 
 
 def _start_postgres(stack: ExitStack) -> Any:
@@ -197,10 +200,28 @@ def _start_postgres(stack: ExitStack) -> Any:
     return server
 
 
+def _new_postgres_database(server: Any, name: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    url: str = server.url_for(name)
+    return url
+
+
 def _postgres_cpu_seconds(server: Any) -> float:
     """CPU of the postmaster and its backends so far (exited backends count through the postmaster's children)."""
     postmaster = int((server.folder / "data" / "postmaster.pid").read_text().split()[0])
-    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    return _tree_cpu_seconds(postmaster)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, its exited children (waited for) and its live children, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(value) for value in fields[11:15])
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -209,16 +230,16 @@ def _postgres_cpu_seconds(server: Any) -> float:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(stat[1]) == postmaster:
+        if int(stat[1]) == pid:
             ticks += int(stat[11]) + int(stat[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _start_chatbox(
-    stack: ExitStack, name: str, home: Path, bot_api: StandInBotApi, db_url: str | None
+    stack: ExitStack, name: str, home: Path, bot_api: StandInBotApi, db_url: str | None, workers: int
 ) -> tuple[str, int, str]:
-    """A `chatbox api` as `make dev` starts it (on `db_url` when given) with a telegram connection: the ingest
-    URL, the server's pid and the webhook secret."""
+    """A `chatbox api` as `make dev` starts it (on `db_url` when given, with `workers` processes) with a telegram
+    connection: the ingest URL, the server's pid and the webhook secret."""
     port = free_port()
     home.mkdir(mode=0o700)
     extra = {"CHATBOX_DB_URL": db_url} if db_url else {}
@@ -234,30 +255,35 @@ def _start_chatbox(
     del env["CHATBOX_LOG_LEVEL"]
     api_key = bootstrap_account(env, home)
     url = f"http://127.0.0.1:{port}"
-    pid = stack.enter_context(running_server(name, chatbox_command("api"), env, home, f"{url}/health"))
+    command = chatbox_command("api", "--workers", str(workers))
+    pid = stack.enter_context(running_server(name, command, env, home, f"{url}/health"))
     ingest_url = create_telegram_connection(url, api_key)
     if not bot_api.secret_token:
         raise RuntimeError("chatbox did not call setWebhook with a secret_token")
     return ingest_url, pid, bot_api.secret_token
 
 
-def measure_ingest(shape: LoadShape, scratch: Path, *, postgres: bool) -> Servers:
+def measure_ingest(shape: LoadShape, scratch: Path, variants: list[Variant]) -> Servers:
     """Each server per round, under the same wrk load."""
     say(f"telegram ingest: wrk -t{shape.threads} -c{shape.connections}, a new update_id per request")
     bare_port = free_port()
     bare_home = scratch / "bare"
     bare_home.mkdir()
     runs = iter(range(1, 1000))
-    measured = Servers()
+    measured = Servers(bare=[], variants=variants)
     with ExitStack() as stack:
         bot_api = stack.enter_context(StandInBotApi().serving())
-        ingest_url, chatbox_pid, secret = _start_chatbox(stack, "chatbox-api", scratch / "chatbox", bot_api, None)
-        pg_server = _start_postgres(stack) if postgres else None
+        pg_server = _start_postgres(stack) if any(v.db == "postgres" for v in variants) else None
         if pg_server is not None:
             say("  Postgres started (tests/support/postgres.py)")
-            pg_url, pg_pid, pg_secret = _start_chatbox(
-                stack, "chatbox-api-postgres", scratch / "chatbox-postgres", bot_api, pg_server.url
-            )
+        started = []
+        for number, variant in enumerate(variants):
+            if variant.db == "postgres":
+                variant.db_url = _new_postgres_database(pg_server, f"chatbox_{number}")
+            home = scratch / f"chatbox-{number}"
+            server = _start_chatbox(stack, f"chatbox-{number}", home, bot_api, variant.db_url or None, variant.workers)
+            started.append((variant, home, *server))
+        secret = started[0][4]
         bare_command = [
             sys.executable,
             "-m",
@@ -278,26 +304,23 @@ def measure_ingest(shape: LoadShape, scratch: Path, *, postgres: bool) -> Server
         bare_pid = stack.enter_context(
             running_server("bare", bare_command, bare_env, bare_home, f"http://127.0.0.1:{bare_port}/health")
         )
-        bare_url = f"http://127.0.0.1:{bare_port}{urlsplit(ingest_url).path}"
+        bare_url = f"http://127.0.0.1:{bare_port}{urlsplit(started[0][2]).path}"
         # Rounds interleaved, so a burst of other load on the machine hits every server alike.
         for _ in range(shape.rounds):
             measured.bare.append(measure(bare_url, secret, "bare", runs, shape, bare_pid))
-            measured.sqlite.append(measure(ingest_url, secret, "chatbox (SQLite)", runs, shape, chatbox_pid))
-            if pg_server is not None:
-                before = _postgres_cpu_seconds(pg_server)
-                result = measure(pg_url, pg_secret, "chatbox (Postgres)", runs, shape, pg_pid)
-                measured.postgres.append(result)
-                # The warm-up's share is left out by scaling to the measured run's requests.
-                spent = _postgres_cpu_seconds(pg_server) - before
-                total = result[0].requests * (1 + shape.warmup / shape.duration)
-                measured.postgres_server_cpu.append(spent * 1000 / max(total, 1))
-        stored = _count_messages(scratch / "chatbox")
-        sent = sum(r.requests for r, _ in measured.sqlite)
-        say(f"  chatbox stored {stored} messages (>= {sent} answered in the measured runs, plus warm-ups)")
-        if pg_server is not None:
-            stored = _count_postgres_messages(pg_server.url)
-            sent = sum(r.requests for r, _ in measured.postgres)
-            say(f"  chatbox on Postgres stored {stored} messages (>= {sent} answered in the measured runs)")
+            for variant, _home, url, pid, variant_secret in started:
+                before = _postgres_cpu_seconds(pg_server) if variant.db == "postgres" else 0.0
+                result = measure(url, variant_secret, variant.label, runs, shape, pid)
+                variant.results.append(result)
+                if variant.db == "postgres":
+                    # The warm-up's share is left out by scaling to the measured run's requests.
+                    spent = _postgres_cpu_seconds(pg_server) - before
+                    total = result[0].requests * (1 + shape.warmup / shape.duration)
+                    variant.database_cpu.append(spent * 1000 / max(total, 1))
+        for variant, home, *_ in started:
+            stored = _count_postgres_messages(variant.db_url) if variant.db_url else _count_messages(home)
+            sent = sum(r.requests for r, _ in variant.results)
+            say(f"  {variant.label} stored {stored} messages (>= {sent} answered in the measured runs)")
     return measured
 
 
@@ -332,18 +355,19 @@ def report(shape: LoadShape, measured: Servers) -> None:
         f"wrk -t{shape.threads} -c{shape.connections} -d{shape.duration:.0f}s, {shape.rounds} interleaved rounds)"
     )
     say(
-        f"  {'round':<6}{'server':<32}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
+        f"  {'round':<6}{'server':<44}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
         f"{'CPU ms/req':>11}"
     )
-    names = ("bare FastAPI + pydantic", "chatbox api (SQLite, defaults)", "chatbox api (Postgres)")
-    columns = [measured.bare, measured.sqlite] + ([measured.postgres] if measured.postgres else [])
-    for number, row in enumerate(zip(*columns, strict=True), 1):
-        for name, (result, cpu) in zip(names, row, strict=False):
+    rows = [("bare FastAPI + pydantic", measured.bare)] + [(v.label, v.results) for v in measured.variants]
+    for number in range(len(measured.bare)):
+        for name, results in rows:
+            result, cpu = results[number]
             say(
-                f"  {number:<6}{name:<32}{result.per_second:>8.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                f"  {number + 1:<6}{name:<44}{result.per_second:>8.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
                 f"{result.max_ms:>9.1f}{result.errors:>7}{cpu:>11.2f}"
             )
-    bares, chatboxes = measured.bare, measured.sqlite
+    default, *others = measured.variants
+    bares, chatboxes = measured.bare, default.results
     ratios = [c.per_second / b.per_second for (b, _), (c, _) in zip(bares, chatboxes, strict=True)]
     cpu_ratios = [b_cpu / c_cpu for (_, b_cpu), (_, c_cpu) in zip(bares, chatboxes, strict=True)]
     ratio = statistics.median(ratios)
@@ -354,20 +378,25 @@ def report(shape: LoadShape, measured: Servers) -> None:
     say(f"  median CPU per request, bare/chatbox: {statistics.median(cpu_ratios):.2f}x (the same ratio by CPU)")
     say(f"  median chatbox p99: {p99:.1f} ms   target <= {TARGET_P99_MS:.0f} ms   {verdict(p99 <= TARGET_P99_MS)}")
     say(f"  chatbox errors and non-2xx: {errors}   target 0   {verdict(errors == 0)}")
-    if not measured.postgres:
-        return
-    pg_ratios = [p.per_second / s.per_second for (s, _), (p, _) in zip(chatboxes, measured.postgres, strict=True)]
-    pg_cpu = [s_cpu / p_cpu for (_, s_cpu), (_, p_cpu) in zip(chatboxes, measured.postgres, strict=True)]
-    pg_ratio = statistics.median(pg_ratios)
-    pg_errors = sum(p.errors for p, _ in measured.postgres)
-    say(f"  Postgres/SQLite req/s per round: {', '.join(f'{r:.2f}' for r in pg_ratios)}")
-    say(
-        f"  median Postgres/SQLite per chatbox process: {pg_ratio:.2f}x   target >= {TARGET_POSTGRES_RATIO}x   "
-        f"{verdict(pg_ratio >= TARGET_POSTGRES_RATIO)}"
-    )
-    say(f"  median chatbox CPU per request, SQLite/Postgres: {statistics.median(pg_cpu):.2f}x")
-    say(f"  median Postgres server CPU per request: {statistics.median(measured.postgres_server_cpu):.2f} ms")
-    say(f"  chatbox on Postgres errors and non-2xx: {pg_errors}   target 0   {verdict(pg_errors == 0)}")
+    for variant in others:
+        pairs = list(zip(chatboxes, variant.results, strict=True))
+        per_round = [v.per_second / d.per_second for (d, _), (v, _) in pairs]
+        cpu = statistics.median(d_cpu / v_cpu for (_, d_cpu), (_, v_cpu) in pairs)
+        variant_errors = sum(v.errors for v, _ in variant.results)
+        median = statistics.median(per_round)
+        say(f"  {variant.label} / {default.label}, req/s per round: {', '.join(f'{r:.2f}' for r in per_round)}")
+        if variant.db == "postgres" and variant.workers == default.workers:
+            say(
+                f"    median Postgres/SQLite per chatbox process: {median:.2f}x   target >= {TARGET_POSTGRES_RATIO}x"
+                f"   {verdict(median >= TARGET_POSTGRES_RATIO)}"
+            )
+            say(f"    median Postgres server CPU per request: {statistics.median(variant.database_cpu):.2f} ms")
+        else:
+            say(f"    median: {median:.2f}x")
+        say(
+            f"    median chatbox CPU per request, {default.label} / this: {cpu:.2f}x; "
+            f"errors and non-2xx: {variant_errors}"
+        )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -384,6 +413,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="sqlite",
         help="postgres: also measure chatbox on a throwaway Postgres in the same rounds (Postgres/SQLite ratio)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="above 1: also measure `chatbox api --workers N` (on each --db) in the same rounds (scaling)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs, database)")
     return parser.parse_args(argv)
 
@@ -397,7 +432,12 @@ def main(argv: Sequence[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="cbtg-"))
     started = time.monotonic()
     try:
-        report(shape, measure_ingest(shape, scratch, postgres=args.db == "postgres"))
+        variants = [Variant("chatbox api (SQLite, defaults)")]
+        if args.db == "postgres":
+            variants.append(Variant("chatbox api (Postgres)", db="postgres"))
+        if args.workers > 1:
+            variants += [Variant(f"{v.label} --workers {args.workers}", v.db, args.workers) for v in list(variants)]
+        report(shape, measure_ingest(shape, scratch, variants))
         say(f"(took {time.monotonic() - started:.0f}s)")
     finally:
         if args.keep:
