@@ -11,8 +11,8 @@ What runs, each on a free 127.0.0.1 port in a temporary folder:
   MCP URL, one session for the whole run, as an agent keeps it.
 
 Measured in the same run, call by call interleaved (after a warm-up):
-- the baseline: the bare stand-in `sendMessage` call (an httpx POST with a JSON body, keep-alive), what
-  chatbox's own call to Telegram costs at least;
+- the baseline: the bare stand-in `sendMessage` call (an httpx POST with a JSON body), what chatbox's own
+  call to Telegram costs at least;
 - `send_message` through MCP: tool call -> chatbox -> the stand-in's sendMessage -> stored -> tool result.
 
 Run by hand: `.venv/bin/python bench/mcp_send.py` (about 30 s); `--calls`, `--era`, `--keep`.
