@@ -393,7 +393,10 @@ def create_mailbox(
         mailbox_id: str = mailbox.json()["id"]
         connections = {}
         for name in ("signal", "discord"):
-            created = client.post(f"/v1/mailboxes/{mailbox_id}/connections", json={"platform": name})
+            # Operator-run programs (an outbound_url, as bench/pipeline.py does): nothing here sends, and a managed
+            # program would need signal-cli or a Discord token.
+            body = {"platform": name, "config": {"outbound_url": "http://127.0.0.1:9/v1/send"}}
+            created = client.post(f"/v1/mailboxes/{mailbox_id}/connections", json=body)
             created.raise_for_status()
             connections[name] = created.json()
     found = []

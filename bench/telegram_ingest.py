@@ -29,10 +29,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from pipeline import (
@@ -173,12 +174,6 @@ def _wrk_command(url: str, secret: str, run: int, seconds: float, shape: LoadSha
     ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(
     url: str, secret: str, name: str, runs: Iterator[int], shape: LoadShape, pid: int
 ) -> tuple[LoadResult, float]:
@@ -186,44 +181,131 @@ def measure(
     request holds up on a loaded machine, where req/s mostly says how much CPU the server was given."""
     say(f"  {name}: warm-up {shape.warmup:.0f}s, then {shape.duration:.0f}s measured")
     run_wrk(url, secret, next(runs), shape.warmup, shape)
-    before = cpu_seconds(pid)
+    before = _tree_cpu_seconds(pid)
     result = run_wrk(url, secret, next(runs), shape.duration, shape)
-    return result, (cpu_seconds(pid) - before) * 1000 / max(result.requests, 1)
+    return result, (_tree_cpu_seconds(pid) - before) * 1000 / max(result.requests, 1)
 
 
 Measured = tuple[LoadResult, float]  # a wrk run and the server's CPU ms per request
+REPO_DIR = BENCH_DIR.parent
+# Postgres may not reach 0.9x of SQLite's accepts per chatbox process (issue 13).
+TARGET_POSTGRES_RATIO = 0.9
 
 
-def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[Measured], list[Measured]]:
-    """Returns (bare endpoint, chatbox) per round, under the same wrk load."""
+@dataclass
+class Variant:
+    """One chatbox server measured in every round: on SQLite (its default) or Postgres, with N API workers."""
+
+    label: str
+    db: str = "sqlite"
+    workers: int = 1
+    db_url: str = ""  # a Postgres database of its own
+    results: list[Measured] = field(default_factory=list)
+    database_cpu: list[float] = field(default_factory=list)  # Postgres server CPU ms per request
+
+
+@dataclass
+class Servers:
+    """Per round: the bare endpoint, then each chatbox variant (the first is `make dev`'s default)."""
+
+    bare: list[Measured]
+    variants: list[Variant]
+
+
+def _start_postgres(stack: ExitStack) -> Any:
+    # tests/ is not installed; its helper starts a throwaway server (as the postgres user when run as root).
+    sys.path.insert(0, str(REPO_DIR))
+    from tests.support.postgres import start_postgres
+
+    server = start_postgres("bench")
+    stack.callback(server.stop)
+    return server
+
+
+def _new_postgres_database(server: Any, name: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    url: str = server.url_for(name)
+    return url
+
+
+def _postgres_cpu_seconds(server: Any) -> float:
+    """CPU of the postmaster and its backends so far (exited backends count through the postmaster's children)."""
+    postmaster = int((server.folder / "data" / "postmaster.pid").read_text().split()[0])
+    return _tree_cpu_seconds(postmaster)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, its exited children (waited for) and its live children, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == pid:
+            ticks += int(stat[11]) + int(stat[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _start_chatbox(
+    stack: ExitStack, name: str, home: Path, bot_api: StandInBotApi, db_url: str | None, workers: int
+) -> tuple[str, int, str]:
+    """A `chatbox api` as `make dev` starts it (on `db_url` when given, with `workers` processes) with a telegram
+    connection: the ingest URL, the server's pid and the webhook secret."""
+    port = free_port()
+    home.mkdir(mode=0o700)
+    extra = {"CHATBOX_DB_URL": db_url} if db_url else {}
+    env = chatbox_env(
+        home,
+        port,
+        CHATBOX_VAULT_KEY=generate_key(),
+        CHATBOX_TELEGRAM_API_URL=bot_api.root,
+        CHATBOX_TELEGRAM_MODE="webhook",
+        **extra,
+    )
+    # chatbox runs as `make dev` starts it: at its default log level (the bare baseline logs nothing).
+    del env["CHATBOX_LOG_LEVEL"]
+    api_key = bootstrap_account(env, home)
+    url = f"http://127.0.0.1:{port}"
+    command = chatbox_command("api", "--workers", str(workers))
+    pid = stack.enter_context(running_server(name, command, env, home, f"{url}/health"))
+    ingest_url = create_telegram_connection(url, api_key)
+    if not bot_api.secret_token:
+        raise RuntimeError("chatbox did not call setWebhook with a secret_token")
+    return ingest_url, pid, bot_api.secret_token
+
+
+def measure_ingest(shape: LoadShape, scratch: Path, variants: list[Variant]) -> Servers:
+    """Each server per round, under the same wrk load."""
     say(f"telegram ingest: {load_generator()} -c{shape.connections}, a new update_id per request")
-    bare_port, chatbox_port = free_port(), free_port()
-    bare_home, chatbox_home = scratch / "bare", scratch / "chatbox"
+    bare_port = free_port()
+    bare_home = scratch / "bare"
     bare_home.mkdir()
-    chatbox_home.mkdir(mode=0o700)
-    runs = iter(range(1, 100))
-    bares: list[Measured] = []
-    chatboxes: list[Measured] = []
+    runs = iter(range(1, 1000))
+    measured = Servers(bare=[], variants=variants)
     with ExitStack() as stack:
         bot_api = stack.enter_context(StandInBotApi().serving())
-        env = chatbox_env(
-            chatbox_home,
-            chatbox_port,
-            CHATBOX_VAULT_KEY=generate_key(),
-            CHATBOX_TELEGRAM_API_URL=bot_api.root,
-            CHATBOX_TELEGRAM_MODE="webhook",
-        )
-        # chatbox runs as `make dev` starts it: at its default log level (the bare baseline logs nothing).
-        del env["CHATBOX_LOG_LEVEL"]
-        api_key = bootstrap_account(env, chatbox_home)
-        chatbox_url = f"http://127.0.0.1:{chatbox_port}"
-        chatbox_pid = stack.enter_context(
-            running_server("chatbox-api", chatbox_command("api"), env, chatbox_home, f"{chatbox_url}/health")
-        )
-        ingest_url = create_telegram_connection(chatbox_url, api_key)
-        secret = bot_api.secret_token
-        if not secret:
-            raise RuntimeError("chatbox did not call setWebhook with a secret_token")
+        pg_server = _start_postgres(stack) if any(v.db == "postgres" for v in variants) else None
+        if pg_server is not None:
+            say("  Postgres started (tests/support/postgres.py)")
+        started = []
+        for number, variant in enumerate(variants):
+            if variant.db == "postgres":
+                variant.db_url = _new_postgres_database(pg_server, f"chatbox_{number}")
+            home = scratch / f"chatbox-{number}"
+            server = _start_chatbox(stack, f"chatbox-{number}", home, bot_api, variant.db_url or None, variant.workers)
+            started.append((variant, home, *server))
+        secret = started[0][4]
         bare_command = [
             sys.executable,
             "-m",
@@ -240,19 +322,28 @@ def measure_ingest(shape: LoadShape, scratch: Path) -> tuple[list[Measured], lis
             "--log-level",
             "warning",
         ]
-        bare_env = {**env, "BENCH_TELEGRAM_SECRET": secret}
+        bare_env = {**os.environ, "BENCH_TELEGRAM_SECRET": secret}
         bare_pid = stack.enter_context(
             running_server("bare", bare_command, bare_env, bare_home, f"http://127.0.0.1:{bare_port}/health")
         )
-        bare_url = ingest_url.replace(chatbox_url, f"http://127.0.0.1:{bare_port}")
-        # Rounds interleaved, so a burst of other load on the machine hits both servers alike.
+        bare_url = f"http://127.0.0.1:{bare_port}{urlsplit(started[0][2]).path}"
+        # Rounds interleaved, so a burst of other load on the machine hits every server alike.
         for _ in range(shape.rounds):
-            bares.append(measure(bare_url, secret, "bare", runs, shape, bare_pid))
-            chatboxes.append(measure(ingest_url, secret, "chatbox", runs, shape, chatbox_pid))
-        stored = _count_messages(chatbox_home)
-        sent = sum(r.requests for r, _ in chatboxes)
-        say(f"  chatbox stored {stored} messages (>= {sent} answered in the measured runs, plus warm-ups)")
-    return bares, chatboxes
+            measured.bare.append(measure(bare_url, secret, "bare", runs, shape, bare_pid))
+            for variant, _home, url, pid, variant_secret in started:
+                before = _postgres_cpu_seconds(pg_server) if variant.db == "postgres" else 0.0
+                result = measure(url, variant_secret, variant.label, runs, shape, pid)
+                variant.results.append(result)
+                if variant.db == "postgres":
+                    # The warm-up's share is left out by scaling to the measured run's requests.
+                    spent = _postgres_cpu_seconds(pg_server) - before
+                    total = result[0].requests * (1 + shape.warmup / shape.duration)
+                    variant.database_cpu.append(spent * 1000 / max(total, 1))
+        for variant, home, *_ in started:
+            stored = _count_postgres_messages(variant.db_url) if variant.db_url else _count_messages(home)
+            sent = sum(r.requests for r, _ in variant.results)
+            say(f"  {variant.label} stored {stored} messages (>= {sent} answered in the measured runs)")
+    return measured
 
 
 def _count_messages(home: Path) -> int:
@@ -263,7 +354,19 @@ def _count_messages(home: Path) -> int:
     return count
 
 
-def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -> None:
+def _count_postgres_messages(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            count: int = connection.execute(text("SELECT count(*) FROM messages")).scalar_one()
+    finally:
+        engine.dispose()
+    return count
+
+
+def report(shape: LoadShape, measured: Servers) -> None:
     import platform
     import statistics
 
@@ -275,17 +378,19 @@ def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -
         f"{shape.rounds} interleaved rounds)"
     )
     say(
-        f"  {'round':<6}{'server':<30}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
+        f"  {'round':<6}{'server':<44}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>7}"
         f"{'CPU ms/req':>11}"
     )
-    for number, pair in enumerate(zip(bares, chatboxes, strict=True), 1):
-        for name, (result, cpu) in zip(
-            ("bare FastAPI + pydantic", "chatbox api (SQLite, defaults)"), pair, strict=True
-        ):
+    rows = [("bare FastAPI + pydantic", measured.bare)] + [(v.label, v.results) for v in measured.variants]
+    for number in range(len(measured.bare)):
+        for name, results in rows:
+            result, cpu = results[number]
             say(
-                f"  {number:<6}{name:<30}{result.per_second:>8.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                f"  {number + 1:<6}{name:<44}{result.per_second:>8.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
                 f"{result.max_ms:>9.1f}{result.errors:>7}{cpu:>11.2f}"
             )
+    default, *others = measured.variants
+    bares, chatboxes = measured.bare, default.results
     ratios = [c.per_second / b.per_second for (b, _), (c, _) in zip(bares, chatboxes, strict=True)]
     cpu_ratios = [b_cpu / c_cpu for (_, b_cpu), (_, c_cpu) in zip(bares, chatboxes, strict=True)]
     ratio = statistics.median(ratios)
@@ -296,6 +401,25 @@ def report(shape: LoadShape, bares: list[Measured], chatboxes: list[Measured]) -
     say(f"  median CPU per request, bare/chatbox: {statistics.median(cpu_ratios):.2f}x (the same ratio by CPU)")
     say(f"  median chatbox p99: {p99:.1f} ms   target <= {TARGET_P99_MS:.0f} ms   {verdict(p99 <= TARGET_P99_MS)}")
     say(f"  chatbox errors and non-2xx: {errors}   target 0   {verdict(errors == 0)}")
+    for variant in others:
+        pairs = list(zip(chatboxes, variant.results, strict=True))
+        per_round = [v.per_second / d.per_second for (d, _), (v, _) in pairs]
+        cpu = statistics.median(d_cpu / v_cpu for (_, d_cpu), (_, v_cpu) in pairs)
+        variant_errors = sum(v.errors for v, _ in variant.results)
+        median = statistics.median(per_round)
+        say(f"  {variant.label} / {default.label}, req/s per round: {', '.join(f'{r:.2f}' for r in per_round)}")
+        if variant.db == "postgres" and variant.workers == default.workers:
+            say(
+                f"    median Postgres/SQLite per chatbox process: {median:.2f}x   target >= {TARGET_POSTGRES_RATIO}x"
+                f"   {verdict(median >= TARGET_POSTGRES_RATIO)}"
+            )
+            say(f"    median Postgres server CPU per request: {statistics.median(variant.database_cpu):.2f} ms")
+        else:
+            say(f"    median: {median:.2f}x")
+        say(
+            f"    median chatbox CPU per request, {default.label} / this: {cpu:.2f}x; "
+            f"errors and non-2xx: {variant_errors}"
+        )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -312,6 +436,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="auto",
         help="load generator (default auto: wrk when installed, else bench/telegram_load.py)",
     )
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: also measure chatbox on a throwaway Postgres in the same rounds (Postgres/SQLite ratio)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="above 1: also measure `chatbox api --workers N` (on each --db) in the same rounds (scaling)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs, database)")
     return parser.parse_args(argv)
 
@@ -326,8 +462,12 @@ def main(argv: Sequence[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="cbtg-"))
     started = time.monotonic()
     try:
-        bares, chatboxes = measure_ingest(shape, scratch)
-        report(shape, bares, chatboxes)
+        variants = [Variant("chatbox api (SQLite, defaults)")]
+        if args.db == "postgres":
+            variants.append(Variant("chatbox api (Postgres)", db="postgres"))
+        if args.workers > 1:
+            variants += [Variant(f"{v.label} --workers {args.workers}", v.db, args.workers) for v in list(variants)]
+        report(shape, measure_ingest(shape, scratch, variants))
         say(f"(took {time.monotonic() - started:.0f}s)")
     finally:
         if args.keep:

@@ -52,7 +52,9 @@ def _health(base_url: str, process: subprocess.Popen[bytes], run: DevRun) -> boo
 
 
 @contextmanager
-def chatbox_dev(workdir: Path, name: str, *, pythonpath: str | None = None, **chatbox_vars: str) -> Iterator[DevRun]:
+def chatbox_dev(
+    workdir: Path, name: str, *options: str, pythonpath: str | None = None, **chatbox_vars: str
+) -> Iterator[DevRun]:
     """Start `chatbox dev` in `workdir`, wait until /health answers, and always stop it afterwards."""
     with reserved_port() as port:  # held until chatbox dev listens on it, so no other worker can take it first
         env = clean_env(api_port=str(port), **chatbox_vars)
@@ -60,7 +62,9 @@ def chatbox_dev(workdir: Path, name: str, *, pythonpath: str | None = None, **ch
             env["PYTHONPATH"] = pythonpath
         run = DevRun(f"http://127.0.0.1:{port}", workdir.parent / f"{name}.out", workdir.parent / f"{name}.err")
         with run.stdout.open("wb") as stdout, run.stderr.open("wb") as stderr:
-            process = subprocess.Popen([str(CHATBOX), "dev"], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
+            process = subprocess.Popen(
+                [str(CHATBOX), "dev", *options], cwd=workdir, env=env, stdout=stdout, stderr=stderr
+            )
             try:
                 wait_for(
                     lambda: _health(run.base_url, process, run), timeout=STARTUP_SECONDS, what="chatbox dev /health"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -38,6 +39,9 @@ from chatbox.services.deployment_status import deployment_status
 from chatbox.store.database import Database
 from chatbox.store.migrate import upgrade_to_head
 from chatbox.store.models import Delivery, Mailbox
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def _flag_type_hidden(option: TyperOption, ctx: typer.Context) -> str | None:
@@ -234,8 +238,21 @@ def bootstrap(
         _print_first_key(issued, as_json=as_json)
 
 
+_WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        envvar="CHATBOX_API_WORKERS",
+        min=1,
+        help="Processes serving the API on the one port (CHATBOX_API_WORKERS); the live host runs once, in this one",
+    ),
+]
+# Tells the worker processes of `--workers N` to read their settings with `chatbox dev`'s defaults.
+_DEV_WORKERS_ENV = "_CHATBOX_DEV_WORKERS"
+
+
 @app.command()
-def api() -> None:
+def api(workers: _WorkersOption = 1) -> None:
     """Serve the REST API and the MCP servers on CHATBOX_API_HOST:CHATBOX_API_PORT (run `chatbox worker` beside it).
 
     It also receives for connections that need no public URL (long polls, sockets) and runs the programs of
@@ -244,7 +261,36 @@ def api() -> None:
     from chatbox.local.serve import serve
 
     with _runtime() as runtime, _live_host(runtime):
-        serve(runtime)
+        _hand_settings_to_workers(runtime.settings, dev=False)
+        serve(runtime, workers=workers, app_factory=_WORKER_APP)
+
+
+_WORKER_APP = "chatbox.cli.main:worker_app"
+
+
+def _hand_settings_to_workers(settings: Settings, *, dev: bool) -> None:
+    """Worker processes read their settings afresh: the same home (absolute: found here, not searched again) and
+    the same kind of defaults."""
+    os.environ["CHATBOX_HOME"] = str(settings.home.resolve())
+    os.environ[_DEV_WORKERS_ENV] = "1" if dev else ""
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's app factory for `--workers N`: each worker process builds its own runtime and app."""
+    from chatbox.asgi import create_app
+    from chatbox.local.serve import freeze_startup_objects
+
+    settings = _settings(dev=os.environ.get(_DEV_WORKERS_ENV) == "1")
+    _configure_logging(settings)
+    runtime = build_runtime(settings, platforms=discover_platforms())
+    if settings.run_connectors:
+        from chatbox.local.live_host import free_loopback_port
+
+        # A connection created through this worker gets its program's port; the live host starts the program.
+        runtime.program_port = free_loopback_port
+    served = create_app(runtime)
+    freeze_startup_objects()
+    return served
 
 
 @contextmanager
@@ -273,7 +319,7 @@ Variables that matter (environment or ./.env):
 
 
 @app.command(epilog=_DEV_VARIABLES)
-def dev() -> None:
+def dev(workers: _WorkersOption = 1) -> None:
     """Zero set-up: home folder, vault key, migrations, first account, every face served; the delivery worker
     runs as a child process, restarted if it dies and stopped with this one."""
     from chatbox.local.serve import WorkerProcess, prepare_dev_home, serve
@@ -288,7 +334,8 @@ def dev() -> None:
             _print_first_key(issued, as_json=False)
         _echo(f"chatbox dev serving on {runtime.settings.public_url} (docs at {runtime.settings.public_url}/docs)")
         with WorkerProcess(["--dev"]), _live_host(runtime):
-            serve(runtime)
+            _hand_settings_to_workers(runtime.settings, dev=True)
+            serve(runtime, workers=workers, app_factory=_WORKER_APP)
 
 
 @app.command()

@@ -19,7 +19,7 @@ import uvicorn
 import uvicorn.config
 
 from chatbox.adapters.local_queue import LocalQueue
-from chatbox.adapters.prometheus_metrics import enable_multiprocess
+from chatbox.adapters.prometheus_metrics import enable_multiprocess, multiprocess_enabled
 from chatbox.asgi import create_app
 from chatbox.domain.redaction import RedactingFilter
 from chatbox.local.consumer import LocalConsumer
@@ -54,24 +54,39 @@ def uvicorn_log_config() -> dict[str, Any]:
     return config
 
 
-def serve(runtime: Runtime) -> None:
-    """Serve the app until SIGINT or SIGTERM; either unwinds normally, so a `with` around this cleans up."""
+def serve(runtime: Runtime, *, workers: int = 1, app_factory: str = "") -> None:
+    """Serve the app until SIGINT or SIGTERM; either unwinds normally, so a `with` around this cleans up.
+
+    With `workers` > 1, uvicorn runs that many processes on the one socket, each building its own runtime and
+    app by calling `app_factory` (an import string: `module:function`, read from the environment this process
+    passes on); this process supervises them (restarting one that dies) and keeps what must run once, such as
+    the live host. Their metrics go to the multiprocess folder, enabled here if the caller did not.
+    """
     settings = runtime.settings
     # uvicorn re-raises the signal it caught once it has shut down; with the default SIGTERM action that
     # would kill the process before the caller's cleanup (stopping the worker child) runs.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    options: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": settings.log_level.lower(),
+        "log_config": uvicorn_log_config(),
+        # A line per request costs about a twentieth of an ingest's CPU; metrics count requests anyway.
+        "access_log": access_log_enabled(settings.log_level),
+        "proxy_headers": True,
+    }
+    if workers > 1:
+        if not app_factory:
+            raise ValueError("several workers need an app factory to import")
+        if not multiprocess_enabled():
+            enable_multiprocess(settings.home / "metrics")
+        # A worker that misses uvicorn's health pings that long is killed and replaced; a spawned worker
+        # imports everything afresh, which on a busy machine takes longer than uvicorn's 5 s.
+        uvicorn.run(app_factory, factory=True, workers=workers, timeout_worker_healthcheck=30, **options)
+        return
     app = create_app(runtime)
     freeze_startup_objects()
-    uvicorn.run(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(),
-        # A line per request costs about a twentieth of an ingest's CPU; metrics count requests anyway.
-        access_log=access_log_enabled(settings.log_level),
-        proxy_headers=True,
-    )
+    uvicorn.run(app, **options)
 
 
 def freeze_startup_objects() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,20 @@ class DeliveryQueue(Protocol):
 
     def dead_letter(self, record: QueueRecord) -> None:
         """Move the record to the dead-letter queue and remove it from the work queue."""
+        ...
+
+
+@runtime_checkable
+class InDatabaseQueue(Protocol):
+    """A queue kept in the chatbox database's `queue_messages` table under the name `queue` (the local queue).
+
+    A single-statement accept (Postgres) writes the queue's row itself, then calls `wake`.
+    """
+
+    queue: str
+
+    def wake(self) -> None:
+        """Nudge a consumer waiting for new rows."""
         ...
 
 

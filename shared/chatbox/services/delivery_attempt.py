@@ -94,15 +94,19 @@ class Deliverer:
 
         Raises whatever the database raises: the caller keeps the record and retries it soon.
         """
+        # Writes take the write lock the accepts take (`Database.write_lock_for`), so the worker and the API
+        # queue for SQLite's writer instead of sleeping in its busy handler. Preparing writes only when it
+        # decides not to attempt; the lock is not held while it builds and signs the body.
         with self.db.session() as db:
             prepared = self._prepare(db, delivery_id, receive_count)
             if isinstance(prepared, Decision):
-                db.commit()
+                with Database.write_lock_for(db):
+                    db.commit()
                 return prepared
         started = time.perf_counter()
         result = self.client.post(prepared.url, prepared.body, prepared.headers)
         elapsed = time.perf_counter() - started
-        with self.db.session() as db:
+        with self.db.session() as db, Database.write_lock_for(db):
             decision = self._record(db, delivery_id, result)
             db.commit()
         # An attempt's outcome, not a DeliveryStatus: a failed attempt leaves the delivery pending.
@@ -115,7 +119,7 @@ class Deliverer:
         """Count a receive that returned these deliveries unattempted (behind their chat's earlier message)."""
         if not delivery_ids:
             return
-        with self.db.session() as db:
+        with self.db.session() as db, Database.write_lock_for(db):
             db.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(deferrals=Delivery.deferrals + 1))
             db.commit()
 

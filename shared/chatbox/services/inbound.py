@@ -24,6 +24,7 @@ from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, EventType, 
 from chatbox.ports import metrics
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, QueueError
 from chatbox.services.events import record_event
+from chatbox.services.inbound_postgres import accept_in_one_statement
 from chatbox.store.database import Database
 from chatbox.store.models import Chat, Connection, Delivery, Mailbox, Message, table_of
 from chatbox.store.types import utcnow
@@ -154,6 +155,8 @@ def accept_inbound(
     holds the write lock and commits; a copy of the message is found by a read first (a rollback would undo the
     batch), and what cannot finish inside the batch raises BatchConflictError.
     """
+    if db.get_bind().dialect.name == "postgresql":
+        return accept_in_one_statement(db, queue, connection_id, inbound, inbound_token=inbound_token)
     started = time.perf_counter()
     row = _read_target(db, connection_id) if commit else _read_target_in_batch(db, connection_id)
     if row is None or row.status != ConnectionStatus.active:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -18,6 +20,10 @@ from sqlalchemy.pool import NullPool
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+# Below the usual idle timeouts of proxies and load balancers in front of a server (RDS Proxy: 30 min).
+_RECYCLE_SECONDS = 600
 
 
 def normalize_url(url: str) -> str:
@@ -60,10 +66,53 @@ def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -
         return engine
     if pool_size == 0:
         return create_engine(url, poolclass=NullPool, hide_parameters=True)
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True)
+    # No ping per checkout (a round trip on every accept): connections are recycled before a server or
+    # proxy idle timeout would drop them, and one dropped anyway fails its statement, which makes the pool
+    # discard every connection it had (the accept then runs again: `services/inbound_postgres.py`).
+    return create_engine(
+        url,
+        pool_recycle=_RECYCLE_SECONDS,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        hide_parameters=True,
+    )
 
 
-_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+class SqliteWriteLock:
+    """One writer at a time on a SQLite database: across this process's threads (a thread lock) and across
+    processes (`flock` on `<database>.writer`, for `chatbox api --workers N` and the worker beside the API).
+
+    A writer waiting here is woken the moment the holder lets go; one colliding inside SQLite instead waits in
+    its busy handler, which sleeps in growing steps (up to 100 ms) while the lock may already be free.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._thread_lock = threading.Lock()
+        self._path = None if not database or database == ":memory:" else Path(f"{database}.writer")
+        self._fd: int | None = None
+
+    def __enter__(self) -> SqliteWriteLock:
+        self._thread_lock.acquire()
+        if self._path is None:
+            return self
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, SqliteWriteLock] = weakref.WeakKeyDictionary()
 _guard = threading.Lock()
 
 
@@ -71,7 +120,10 @@ def _write_lock(engine: Engine) -> AbstractContextManager[object]:
     if engine.dialect.name != "sqlite":
         return nullcontext()
     with _guard:
-        return _sqlite_write_locks.setdefault(engine, threading.Lock())
+        lock = _sqlite_write_locks.get(engine)
+        if lock is None:
+            lock = _sqlite_write_locks[engine] = SqliteWriteLock(engine.url.database)
+        return lock
 
 
 class Database:
@@ -99,9 +151,10 @@ class Database:
 
     @staticmethod
     def write_lock_for(db: Session) -> AbstractContextManager[object]:
-        """Serialize this process's write transactions on SQLite (a no-op elsewhere).
+        """Serialize write transactions on SQLite, of this process's threads and of other processes on the same
+        file (`SqliteWriteLock`; a no-op elsewhere).
 
-        SQLite has one writer at a time; threads that collide otherwise wait in its busy handler,
+        SQLite has one writer at a time; writers that collide otherwise wait in its busy handler,
         which sleeps in growing steps and leaves the lock idle meanwhile.
         """
         bind = db.get_bind()
