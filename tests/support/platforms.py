@@ -7,6 +7,7 @@ take scripted answers for rate limits. Slack webhooks are signed exactly as Slac
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import hmac
 import itertools
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -30,6 +32,8 @@ class ApiCall:
     method: str
     params: Json
     headers: dict[str, str]
+    # Files of a multipart/form-data request, by field: (filename, bytes, content type).
+    files: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -37,8 +41,9 @@ class Answer:
     """`body` is sent as JSON; a `str` body is sent as is, as text/html (a proxy's error page, say)."""
 
     status: int
-    body: Json | str
+    body: Json | str | bytes  # bytes: a file, sent as `content_type`
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/octet-stream"
 
 
 class _StandIn:
@@ -48,6 +53,7 @@ class _StandIn:
         self.calls: list[ApiCall] = []
         self.script: dict[str, list[Answer]] = {}
         self._lock = threading.Lock()
+        self._request = threading.local()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,16 +63,27 @@ class _StandIn:
                 raw = self.rfile.read(length) if length else b""
                 params: Json = dict(parse_qsl(url.query))
                 content_type = self.headers.get("content-type", "")
-                if raw and "json" in content_type:
+                files: dict[str, tuple[str, bytes, str]] = {}
+                if raw and content_type.startswith("multipart/form-data"):
+                    fields, files = parse_multipart(content_type, raw)
+                    params.update(fields)
+                elif raw and "json" in content_type:
                     params.update(json.loads(raw))
-                elif raw:
+                elif raw and content_type.startswith("application/x-www-form-urlencoded"):
                     params.update(dict(parse_qsl(raw.decode())))
+                elif raw:
+                    files["body"] = ("", raw, content_type)  # an upload of raw bytes (Slack's upload URL)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                stand_in._request.files = files
                 answer = stand_in._dispatch(url.path, params, headers)
-                as_text = isinstance(answer.body, str)
-                payload = answer.body.encode() if isinstance(answer.body, str) else json.dumps(answer.body).encode()
+                if isinstance(answer.body, bytes):
+                    payload, answer_type = answer.body, answer.content_type
+                elif isinstance(answer.body, str):
+                    payload, answer_type = answer.body.encode(), "text/html"
+                else:
+                    payload, answer_type = json.dumps(answer.body).encode(), "application/json"
                 self.send_response(answer.status)
-                self.send_header("content-type", "text/html" if as_text else "application/json")
+                self.send_header("content-type", answer_type)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(payload)))
@@ -85,6 +102,12 @@ class _StandIn:
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
         raise NotImplementedError
+
+    @property
+    def request_files(self) -> dict[str, tuple[str, bytes, str]]:
+        """The files of the request being dispatched on this thread (one handler thread per request)."""
+        files: dict[str, tuple[str, bytes, str]] = getattr(self._request, "files", {})
+        return files
 
     def _scripted(self, method: str) -> Answer | None:
         queue = self.script.get(method)
@@ -113,6 +136,7 @@ class TelegramBotApi(_StandIn):
         self.blocked_chats: set[str] = set()
         self.unknown_chats: set[str] = set()
         self.webhooks: dict[str, Json] = {}
+        self.stored_files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
         self.pending: dict[str, list[Json]] = {}
         self._message_ids = itertools.count(500)
         self._changed = threading.Condition(self._lock)
@@ -127,11 +151,27 @@ class TelegramBotApi(_StandIn):
         """The `offset` of every getUpdates call so far, in order (None when the call had none)."""
         return [call.params.get("offset") for call in self.calls_of("getUpdates")]
 
+    def add_file(self, file_id: str, data: bytes, file_path: str) -> None:
+        """A file the bots can getFile and download (as a photo or document sent to them would be)."""
+        self.stored_files[file_id] = (file_path, data)
+
+    def _download(self, path: str, headers: dict[str, str]) -> Answer:
+        """`GET /file/bot<token>/<file_path>`: Telegram serves the bytes as application/octet-stream."""
+        token, _, file_path = path.removeprefix("/file/bot").partition("/")
+        with self._lock:
+            self.calls.append(ApiCall("file", {"file_path": file_path}, headers))
+            found = [data for stored_path, data in self.stored_files.values() if stored_path == file_path]
+        if token not in self.tokens or not found:
+            return _telegram_error(404, "Not Found")
+        return Answer(200, found[0])
+
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
+        if path.startswith("/file/bot"):
+            return self._download(path, headers)
         _, _, rest = path.partition("/bot")
         token, _, method = rest.partition("/")
         with self._lock:
-            self.calls.append(ApiCall(method, params, headers))
+            self.calls.append(ApiCall(method, params, headers, self.request_files))
             bot = self.tokens.get(token)
             if bot is None:
                 return Answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
@@ -158,6 +198,10 @@ class TelegramBotApi(_StandIn):
                 return self._get_updates(token, params)
             if method == "sendMessage":
                 return self._send_message(bot, params)
+            if method == "getFile":
+                return self._get_file(params)
+            if method in ("sendPhoto", "sendDocument"):
+                return self._send_media(bot, method, params)
             return _telegram_error(404, "Not Found")
 
     def _get_updates(self, token: str, params: Json) -> Answer:
@@ -215,8 +259,76 @@ class TelegramBotApi(_StandIn):
             message["reply_to_message"] = {"message_id": reply["message_id"], "chat": chat, "date": 0, "text": "…"}
         return _ok(message)
 
+    def _get_file(self, params: Json) -> Answer:
+        stored = self.stored_files.get(str(params.get("file_id", "")))
+        if stored is None:
+            return _telegram_error(400, "Bad Request: invalid file_id")
+        path, data = stored
+        if len(data) > 20 * 1024 * 1024:
+            return _telegram_error(400, "Bad Request: file is too big")
+        file_id = str(params["file_id"])
+        return _ok(
+            {"file_id": file_id, "file_unique_id": f"U{file_id[-8:]}", "file_size": len(data), "file_path": path}
+        )
+
+    def _send_media(self, bot: Json, method: str, params: Json) -> Answer:
+        """sendPhoto / sendDocument with the file uploaded as multipart/form-data (a file_id or URL string is
+        also Telegram's, but chatbox always uploads)."""
+        field_name = "photo" if method == "sendPhoto" else "document"
+        upload = self.request_files.get(field_name)
+        if upload is None:
+            return _telegram_error(400, f"Bad Request: there is no {field_name} in the request")
+        filename, data, content_type = upload
+        limit = 10 * 1024 * 1024 if method == "sendPhoto" else 50 * 1024 * 1024
+        if len(data) > limit:
+            return _telegram_error(413, "Request Entity Too Large")
+        answer = self._send_message(bot, {**params, "text": params.get("caption") or "(file)"})
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            return answer
+        message = dict(answer.body["result"])
+        message.pop("text", None)
+        if params.get("caption"):
+            message["caption"] = params["caption"]
+        file_id = f"BQACAgIAAx{message['message_id']}"
+        self.stored_files[file_id] = (f"{field_name}s/file_{message['message_id']}", data)
+        if method == "sendPhoto":
+            message["photo"] = [
+                {"file_id": file_id + "_s", "file_unique_id": "s", "file_size": 100, "width": 90, "height": 90},
+                {"file_id": file_id, "file_unique_id": "l", "file_size": len(data), "width": 800, "height": 600},
+            ]
+        else:
+            message["document"] = {
+                "file_name": filename,
+                "mime_type": content_type,
+                "file_id": file_id,
+                "file_unique_id": "d",
+                "file_size": len(data),
+            }
+        return _ok(message)
+
     def sent_texts(self) -> list[str]:
         return [str(call.params["text"]) for call in self.calls_of("sendMessage")]
+
+
+def parse_multipart(content_type: str, raw: bytes) -> tuple[Json, dict[str, tuple[str, bytes, str]]]:
+    """A multipart/form-data body as (text fields, files by field name), parsed by the standard library's MIME
+    parser as a platform's server would read it."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"content-type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
+    fields: Json = {}
+    files: dict[str, tuple[str, bytes, str]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(payload, bytes):
+            raise ValueError("a multipart part without a name")
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = (filename, payload, part.get_content_type())
+        else:
+            fields[name] = payload.decode()
+    return fields, files
 
 
 def _ok(result: Any) -> Answer:

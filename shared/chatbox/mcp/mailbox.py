@@ -77,7 +77,7 @@ def served_tool(spec: ToolSpec, context: ToolContext) -> ServedTool:
             title=spec.title,
             read_only_hint=spec.read_only,
             destructive_hint=False,
-            open_world_hint=spec.platform is not None or spec.name == "send_message",
+            open_world_hint=spec.platform is not None or spec.name in ("send_message", "send_file", "read_attachment"),
         ),
     )
 
