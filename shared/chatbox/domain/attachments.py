@@ -110,3 +110,15 @@ def present_attachments(
     """A message's stored attachments as `present_attachment` shows each (links signed now)."""
     now = time.time()
     return [present_attachment(message_id, index, item, signer, now) for index, item in enumerate(stored)]
+
+
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The image type its first bytes name (PNG, JPEG, GIF, WebP), for platforms that serve every file as
+    application/octet-stream (Telegram's file downloads); None for anything else."""
+    for magic, mime in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    return "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None

@@ -14,7 +14,7 @@ import mcp_types as types
 from pydantic import Field, StringConstraints, model_validator
 
 from chatbox.adapters.file_download import download_file
-from chatbox.domain.attachments import AttachmentTooLargeError
+from chatbox.domain.attachments import AttachmentTooLargeError, sniff_image_type
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError
 
 # Imported by chatbox.mcp.tools inside Toolset, so these names resolve once tools is loaded.
@@ -25,8 +25,9 @@ from chatbox.services import attachments
 
 # Images an MCP client shows as an image block; any other file is an embedded resource.
 IMAGE_BLOCK_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-# The largest data_base64 accepted (about 64 MiB of file); platform limits are checked after decoding.
-MAX_BASE64_CHARS = 90 * 1024 * 1024
+# An MCP request carries at most 1 MiB (chatbox.web.middleware.MAX_BODY_BYTES), so data_base64 is for files up
+# to about 700 KB; larger ones go by url.
+MAX_BASE64_CHARS = 1_000_000
 
 AttachmentId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
@@ -45,7 +46,9 @@ class SendFileInput(_Input):
         default=None, description="A public http(s) URL chatbox downloads the file from (no redirects followed)."
     )
     data_base64: Annotated[str, StringConstraints(min_length=1, max_length=MAX_BASE64_CHARS)] | None = Field(
-        default=None, description="The file itself, base64-encoded (instead of url)."
+        default=None,
+        description="The file itself, base64-encoded (instead of url); for small files only (about 700 KB: an MCP "
+        "request carries at most 1 MiB), larger ones go by url.",
     )
     chat_id: ChatAddress | None = Field(default=None, description=CHAT_ID_HELP + " Default: the focal chat.")
     caption: Annotated[str, StringConstraints(max_length=attachments.MAX_CAPTION)] | None = Field(
@@ -89,7 +92,7 @@ def run_read_attachment(ctx: ToolContext, args: ReadAttachmentInput) -> ToolOutp
                 f"its url (GET {runtime.settings.public_url}/v1/attachments/{shown['id']} with this mailbox's MCP "
                 "token) serves it whole"
             ) from exc
-    mime = (fetched.mime_type or shown.get("mime_type") or "application/octet-stream").lower()
+    mime = (fetched.mime_type or shown.get("mime_type") or sniff_image_type(data) or "application/octet-stream").lower()
     encoded = base64.b64encode(data).decode()
     shown = {**shown, "size": len(data), "mime_type": mime}
     label = " ".join(str(p) for p in (shown["kind"], shown.get("name")) if p)
@@ -176,9 +179,9 @@ MEDIA_TOOLS: tuple[ToolSpec, ...] = (
         "send_file",
         "Send a file",
         "Send a file (an image, a document, ...) to the focal chat, or to chat_id, with an optional caption: pass "
-        "either url (public http(s); chatbox downloads it) or data_base64. Images go out as photos where the "
-        "platform shows them inline. Limits: Telegram 50 MB (photos 10 MB), Slack 1 GB, Discord 10 MB, Signal "
-        "100 MB, and chatbox's own limit; over it is a tool error before anything is sent. The file is recorded "
+        "either url (public http(s); chatbox downloads it) or data_base64 (small files). Images go out as photos "
+        "where the platform shows them inline. Limits: Telegram 50 MB (photos 10 MB), Slack 1 GB, Discord 10 MB, "
+        "Signal 100 MB, and chatbox's own limit; over it is a tool error before anything is sent. The file is recorded "
         "like a sent message.",
         SendFileInput,
         run_send_file,
