@@ -69,6 +69,8 @@ class _StandIn:
                     params.update(fields)
                 elif raw and "json" in content_type:
                     params.update(json.loads(raw))
+                elif raw and url.path.startswith("/upload/v1/"):
+                    files["body"] = ("", raw, content_type)  # Slack's upload URL takes the raw bytes
                 elif raw and content_type.startswith("application/x-www-form-urlencoded"):
                     params.update(dict(parse_qsl(raw.decode())))
                 elif raw:
@@ -385,8 +387,78 @@ class SlackWebApi(_StandIn):
             "U0ADA": {"id": "U0ADA", "name": "ada", "real_name": "Ada Lovelace", "profile": {"display_name": "ada"}}
         }
         self._ts = itertools.count(1)
+        self.files: dict[str, Json] = {}
+        self.file_bytes: dict[str, bytes] = {}
+        self.pending_uploads: dict[str, Json] = {}
+
+    def add_file(self, file_id: str, data: bytes, name: str, mimetype: str) -> None:
+        """A file in the workspace (as one shared in a channel), for files.info and its url_private_download."""
+        self.files[file_id] = {"id": file_id, "name": name, "mimetype": mimetype, "size": len(data), "shares": {}}
+        self.file_bytes[file_id] = data
+
+    def _file_object(self, file_id: str) -> Json:
+        file = dict(self.files[file_id])
+        file["url_private"] = f"{self.root}/files-pri/T0ACME-{file_id}/{file['name']}"
+        file["url_private_download"] = f"{self.root}/files-pri/T0ACME-{file_id}/download/{file['name']}"
+        return file
+
+    def _file_host(self, path: str, headers: dict[str, str]) -> Answer:
+        """files.slack.com: `POST /upload/v1/<file id>` takes an upload's bytes; `GET /files-pri/T-<file id>/…`
+        serves a file to its workspace's bearer token (anyone else is redirected to the login page, as Slack does)."""
+        with self._lock:
+            if path.startswith("/upload/v1/"):
+                file_id = path.removeprefix("/upload/v1/")
+                self.calls.append(ApiCall("upload", {"file_id": file_id}, headers, dict(self.request_files)))
+                if file_id not in self.pending_uploads:
+                    return Answer(404, "Not Found")
+                _, data = self.request_files.get("body", ("", b"", ""))[:2]
+                self.file_bytes[file_id] = data
+                return Answer(200, f"OK - {len(data)}")
+            file_id = path.removeprefix("/files-pri/T0ACME-").split("/", 1)[0]
+            self.calls.append(ApiCall("download", {"file_id": file_id}, headers))
+            if headers.get("authorization") != f"Bearer {self.token}":
+                return Answer(302, "", headers={"location": "https://acme.slack.com/?redir=%2Ffiles-pri"})
+            if file_id not in self.file_bytes:
+                return Answer(404, "Not Found")
+            return Answer(200, self.file_bytes[file_id], content_type=self.files[file_id]["mimetype"])
+
+    def _upload_url(self, params: Json) -> Answer:
+        if not params.get("filename") or not str(params.get("length", "")).isdigit():
+            return Answer(200, {"ok": False, "error": "invalid_arguments"})
+        file_id = f"F0UP{next(self._ts):05d}"
+        self.pending_uploads[file_id] = {"name": params["filename"], "length": int(params["length"])}
+        return Answer(200, {"ok": True, "upload_url": f"{self.root}/upload/v1/{file_id}", "file_id": file_id})
+
+    def _complete_upload(self, params: Json) -> Answer:
+        files = json.loads(params["files"]) if isinstance(params.get("files"), str) else params.get("files")
+        channel = str(params.get("channel_id", ""))
+        if channel not in self.channels:
+            return Answer(200, {"ok": False, "error": "channel_not_found"})
+        done = []
+        for item in files or []:
+            pending = self.pending_uploads.pop(item["id"], None)
+            data = self.file_bytes.get(item["id"])
+            if pending is None or data is None or len(data) != pending["length"]:
+                return Answer(200, {"ok": False, "error": "file_not_found"})
+            ts = f"{1764170000 + next(self._ts)}.000200"
+            share: Json = {"ts": ts, "channel_name": "general"}
+            if params.get("thread_ts"):
+                share["thread_ts"] = params["thread_ts"]
+            self.files[item["id"]] = {
+                "id": item["id"],
+                "name": pending["name"],
+                "title": item.get("title") or pending["name"],
+                "mimetype": "application/octet-stream",
+                "size": len(data),
+                "shares": {"public": {channel: [share]}},
+                "initial_comment": params.get("initial_comment"),
+            }
+            done.append({"id": item["id"], "title": item.get("title") or pending["name"]})
+        return Answer(200, {"ok": True, "files": done})
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
+        if path.startswith(("/upload/v1/", "/files-pri/")):
+            return self._file_host(path, headers)
         method = path.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
             self.calls.append(ApiCall(method, params, headers))
@@ -426,6 +498,14 @@ class SlackWebApi(_StandIn):
                 if params.get("thread_ts"):
                     message["thread_ts"] = params["thread_ts"]
                 return Answer(200, {"ok": True, "channel": channel, "ts": ts, "message": message})
+            if method == "files.info":
+                if str(params.get("file")) not in self.files:
+                    return Answer(200, {"ok": False, "error": "file_not_found"})
+                return Answer(200, {"ok": True, "file": self._file_object(str(params["file"]))})
+            if method == "files.getUploadURLExternal":
+                return self._upload_url(params)
+            if method == "files.completeUploadExternal":
+                return self._complete_upload(params)
             if method == "users.info":
                 user = self.users.get(str(params.get("user")))
                 return Answer(200, {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"})
