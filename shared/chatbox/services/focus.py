@@ -131,10 +131,10 @@ def _preview(message: Message | None) -> str | None:
 def _message_text(message: Message, *, with_ids: bool = False) -> str:
     parts = [message.text or ""]
     for index, attachment in enumerate(message.attachments):
-        shown = (attachment.get("kind", "file"), attachment.get("name"))
+        shown: tuple[Any, ...] = (attachment.get("kind", "file"), attachment.get("name"))
         if with_ids:  # read_attachment takes the id
-            shown = (normal_kind(attachment.get("kind"), attachment.get("mime_type")), attachment.get("name"))
-            shown += (attachment_id(message.id, index),)
+            kind = normal_kind(attachment.get("kind"), attachment.get("mime_type"))
+            shown = (kind, attachment.get("name"), attachment_id(message.id, index))
         label = " ".join(str(p) for p in shown if p)
         parts.append(f"[{label}]")
     if message.event_type != "message":
