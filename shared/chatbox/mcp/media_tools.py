@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import mcp_types as types
 from pydantic import Field, StringConstraints, model_validator
 
-from chatbox.adapters.file_download import download_file
 from chatbox.domain.attachments import AttachmentTooLargeError, sniff_image_type
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError
 
@@ -131,6 +130,9 @@ def run_send_file(ctx: ToolContext, args: SendFileInput) -> ToolOutput:
         data = _decoded(args.data_base64)
     else:
         assert args.url is not None  # the input model asks for one of the two
+        # httpx loads on the first download only: the MCP function's cold start does not pay for it.
+        from chatbox.adapters.file_download import download_file
+
         try:
             downloaded = download_file(args.url, runtime.address_policy, max_bytes=max_bytes)
         except AttachmentTooLargeError as exc:
