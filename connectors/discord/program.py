@@ -20,11 +20,13 @@ from typing import Any
 import aiohttp
 import discord
 
+from connectors.discord import media
 from connectors.discord.bridge import Bridge
 from connectors.discord.client import GatewayClient, point_at
 from connectors.discord.rest import DiscordRest
 from connectors.discord.send import send_message
 from connectors.discord.settings import DiscordSettings
+from connectors.relay.media import FileRequest, FileSent, MediaHandlers
 from connectors.relay.program import Relay
 from connectors.relay.server import SendRequest
 
@@ -125,7 +127,11 @@ async def serve(settings: DiscordSettings, stop: asyncio.Event) -> None:
                 details["chatbox"] = relay.inbox.last_error
             return connected, details
 
-        relay = Relay(settings, send=send, health=health)
+        async def send_file(request: FileRequest, data: bytes) -> FileSent:
+            return await media.send_file(rest, request, data)
+
+        handlers = MediaHandlers(send_file=send_file, open_attachment=media.open_attachment)
+        relay = Relay(settings, send=send, health=health, media=handlers)
         async with relay:
             bridge = Bridge(relay.inbox, rest)
             gateway = Gateway(token, bridge)

@@ -7,6 +7,7 @@ and so the send path never shares a rate-limit lock with the gateway's own reque
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -45,6 +46,19 @@ class DiscordRest:
         if not isinstance(data, dict):
             raise DiscordHttpError(502, None, "the answer to a send is not a message object")
         return data
+
+    async def create_message_with_file(
+        self, channel_id: str, payload: dict[str, Any], file: tuple[str, bytes, str]
+    ) -> dict[str, Any]:
+        """A message with one uploaded file: multipart `payload_json` + `files[0]` (Discord's upload format)."""
+        filename, data, content_type = file
+        form = aiohttp.FormData()
+        form.add_field("payload_json", json.dumps(payload), content_type="application/json")
+        form.add_field("files[0]", data, filename=filename, content_type=content_type)
+        answer = await self._request("POST", f"/channels/{channel_id}/messages", data=form)
+        if not isinstance(answer, dict):
+            raise DiscordHttpError(502, None, "the answer to an upload is not a message object")
+        return answer
 
     async def messages_after(self, channel_id: str, after: str, limit: int = 100) -> list[dict[str, Any]]:
         """Up to `limit` messages of the channel newer than `after`, oldest first."""

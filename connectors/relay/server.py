@@ -26,6 +26,8 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from connectors.relay.media import MediaHandlers, MediaRoutes
+
 log = logging.getLogger("connectors.relay.server")
 
 _REFUSAL_STATUSES = frozenset({400, 403, 404, 413, 422})
@@ -98,8 +100,12 @@ def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
 class SendServer:
     """Builds the aiohttp application; `in_flight` counts sends being handled (the runner drains them on stop)."""
 
-    def __init__(self, outbound_auth: str, send: SendHandler, health: HealthCheck) -> None:
+    def __init__(
+        self, outbound_auth: str, send: SendHandler, health: HealthCheck, *, media: MediaHandlers | None = None
+    ) -> None:
         self._expected = f"Bearer {outbound_auth}".encode()
+        # `POST /v1/files` and `GET /v1/attachments/{id}` (connectors.relay.media), for a program that has them.
+        self._media = MediaRoutes(media, self._authorized) if media is not None else None
         self._send = send
         self._health = health
         self.in_flight = 0
@@ -111,6 +117,8 @@ class SendServer:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/send", self.handle_send)
         app.router.add_get("/healthz", self.handle_health)
+        if self._media is not None:
+            self._media.add_to(app)
         return app
 
     def _authorized(self, request: web.Request) -> bool:

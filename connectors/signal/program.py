@@ -18,8 +18,10 @@ from typing import Any
 import aiohttp
 
 from connectors.relay.inbox import Inbox
+from connectors.relay.media import AttachmentBody, FileRequest, FileSent, MediaHandlers
 from connectors.relay.program import Relay
 from connectors.relay.server import SendRequest
+from connectors.signal import media
 from connectors.signal.rpc import SignalCli, SignalCliUnreachable
 from connectors.signal.send import send_message
 from connectors.signal.settings import SignalSettings
@@ -90,7 +92,14 @@ async def serve(settings: SignalSettings, stop: asyncio.Event) -> None:
                 details["chatbox"] = relay.inbox.last_error
             return ok, details
 
-        relay = Relay(settings, send=send, health=health)
+        async def send_file(request: FileRequest, data: bytes) -> FileSent:
+            return await media.send_file(cli, settings.signal_account, request, data)
+
+        async def open_attachment(attachment_id: str) -> AttachmentBody:
+            return await media.open_attachment(settings.signal_attachments_dir, attachment_id)
+
+        handlers = MediaHandlers(send_file=send_file, open_attachment=open_attachment)
+        relay = Relay(settings, send=send, health=health, media=handlers)
         async with relay:
             follower = asyncio.create_task(follow_events(cli, relay.inbox, stop), name="signal-events")
             await stop.wait()

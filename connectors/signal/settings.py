@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 
 from connectors.relay.settings import RelaySettings
@@ -10,6 +12,10 @@ from connectors.relay.settings import RelaySettings
 class SignalSettings(RelaySettings):
     signal_account: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="the account's number, +E164")
     signal_cli_url: str = Field(description="signal-cli's `daemon --http` address, e.g. http://127.0.0.1:7583")
+    # Where the daemon saves received attachments (`<--config>/attachments`), served by GET /v1/attachments/{id}.
+    signal_attachments_dir: Path = Field(
+        default=Path("/var/lib/signal-cli/attachments"), description="signal-cli's attachment store"
+    )
 
     @field_validator("signal_cli_url")
     @classmethod

@@ -26,10 +26,13 @@ def _check_program_input(config: Mapping[str, Any], _secrets: Mapping[str, str])
 
 
 def _program_env(ctx: ConnectionContext) -> dict[str, str]:
-    return {
+    env = {
         "SIGNAL_ACCOUNT": str(ctx.config.get("account", "")),
         "SIGNAL_CLI_URL": str(ctx.config.get("signal_cli_url", DEFAULT_SIGNAL_CLI_URL)),
     }
+    if isinstance(ctx.config.get("attachments_dir"), str):
+        env["SIGNAL_ATTACHMENTS_DIR"] = ctx.config["attachments_dir"]
+    return env
 
 
 SPEC = PlatformSpec(
@@ -47,6 +50,12 @@ SPEC = PlatformSpec(
         ),
         ConnectionField(
             "signal_cli_url", f"signal-cli's `daemon --http` address (default {DEFAULT_SIGNAL_CLI_URL})", False
+        ),
+        ConnectionField(
+            "attachments_dir",
+            "signal-cli's attachment store, `<its --config>/attachments` (default /var/lib/signal-cli/attachments), "
+            "read to serve inbound attachments when chatbox runs the program",
+            False,
         ),
         ConnectionField(OUTBOUND_URL, "the connector's send URL, e.g. http://signal-connector:8080/v1/send", False),
         ConnectionField(OUTBOUND_CREDENTIAL, "an mcp_proxy_auth credential chatbox presents to the connector", False),

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web import SlackResponse, WebClient
@@ -32,7 +33,9 @@ from chatbox.ports.ingest import (
     WebhookUnauthenticatedError,
 )
 from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
+from chatbox.ports.media import FetchedFile, FileRef, OutboundFile, SentFile, UploadLimit
 from chatbox.ports.probe import ProbeResult
+from connectors.slack import media
 from connectors.slack.spec import SlackMode, SlackSendOptions
 from connectors.slack.translate import (
     SlackIdentity,
@@ -186,6 +189,8 @@ class SlackConnector:
         self.clients = SlackClients(api_root, timeout)
         self.names = NameCache(self.clients)
         self.max_retry_wait = max_retry_wait
+        self._files_client: httpx.Client | None = None
+        self._files_lock = threading.Lock()
 
     # --- ingest -------------------------------------------------------------------------------
 
@@ -367,8 +372,42 @@ class SlackConnector:
                 ) from exc
         raise AssertionError("unreachable")
 
+    # --- media (chatbox.ports.media) ----------------------------------------------------------
+
+    def _token(self, ctx: ConnectionContext) -> str:
+        token = ctx.secrets.get(BOT_TOKEN)
+        if not token:
+            raise ConnectorUnavailableError(f"the slack connection {ctx.connection_id} has no bot_token")
+        return token
+
+    @property
+    def _files_http(self) -> httpx.Client:
+        """For Slack's file host only (built on first use); no redirects, no proxy from the environment."""
+        with self._files_lock:
+            if self._files_client is None:
+                self._files_client = httpx.Client(timeout=self.clients.timeout, follow_redirects=False, trust_env=False)
+            return self._files_client
+
+    def fetch_attachment(self, ctx: ConnectionContext, ref: FileRef, *, max_bytes: int) -> FetchedFile:
+        """files.info, then the file's private URL with the bot token (`connectors.slack.media`)."""
+        token = self._token(ctx)
+        return media.fetch_attachment(
+            self.clients.get(token), self._files_http, token, self.clients.api_root, ref, max_bytes
+        )
+
+    def upload_limit(self, ctx: ConnectionContext, mime_type: str) -> UploadLimit:  # noqa: ARG002
+        return media.upload_limit()
+
+    def send_file(self, ctx: ConnectionContext, file: OutboundFile) -> SentFile:
+        """The upload flow v2 into the channel (the thread of `reply_to`), with the caption as its comment."""
+        return media.send_file(self.clients.get(self._token(ctx)), file)
+
     def close(self) -> None:
         self.names.close()
+        with self._files_lock:
+            client, self._files_client = self._files_client, None
+        if client is not None:
+            client.close()
 
 
 def _error_code(response: SlackResponse) -> str:

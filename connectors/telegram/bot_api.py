@@ -92,6 +92,38 @@ class BotApiClient:
             ) from exc
         return _result_or_raise(method, response)
 
+    def call_multipart(
+        self, token: str, method: str, fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+    ) -> Any:
+        """`method` as `multipart/form-data` (how the Bot API takes an uploaded file): `fields` as form fields
+        (objects such as `reply_parameters` JSON-serialized), `files` as `{field: (filename, bytes, mime type)}`.
+        Raises as `call`."""
+        url = f"{self.api_root}/bot{TOKEN_PLACEHOLDER}/{method}"
+        try:
+            response = self._http().post(
+                url, data=dict(fields), files=dict(files), extensions={_TOKEN_EXTENSION: token}
+            )
+        except httpx.TimeoutException as exc:
+            raise ConnectorUnavailableError(f"Telegram did not answer {method} in time; try again later") from exc
+        except httpx.HTTPError as exc:
+            raise ConnectorUnavailableError(
+                f"Telegram cannot be reached ({type(exc).__name__} on {method}); try again later"
+            ) from exc
+        return _result_or_raise(method, response)
+
+    def open_file(self, token: str, file_path: str) -> httpx.Response:
+        """`GET {api_root}/file/bot{token}/{file_path}` (a getFile result's path), streamed: the caller reads
+        `iter_bytes()` and closes it. Raises ConnectorUnavailableError when Telegram cannot be reached."""
+        url = f"{self.api_root}/file/bot{TOKEN_PLACEHOLDER}/{quote(file_path, safe='/')}"
+        client = self._http()
+        try:
+            request = client.build_request("GET", url, extensions={_TOKEN_EXTENSION: token})
+            return client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise ConnectorUnavailableError(
+                f"Telegram cannot be reached ({type(exc).__name__} on a file download); try again later"
+            ) from exc
+
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._closed:

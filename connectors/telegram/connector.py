@@ -32,7 +32,9 @@ from chatbox.ports.ingest import (
     WebhookUnauthenticatedError,
 )
 from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
+from chatbox.ports.media import FetchedFile, FileRef, OutboundFile, SentFile, UploadLimit
 from chatbox.ports.probe import ProbeResult
+from connectors.telegram import media
 from connectors.telegram.bot_api import BotApiClient, BotApiError
 from connectors.telegram.spec import TelegramMode, TelegramSendOptions
 from connectors.telegram.translate import (
@@ -254,6 +256,29 @@ class TelegramConnector:
                     continue
                 raise _send_error(exc, chat) from exc
         raise AssertionError("unreachable")
+
+    # --- media (chatbox.ports.media) ----------------------------------------------------------
+
+    def fetch_attachment(self, ctx: ConnectionContext, ref: FileRef, *, max_bytes: int) -> FetchedFile:
+        """getFile, then the file download URL, streamed (see `connectors.telegram.media`)."""
+        token = media.require_token(ctx, ctx.secrets.get(BOT_TOKEN))
+        return media.fetch_attachment(self._api, token, ref, max_bytes=max_bytes)
+
+    def upload_limit(self, ctx: ConnectionContext, mime_type: str) -> UploadLimit:  # noqa: ARG002
+        return media.upload_limit(mime_type)
+
+    def send_file(self, ctx: ConnectionContext, file: OutboundFile) -> SentFile:
+        """sendPhoto or sendDocument (multipart), replying to `reply_to` like `send`; errors as `send`'s."""
+        token = media.require_token(ctx, ctx.secrets.get(BOT_TOKEN))
+        reply_id = reply_message_id(file.reply_to) if file.reply_to else None
+        try:
+            sent, method = media.send_file(self._api, token, file, reply_id)
+        except BotApiError as exc:
+            raise media.refused_file(exc) or _send_error(exc, file.chat_id) from exc
+        chat = sent.get("chat") if isinstance(sent, dict) else None
+        if not isinstance(chat, dict) or not _is_int(chat.get("id")) or not _is_int(sent.get("message_id")):
+            raise ConnectorUnavailableError(f"Telegram answered {method} without a message id; try again later")
+        return media.sent_file(sent, message_external_id(chat["id"], sent["message_id"]))
 
     def close(self) -> None:
         self._api.close()

@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatbox.domain.addresses import AddressPolicy, Resolver
+from chatbox.domain.attachments import LinkSigner
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
+from chatbox.services.attachments import link_signer
 from chatbox.services.connector_programs import PortPicker
 from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
 from chatbox.services.event_dispatch import EventDispatcher
@@ -66,6 +68,11 @@ class Runtime:
         return connector_address_policy(self.settings, self.resolve_host)
 
     @property
+    def attachment_links(self) -> LinkSigner:
+        """Signs the chatbox urls of attachments (webhook bodies, read_chat) and checks them (GET /v1/attachments)."""
+        return link_signer(self.settings, self.vault)
+
+    @property
     def deliverer(self) -> Deliverer:
         """The webhook deliverer, built on first use."""
         if self._deliverer is None:
@@ -79,6 +86,7 @@ class Runtime:
                     retry_base_seconds=settings.delivery_retry_base_seconds,
                     pause_after_failures=settings.pause_after_failures,
                 ),
+                links=self.attachment_links,
             )
         return self._deliverer
 

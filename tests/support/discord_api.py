@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 BOT_TOKEN = "MTMwMDAwMDAwMDAwMDAwMDAwMQ.GxYzAb.standin-bot-token-0123456789abcdefghij"
@@ -82,6 +82,7 @@ class RestCall:
     path: str
     headers: dict[str, str]
     body: Any = None
+    files: list[tuple[str, bytes, str]] = field(default_factory=list)  # uploads: (filename, bytes, content type)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class DiscordStandIn:
         self.script: list[Scripted] = []
         self.known_channels: set[str] | None = None  # None: every channel exists
         self.history: dict[str, list[Json]] = {}
+        self.cdn_files: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
         self.identifies: list[Json] = []
         self.resumes: list[Json] = []
         self.connections: list[dict[str, str]] = []
@@ -253,6 +255,7 @@ class DiscordStandIn:
         app.router.add_post("/api/v10/channels/{channel_id}/messages", self._create_message)
         app.router.add_get("/api/v10/channels/{channel_id}/messages", self._list_messages)
         app.router.add_get("/gateway", self._websocket)
+        app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}", self._cdn)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -297,12 +300,49 @@ class DiscordStandIn:
             return _unauthorized()
         return _json(APPLICATION)
 
+    async def _multipart_message(self, request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:
+        """Discord's upload format: a `payload_json` part and `files[n]` parts (read as Discord reads them)."""
+        body: Any = None
+        files: list[tuple[str, bytes, str]] = []
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "payload_json":
+                body = json.loads(await part.read())
+            elif part.name is not None and part.name.startswith("files["):
+                content_type = part.headers.get("Content-Type", "application/octet-stream")
+                files.append((part.filename or "", bytes(await part.read()), content_type))
+        return body, files
+
+    def cdn_url(self, channel_id: str, attachment_id: str, filename: str) -> str:
+        return f"http://127.0.0.1:{self.port}/attachments/{channel_id}/{attachment_id}/{filename}"
+
+    def add_cdn_file(self, channel_id: str, filename: str, data: bytes, content_type: str) -> str:
+        """A file on the CDN (as one a user attached), by its URL."""
+        url = self.cdn_url(channel_id, self.new_snowflake(), filename)
+        self.cdn_files[url.split(str(self.port), 1)[1]] = (data, content_type)
+        return url
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        """cdn.discordapp.com: an attachment's bytes, to anyone with the (signed) URL."""
+        self._record(request)
+        found = self.cdn_files.get(request.path)
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type)
+
     async def _create_message(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        files: list[tuple[str, bytes, str]] = []
+        if request.content_type.startswith("multipart/"):
+            body, files = await self._multipart_message(request)
+        else:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
         call = self._record(request, body)
+        call.files.extend(files)
         if not self._authorized(request):
             return _unauthorized()
         channel_id = request.match_info["channel_id"]
@@ -312,7 +352,11 @@ class DiscordStandIn:
             scripted = self.script.pop(0)
             return _json(scripted.body, status=scripted.status, headers=scripted.headers)
         content = body.get("content") if isinstance(body, dict) else None
-        if not isinstance(content, str) or not content:
+        if files and content is None:
+            content = ""
+        if sum(len(data) for _, data, _ in files) > 10 * 1024 * 1024:
+            return _json({"message": "Request entity too large", "code": 40005}, status=413)
+        if not isinstance(content, str) or (not content and not files):
             return _json({"message": "Cannot send an empty message", "code": 50006}, status=400)
         if len(content) > 2000:
             error = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}
@@ -324,6 +368,20 @@ class DiscordStandIn:
         reply_to = reference.get("message_id") if isinstance(reference, dict) else None
         message = self.message(channel_id, content, author=BOT_USER, reply_to=reply_to)
         message["flags"] = body.get("flags", 0) if isinstance(body, dict) else 0
+        for filename, data, content_type in files:
+            attachment_id = self.new_snowflake()
+            url = self.cdn_url(channel_id, attachment_id, filename)
+            self.cdn_files[url.split(str(self.port), 1)[1]] = (data, content_type)
+            message["attachments"].append(
+                {
+                    "id": attachment_id,
+                    "filename": filename,
+                    "size": len(data),
+                    "url": url,
+                    "proxy_url": url,
+                    "content_type": content_type,
+                }
+            )
         return _json(message)
 
     async def _list_messages(self, request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ take scripted answers for rate limits. Slack webhooks are signed exactly as Slac
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import hmac
 import itertools
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -30,6 +32,8 @@ class ApiCall:
     method: str
     params: Json
     headers: dict[str, str]
+    # Files of a multipart/form-data request, by field: (filename, bytes, content type).
+    files: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -37,8 +41,9 @@ class Answer:
     """`body` is sent as JSON; a `str` body is sent as is, as text/html (a proxy's error page, say)."""
 
     status: int
-    body: Json | str
+    body: Json | str | bytes  # bytes: a file, sent as `content_type`
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/octet-stream"
 
 
 class _StandIn:
@@ -48,6 +53,7 @@ class _StandIn:
         self.calls: list[ApiCall] = []
         self.script: dict[str, list[Answer]] = {}
         self._lock = threading.Lock()
+        self._request = threading.local()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,16 +63,29 @@ class _StandIn:
                 raw = self.rfile.read(length) if length else b""
                 params: Json = dict(parse_qsl(url.query))
                 content_type = self.headers.get("content-type", "")
-                if raw and "json" in content_type:
+                files: dict[str, tuple[str, bytes, str]] = {}
+                if raw and content_type.startswith("multipart/form-data"):
+                    fields, files = parse_multipart(content_type, raw)
+                    params.update(fields)
+                elif raw and "json" in content_type:
                     params.update(json.loads(raw))
-                elif raw:
+                elif raw and url.path.startswith("/upload/v1/"):
+                    files["body"] = ("", raw, content_type)  # Slack's upload URL takes the raw bytes
+                elif raw and content_type.startswith("application/x-www-form-urlencoded"):
                     params.update(dict(parse_qsl(raw.decode())))
+                elif raw:
+                    files["body"] = ("", raw, content_type)  # an upload of raw bytes (Slack's upload URL)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                stand_in._request.files = files
                 answer = stand_in._dispatch(url.path, params, headers)
-                as_text = isinstance(answer.body, str)
-                payload = answer.body.encode() if isinstance(answer.body, str) else json.dumps(answer.body).encode()
+                if isinstance(answer.body, bytes):
+                    payload, answer_type = answer.body, answer.content_type
+                elif isinstance(answer.body, str):
+                    payload, answer_type = answer.body.encode(), "text/html"
+                else:
+                    payload, answer_type = json.dumps(answer.body).encode(), "application/json"
                 self.send_response(answer.status)
-                self.send_header("content-type", "text/html" if as_text else "application/json")
+                self.send_header("content-type", answer_type)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(payload)))
@@ -85,6 +104,12 @@ class _StandIn:
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
         raise NotImplementedError
+
+    @property
+    def request_files(self) -> dict[str, tuple[str, bytes, str]]:
+        """The files of the request being dispatched on this thread (one handler thread per request)."""
+        files: dict[str, tuple[str, bytes, str]] = getattr(self._request, "files", {})
+        return files
 
     def _scripted(self, method: str) -> Answer | None:
         queue = self.script.get(method)
@@ -113,6 +138,7 @@ class TelegramBotApi(_StandIn):
         self.blocked_chats: set[str] = set()
         self.unknown_chats: set[str] = set()
         self.webhooks: dict[str, Json] = {}
+        self.stored_files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
         self.pending: dict[str, list[Json]] = {}
         self._message_ids = itertools.count(500)
         self._changed = threading.Condition(self._lock)
@@ -127,11 +153,27 @@ class TelegramBotApi(_StandIn):
         """The `offset` of every getUpdates call so far, in order (None when the call had none)."""
         return [call.params.get("offset") for call in self.calls_of("getUpdates")]
 
+    def add_file(self, file_id: str, data: bytes, file_path: str) -> None:
+        """A file the bots can getFile and download (as a photo or document sent to them would be)."""
+        self.stored_files[file_id] = (file_path, data)
+
+    def _download(self, path: str, headers: dict[str, str]) -> Answer:
+        """`GET /file/bot<token>/<file_path>`: Telegram serves the bytes as application/octet-stream."""
+        token, _, file_path = path.removeprefix("/file/bot").partition("/")
+        with self._lock:
+            self.calls.append(ApiCall("file", {"file_path": file_path}, headers))
+            found = [data for stored_path, data in self.stored_files.values() if stored_path == file_path]
+        if token not in self.tokens or not found:
+            return _telegram_error(404, "Not Found")
+        return Answer(200, found[0])
+
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
+        if path.startswith("/file/bot"):
+            return self._download(path, headers)
         _, _, rest = path.partition("/bot")
         token, _, method = rest.partition("/")
         with self._lock:
-            self.calls.append(ApiCall(method, params, headers))
+            self.calls.append(ApiCall(method, params, headers, self.request_files))
             bot = self.tokens.get(token)
             if bot is None:
                 return Answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
@@ -158,6 +200,10 @@ class TelegramBotApi(_StandIn):
                 return self._get_updates(token, params)
             if method == "sendMessage":
                 return self._send_message(bot, params)
+            if method == "getFile":
+                return self._get_file(params)
+            if method in ("sendPhoto", "sendDocument"):
+                return self._send_media(bot, method, params)
             return _telegram_error(404, "Not Found")
 
     def _get_updates(self, token: str, params: Json) -> Answer:
@@ -215,8 +261,76 @@ class TelegramBotApi(_StandIn):
             message["reply_to_message"] = {"message_id": reply["message_id"], "chat": chat, "date": 0, "text": "…"}
         return _ok(message)
 
+    def _get_file(self, params: Json) -> Answer:
+        stored = self.stored_files.get(str(params.get("file_id", "")))
+        if stored is None:
+            return _telegram_error(400, "Bad Request: invalid file_id")
+        path, data = stored
+        if len(data) > 20 * 1024 * 1024:
+            return _telegram_error(400, "Bad Request: file is too big")
+        file_id = str(params["file_id"])
+        return _ok(
+            {"file_id": file_id, "file_unique_id": f"U{file_id[-8:]}", "file_size": len(data), "file_path": path}
+        )
+
+    def _send_media(self, bot: Json, method: str, params: Json) -> Answer:
+        """sendPhoto / sendDocument with the file uploaded as multipart/form-data (a file_id or URL string is
+        also Telegram's, but chatbox always uploads)."""
+        field_name = "photo" if method == "sendPhoto" else "document"
+        upload = self.request_files.get(field_name)
+        if upload is None:
+            return _telegram_error(400, f"Bad Request: there is no {field_name} in the request")
+        filename, data, content_type = upload
+        limit = 10 * 1024 * 1024 if method == "sendPhoto" else 50 * 1024 * 1024
+        if len(data) > limit:
+            return _telegram_error(413, "Request Entity Too Large")
+        answer = self._send_message(bot, {**params, "text": params.get("caption") or "(file)"})
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            return answer
+        message = dict(answer.body["result"])
+        message.pop("text", None)
+        if params.get("caption"):
+            message["caption"] = params["caption"]
+        file_id = f"BQACAgIAAx{message['message_id']}"
+        self.stored_files[file_id] = (f"{field_name}s/file_{message['message_id']}", data)
+        if method == "sendPhoto":
+            message["photo"] = [
+                {"file_id": file_id + "_s", "file_unique_id": "s", "file_size": 100, "width": 90, "height": 90},
+                {"file_id": file_id, "file_unique_id": "l", "file_size": len(data), "width": 800, "height": 600},
+            ]
+        else:
+            message["document"] = {
+                "file_name": filename,
+                "mime_type": content_type,
+                "file_id": file_id,
+                "file_unique_id": "d",
+                "file_size": len(data),
+            }
+        return _ok(message)
+
     def sent_texts(self) -> list[str]:
         return [str(call.params["text"]) for call in self.calls_of("sendMessage")]
+
+
+def parse_multipart(content_type: str, raw: bytes) -> tuple[Json, dict[str, tuple[str, bytes, str]]]:
+    """A multipart/form-data body as (text fields, files by field name), parsed by the standard library's MIME
+    parser as a platform's server would read it."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"content-type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
+    fields: Json = {}
+    files: dict[str, tuple[str, bytes, str]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(payload, bytes):
+            raise ValueError("a multipart part without a name")
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = (filename, payload, part.get_content_type())
+        else:
+            fields[name] = payload.decode()
+    return fields, files
 
 
 def _ok(result: Any) -> Answer:
@@ -273,8 +387,78 @@ class SlackWebApi(_StandIn):
             "U0ADA": {"id": "U0ADA", "name": "ada", "real_name": "Ada Lovelace", "profile": {"display_name": "ada"}}
         }
         self._ts = itertools.count(1)
+        self.files: dict[str, Json] = {}
+        self.file_bytes: dict[str, bytes] = {}
+        self.pending_uploads: dict[str, Json] = {}
+
+    def add_file(self, file_id: str, data: bytes, name: str, mimetype: str) -> None:
+        """A file in the workspace (as one shared in a channel), for files.info and its url_private_download."""
+        self.files[file_id] = {"id": file_id, "name": name, "mimetype": mimetype, "size": len(data), "shares": {}}
+        self.file_bytes[file_id] = data
+
+    def _file_object(self, file_id: str) -> Json:
+        file = dict(self.files[file_id])
+        file["url_private"] = f"{self.root}/files-pri/T0ACME-{file_id}/{file['name']}"
+        file["url_private_download"] = f"{self.root}/files-pri/T0ACME-{file_id}/download/{file['name']}"
+        return file
+
+    def _file_host(self, path: str, headers: dict[str, str]) -> Answer:
+        """files.slack.com: `POST /upload/v1/<file id>` takes an upload's bytes; `GET /files-pri/T-<file id>/…`
+        serves a file to its workspace's bearer token (anyone else is redirected to the login page, as Slack does)."""
+        with self._lock:
+            if path.startswith("/upload/v1/"):
+                file_id = path.removeprefix("/upload/v1/")
+                self.calls.append(ApiCall("upload", {"file_id": file_id}, headers, dict(self.request_files)))
+                if file_id not in self.pending_uploads:
+                    return Answer(404, "Not Found")
+                _, data = self.request_files.get("body", ("", b"", ""))[:2]
+                self.file_bytes[file_id] = data
+                return Answer(200, f"OK - {len(data)}")
+            file_id = path.removeprefix("/files-pri/T0ACME-").split("/", 1)[0]
+            self.calls.append(ApiCall("download", {"file_id": file_id}, headers))
+            if headers.get("authorization") != f"Bearer {self.token}":
+                return Answer(302, "", headers={"location": "https://acme.slack.com/?redir=%2Ffiles-pri"})
+            if file_id not in self.file_bytes:
+                return Answer(404, "Not Found")
+            return Answer(200, self.file_bytes[file_id], content_type=self.files[file_id]["mimetype"])
+
+    def _upload_url(self, params: Json) -> Answer:
+        if not params.get("filename") or not str(params.get("length", "")).isdigit():
+            return Answer(200, {"ok": False, "error": "invalid_arguments"})
+        file_id = f"F0UP{next(self._ts):05d}"
+        self.pending_uploads[file_id] = {"name": params["filename"], "length": int(params["length"])}
+        return Answer(200, {"ok": True, "upload_url": f"{self.root}/upload/v1/{file_id}", "file_id": file_id})
+
+    def _complete_upload(self, params: Json) -> Answer:
+        files = json.loads(params["files"]) if isinstance(params.get("files"), str) else params.get("files")
+        channel = str(params.get("channel_id", ""))
+        if channel not in self.channels:
+            return Answer(200, {"ok": False, "error": "channel_not_found"})
+        done = []
+        for item in files or []:
+            pending = self.pending_uploads.pop(item["id"], None)
+            data = self.file_bytes.get(item["id"])
+            if pending is None or data is None or len(data) != pending["length"]:
+                return Answer(200, {"ok": False, "error": "file_not_found"})
+            ts = f"{1764170000 + next(self._ts)}.000200"
+            share: Json = {"ts": ts, "channel_name": "general"}
+            if params.get("thread_ts"):
+                share["thread_ts"] = params["thread_ts"]
+            self.files[item["id"]] = {
+                "id": item["id"],
+                "name": pending["name"],
+                "title": item.get("title") or pending["name"],
+                "mimetype": "application/octet-stream",
+                "size": len(data),
+                "shares": {"public": {channel: [share]}},
+                "initial_comment": params.get("initial_comment"),
+            }
+            done.append({"id": item["id"], "title": item.get("title") or pending["name"]})
+        return Answer(200, {"ok": True, "files": done})
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
+        if path.startswith(("/upload/v1/", "/files-pri/")):
+            return self._file_host(path, headers)
         method = path.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
             self.calls.append(ApiCall(method, params, headers))
@@ -314,6 +498,14 @@ class SlackWebApi(_StandIn):
                 if params.get("thread_ts"):
                     message["thread_ts"] = params["thread_ts"]
                 return Answer(200, {"ok": True, "channel": channel, "ts": ts, "message": message})
+            if method == "files.info":
+                if str(params.get("file")) not in self.files:
+                    return Answer(200, {"ok": False, "error": "file_not_found"})
+                return Answer(200, {"ok": True, "file": self._file_object(str(params["file"]))})
+            if method == "files.getUploadURLExternal":
+                return self._upload_url(params)
+            if method == "files.completeUploadExternal":
+                return self._complete_upload(params)
             if method == "users.info":
                 user = self.users.get(str(params.get("user")))
                 return Answer(200, {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import signal
 import sys
@@ -123,6 +124,12 @@ class SignalCliStandIn:
                 }
             )
         params = call.get("params") or {}
+        for attachment in params.get("attachments") or []:
+            # signal-cli takes a file path or an RFC 2397 data URI (`data:<type>;filename=<name>;base64,<data>`);
+            # the stand-in has no files, so only data URIs it can decode pass.
+            if not _decodes_as_data_uri(attachment):
+                error = {"code": -1, "message": f"Failed to send message: {attachment[:40]} (No such file)"}
+                return web.json_response({"jsonrpc": "2.0", "error": {**error, "data": None}, "id": call_id})
         with self._lock:
             self.sends.append(params)
             scripted = self.scripted.pop(0) if self.scripted else None
@@ -179,6 +186,24 @@ class SignalCliStandIn:
         finally:
             self._streams.pop(id(request), None)
         return response
+
+
+def _decodes_as_data_uri(value: object) -> bool:
+    if not isinstance(value, str) or not value.startswith("data:") or ";base64," not in value:
+        return False
+    try:
+        base64.b64decode(value.split(";base64,", 1)[1], validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+def decode_data_uri(value: str) -> tuple[str, str | None, bytes]:
+    """(MIME type, filename, bytes) of a data URI attachment as the stand-in received it."""
+    head, _, data = value.removeprefix("data:").partition(";base64,")
+    mime, *fields = head.split(";")
+    names = [f.removeprefix("filename=") for f in fields if f.startswith("filename=")]
+    return mime, names[0] if names else None, base64.b64decode(data)
 
 
 @contextmanager

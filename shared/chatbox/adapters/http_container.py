@@ -15,15 +15,17 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from chatbox.adapters.http_webhook import parse_retry_after
 from chatbox.adapters.outbound_http import build_outbound_client
-from chatbox.domain.addresses import AddressPolicy, check_url_statically
+from chatbox.domain.addresses import AddressPolicy, OperatorAllowlist, check_url_statically
+from chatbox.domain.attachments import AttachmentTooLargeError
 from chatbox.domain.errors import (
     ConnectorUnavailableError,
+    NotFoundError,
     PlatformRefusedError,
     RateLimitedError,
     TargetRefusedError,
@@ -37,7 +39,11 @@ from chatbox.ports.connector import (
     OutboundMessage,
     SentMessage,
 )
+from chatbox.ports.media import CHUNK_BYTES, FetchedFile, FileRef, OutboundFile, SentFile, UploadLimit, capped
 from chatbox.ports.probe import ProbeResult
+
+# What chatbox posts to a program at most (the relay toolkit's limit, `connectors/relay/media.py`).
+CONTAINER_FILE_LIMIT = 100 * 1024 * 1024
 
 
 class HttpContainerConnector:
@@ -52,6 +58,7 @@ class HttpContainerConnector:
         self.timeout = timeout
         self._client: httpx.Client | None = None
         self._managed_client: httpx.Client | None = None
+        self._cdn_client: httpx.Client | None = None
 
     @property
     def client(self) -> httpx.Client:
@@ -127,8 +134,125 @@ class HttpContainerConnector:
         detail = f"{health_url} answers {response.status_code}: {response.text[:200]}"
         return [ProbeResult(what, "fail", detail, "read the connector program's log")]
 
+    # --- media (chatbox.ports.media; CONTRACT.md "Media") ----------------------------------------
+
+    @property
+    def cdn_client(self) -> httpx.Client:
+        """For attachment URLs a program reported (a Discord CDN link): the webhook policy, without the operator's
+        connector allowlist, since the URL came from a platform message, not from the operator."""
+        if self._cdn_client is None:
+            self._cdn_client = build_outbound_client(self.cdn_client_policy, timeout=self.timeout)
+        return self._cdn_client
+
+    def _program(self, ctx: ConnectionContext, path: str) -> tuple[str, httpx.Client, dict[str, str]]:
+        """The program's URL for `path` (beside `/v1/send`), the client for it, and the contract's headers."""
+        url = ctx.config.get(OUTBOUND_URL)
+        if not isinstance(url, str) or not url:
+            raise ConnectorUnavailableError(
+                f"the {ctx.platform} connection {ctx.connection_id} has no config.{OUTBOUND_URL}; "
+                "the operator must set it to the connector's send URL"
+            )
+        managed = ctx.config.get(MANAGED_PROGRAM) is True
+        policy, client = (self.managed_policy, self.managed_client) if managed else (self.policy, self.client)
+        parts = urlsplit(url)
+        target = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        try:
+            check_url_statically(target, policy, field=f"config.{OUTBOUND_URL}")
+        except TargetRefusedError as exc:
+            raise _refused(ctx, exc) from exc
+        headers = {"user-agent": "chatbox-connector-client/1"}
+        token = ctx.secrets.get(OUTBOUND_AUTH_SECRET)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        return target, client, headers
+
+    def fetch_attachment(self, ctx: ConnectionContext, ref: FileRef, *, max_bytes: int) -> FetchedFile:
+        """The program's `GET /v1/attachments/{file_id}`, or, for an attachment the platform serves at a URL
+        (Discord's CDN), that URL under the address policy."""
+        if ref.file_id:
+            url, client, headers = self._program(ctx, f"/v1/attachments/{quote(ref.file_id, safe='')}")
+        elif ref.url:
+            url, client, headers = ref.url, self.cdn_client, {"user-agent": "chatbox-attachment-fetch/1"}
+            try:
+                check_url_statically(url, self.cdn_client_policy, field="attachment url")
+            except TargetRefusedError as exc:
+                raise ConnectorUnavailableError(f"the attachment's URL is refused: {exc.message}") from exc
+        else:
+            raise NotFoundError("this attachment has neither a file id nor a URL")
+        try:
+            response = client.send(client.build_request("GET", url, headers=headers), stream=True)
+        except TargetRefusedError as exc:
+            raise ConnectorUnavailableError(f"the attachment's URL is refused: {exc.message}") from exc
+        except httpx.HTTPError as exc:
+            raise ConnectorUnavailableError(
+                f"the {ctx.platform} attachment cannot be fetched ({type(exc).__name__}); try again later"
+            ) from exc
+        if response.status_code != 200:
+            response.read()
+            response.close()
+            if response.status_code in (403, 404, 410):
+                raise NotFoundError(f"{ctx.platform} no longer has this attachment (HTTP {response.status_code})")
+            raise ConnectorUnavailableError(
+                f"the {ctx.platform} attachment could not be fetched (HTTP {response.status_code}); try again later"
+            )
+        length = response.headers.get("content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
+        content_type = response.headers.get("content-type")
+        mime = content_type.split(";")[0].strip() if content_type else None
+        chunks = capped(response.iter_bytes(CHUNK_BYTES), max_bytes, f"the {ctx.platform} attachment")
+        return FetchedFile(chunks, None if mime == "application/octet-stream" else mime, declared, response.close)
+
+    @property
+    def cdn_client_policy(self) -> AddressPolicy:
+        return replace(self.policy, operator_allowlist=OperatorAllowlist())
+
+    def upload_limit(self, ctx: ConnectionContext, mime_type: str) -> UploadLimit:  # noqa: ARG002
+        """The program checks its platform's own limit (413 `too_large` before the platform is called); chatbox
+        caps what it posts with CHATBOX_ATTACHMENT_MAX_BYTES."""
+        return UploadLimit(CONTAINER_FILE_LIMIT, f" (its {ctx.platform} connector may take less)")
+
+    def send_file(self, ctx: ConnectionContext, file: OutboundFile) -> SentFile:
+        """`POST /v1/files` (multipart: `payload_json`, `file`) to the connection's program."""
+        url, client, headers = self._program(ctx, "/v1/files")
+        payload = {
+            "request_id": str(uuid.uuid4()),
+            "connection_id": ctx.connection_id,
+            "platform": ctx.platform,
+            "chat_id": file.chat_id,
+            "filename": file.filename,
+            "mime_type": file.mime_type,
+            "caption": file.caption,
+            "reply_to": file.reply_to,
+        }
+        try:
+            response = client.post(
+                url,
+                headers=headers,
+                data={"payload_json": json.dumps(payload)},
+                files={"file": (file.filename, file.data, file.mime_type)},
+            )
+        except TargetRefusedError as exc:
+            raise _refused(ctx, exc) from exc
+        except httpx.TimeoutException as exc:
+            raise ConnectorUnavailableError(f"the {ctx.platform} connector timed out; try again") from exc
+        except httpx.HTTPError as exc:
+            raise ConnectorUnavailableError(
+                f"the {ctx.platform} connector cannot be reached ({type(exc).__name__}); try again later"
+            ) from exc
+        if response.status_code == 413:
+            raise AttachmentTooLargeError(f"{ctx.platform} refused the file as too large: {_error_message(response)}")
+        if response.status_code in (404, 405):
+            raise ConnectorUnavailableError(
+                f"the {ctx.platform} connector does not take files (HTTP {response.status_code}); update it"
+            )
+        message_id = _message_id_or_raise(ctx.platform, response)
+        body = response.json()
+        file_id = body.get("file_id") if isinstance(body.get("file_id"), str) else None
+        sent_url = body.get("url") if isinstance(body.get("url"), str) else None
+        return SentFile(message_id, file_id=file_id, url=sent_url)
+
     def close(self) -> None:
-        for client in (self._client, self._managed_client):
+        for client in (self._client, self._managed_client, self._cdn_client):
             if client is not None:
                 client.close()
 

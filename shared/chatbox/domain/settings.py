@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     mcp_allowed_origins: str = ""
     mcp_recap_messages: int = Field(default=20, ge=0, le=100)
 
+    # Attachments (media both ways): the largest file chatbox relays from a platform or sends to one (never cached:
+    # streamed), how long a signed attachment link in a webhook body stays valid, and the largest attachment
+    # read_attachment returns inline (base64 in the MCP answer; larger ones: fetch the url).
+    attachment_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    attachment_link_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    mcp_attachment_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+
     # A platform's own settings (e.g. CHATBOX_TELEGRAM_API_URL) live on its spec's settings model.
 
     # Whether CHATBOX_PUBLIC_URL was given, rather than derived from api_host/api_port.

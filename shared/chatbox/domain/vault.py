@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -99,6 +100,11 @@ class Vault:
         opened = plaintext.decode()
         register_secret(opened)
         return opened
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for `purpose` (e.g. signing attachment links), derived from the current vault key: no second
+        secret to configure, and rotating the vault key retires every value signed with it."""
+        return hmac.new(self._keys[self.current_key_id], b"chatbox derived key: " + purpose.encode(), "sha256").digest()
 
     def needs_rotation(self, sealed: Sealed) -> bool:
         return sealed.key_id != self.current_key_id

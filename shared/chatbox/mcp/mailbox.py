@@ -61,7 +61,9 @@ def mailbox_instructions(identity: MailboxIdentity) -> str:
         "messages - and send_message(text) to answer in the focal chat (pass chat_id to send elsewhere without "
         "switching). read_chat pages through a chat's history without moving focus; get_focus tells you where "
         "you are. When a notification matters more than the current conversation, switch to that chat before "
-        "answering it.\n\n" + platform_line
+        "answering it.\n\n"
+        "Attachments arrive with an id (`att_…`): read_attachment(attachment_id) opens one (images as images); "
+        "send_file sends a file by url or base64.\n\n" + platform_line
     )
 
 
@@ -77,7 +79,7 @@ def served_tool(spec: ToolSpec, context: ToolContext) -> ServedTool:
             title=spec.title,
             read_only_hint=spec.read_only,
             destructive_hint=False,
-            open_world_hint=spec.platform is not None or spec.name == "send_message",
+            open_world_hint=spec.platform is not None or spec.name in ("send_message", "send_file", "read_attachment"),
         ),
     )
 

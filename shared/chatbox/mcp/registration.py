@@ -143,7 +143,9 @@ class ToolTable:
         except Exception:
             log.exception("tool %s crashed for %s", tool.name, self.caller)
             return tool_error(f"{tool.name} failed on chatbox's side (an internal error); try again shortly.")
-        return types.CallToolResult(content=[types.TextContent(text=answer.text)], structured_content=answer.structured)
+        blocks: list[types.ContentBlock] = [types.TextContent(text=answer.text)]
+        blocks += getattr(answer, "content", ())  # e.g. read_attachment's image or embedded resource
+        return types.CallToolResult(content=blocks, structured_content=answer.structured)
 
     def input_schema(self, name: str) -> dict[str, Any] | None:
         """The served tool's input schema (the SDK checks `Mcp-Param-*` headers against it), else None."""

@@ -75,6 +75,7 @@ class ToolContext:
 class ToolOutput:
     text: str
     structured: dict[str, Any]
+    content: tuple[Any, ...] = ()  # MCP content blocks after the text (read_attachment's image or resource)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class ToolSpec:
     run: Callable[[ToolContext, Any], ToolOutput]
     read_only: bool
     platform: str | None = None  # listed only when the mailbox has an active connection on it
+    # Listed only when one of the mailbox's platforms has it (e.g. media: `chatbox.mcp.media_tools.has_media`).
+    capability: Callable[[PlatformRegistry, str], bool] | None = None
 
     def input_schema(self) -> dict[str, Any]:
         schema = self.input_model.model_json_schema()
@@ -178,8 +181,9 @@ def run_get_focus(ctx: ToolContext, _args: GetFocusInput) -> ToolOutput:
 
 
 def run_read_chat(ctx: ToolContext, args: ReadChatInput) -> ToolOutput:
+    links = ctx.runtime.attachment_links
     with ctx.runtime.db.session() as db:
-        page = focus.read_chat(db, ctx.mailbox_id, args.chat_id, before=args.before, limit=args.limit)
+        page = focus.read_chat(db, ctx.mailbox_id, args.chat_id, before=args.before, limit=args.limit, links=links)
     text = f"{_chat_label(page.chat)}: {len(page.messages)} message(s), oldest first:\n{_lines(page.messages)}"
     if page.next_before:
         text += f"\nOlder messages exist: call read_chat with before={page.next_before}."
@@ -301,12 +305,20 @@ class Toolset:
     """The mailbox tools of one process: the common ones, and one send tool per registered platform."""
 
     def __init__(self, platforms: PlatformRegistry) -> None:
-        self.tools = COMMON_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs())
+        from chatbox.mcp.media_tools import MEDIA_TOOLS  # builds on this module's ToolSpec
+
+        self.platforms = platforms
+        self.tools = COMMON_TOOLS + MEDIA_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs())
         self.by_name = {tool.name: tool for tool in self.tools}
 
     def for_mailbox(self, platforms: frozenset[str]) -> list[ToolSpec]:
         """The tools a mailbox sees: the common ones, plus `<platform>_send` for each connected platform."""
-        return [tool for tool in self.tools if tool.platform is None or tool.platform in platforms]
+        return [
+            tool
+            for tool in self.tools
+            if (tool.platform is None or tool.platform in platforms)
+            and (tool.capability is None or any(tool.capability(self.platforms, p) for p in sorted(platforms)))
+        ]
 
     def get(self, name: str) -> ToolSpec | None:
         return self.by_name.get(name)

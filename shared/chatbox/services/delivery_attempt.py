@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from chatbox.domain.attachments import LinkSigner
 from chatbox.domain.errors import ChatboxError
 from chatbox.domain.schemas import DeliveryStatus, EventType, MailboxStatus
 from chatbox.domain.signing import decode_signing_secret, sign
@@ -80,8 +81,17 @@ class _Prepared:
 class Deliverer:
     """Delivers one delivery at a time; thread-safe (each call uses its own session)."""
 
-    def __init__(self, db: Database, vault: Vault, client: WebhookSender, policy: DeliveryPolicy) -> None:
+    def __init__(
+        self,
+        db: Database,
+        vault: Vault,
+        client: WebhookSender,
+        policy: DeliveryPolicy,
+        *,
+        links: LinkSigner | None = None,
+    ) -> None:
         self.db = db
+        self.links = links
         self.vault = vault
         self.client = client
         self.policy = policy
@@ -164,7 +174,9 @@ class Deliverer:
             _mark_dead(delivery, "message or chat missing")
             return Decision(Outcome.DEAD)
         try:
-            body = json.dumps(build_webhook_body(db, mailbox, chat, message, delivery), separators=(",", ":")).encode()
+            body = json.dumps(
+                build_webhook_body(db, mailbox, chat, message, delivery, links=self.links), separators=(",", ":")
+            ).encode()
             headers = self._headers(db, mailbox, delivery.id, body)
         except ChatboxError as exc:
             # A broken credential cannot fix itself by retrying quickly: count it as a failed attempt.

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from chatbox.domain.attachments import LinkSigner, attachment_id, normal_kind, present_attachments
 from chatbox.domain.errors import AuthenticationError, InvalidInputError, NotFoundError
 from chatbox.domain.ids import is_valid_id, token_matches
 from chatbox.domain.schemas import ConnectionStatus
@@ -53,6 +55,8 @@ class MessageView:
     text: str
     at: datetime
     reply_to: str | None
+    # As `chatbox.domain.attachments.present_attachments` shows them: id, kind, mime_type, size, name, url.
+    attachments: tuple[dict[str, Any], ...] = ()
 
     def line(self) -> str:
         """`[2026-11-26 16:20 UTC] Ada: hello` — the readable form used in recaps."""
@@ -124,10 +128,14 @@ def _preview(message: Message | None) -> str | None:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
-def _message_text(message: Message) -> str:
+def _message_text(message: Message, *, with_ids: bool = False) -> str:
     parts = [message.text or ""]
-    for attachment in message.attachments:
-        label = " ".join(str(p) for p in (attachment.get("kind", "file"), attachment.get("name")) if p)
+    for index, attachment in enumerate(message.attachments):
+        shown: tuple[Any, ...] = (attachment.get("kind", "file"), attachment.get("name"))
+        if with_ids:  # read_attachment takes the id
+            kind = normal_kind(attachment.get("kind"), attachment.get("mime_type"))
+            shown = (kind, attachment.get("name"), attachment_id(message.id, index))
+        label = " ".join(str(p) for p in shown if p)
         parts.append(f"[{label}]")
     if message.event_type != "message":
         parts.insert(0, f"({message.event_type})")
@@ -149,7 +157,7 @@ def _summary(chat: Chat, mailbox: Mailbox, last: Message | None) -> ChatSummary:
     )
 
 
-def _view(message: Message, mailbox: Mailbox) -> MessageView:
+def _view(message: Message, mailbox: Mailbox, links: LinkSigner | None = None) -> MessageView:
     if message.direction == "out":
         sender = f"you ({mailbox.name})"
     else:
@@ -159,9 +167,10 @@ def _view(message: Message, mailbox: Mailbox) -> MessageView:
         external_id=message.external_id,
         direction=message.direction,
         sender=sender,
-        text=_message_text(message),
+        text=_message_text(message, with_ids=True),
         at=message.sent_at or message.received_at,
         reply_to=message.reply_to_external_id,
+        attachments=tuple(present_attachments(message.id, message.attachments, links)),
     )
 
 
@@ -251,9 +260,17 @@ def switch_chat(
 
 
 def read_chat(
-    db: Session, mailbox_id: str, address: str, *, before: str | None = None, limit: int = DEFAULT_RECAP
+    db: Session,
+    mailbox_id: str,
+    address: str,
+    *,
+    before: str | None = None,
+    limit: int = DEFAULT_RECAP,
+    links: LinkSigner | None = None,
 ) -> ChatPage:
     """A page of a chat's history, oldest first, without moving focus or marking anything read.
+
+    `links` signs each attachment's chatbox url (none without it).
 
     `before` is a message id (`msg_…`, e.g. a page's `next_before`): only older messages are returned.
     """
@@ -266,7 +283,7 @@ def read_chat(
     messages, more = _recent(db, chat.id, limit, before)
     return ChatPage(
         chat=_summary(chat, mailbox, _last_message(db, chat.id)),
-        messages=[_view(m, mailbox) for m in messages],
+        messages=[_view(m, mailbox, links) for m in messages],
         next_before=messages[0].id if more and messages else None,
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chatbox.domain.attachments import LinkSigner, present_attachments
 from chatbox.domain.rendering import ChatLine, render, render_chat_list
 from chatbox.store.models import Chat, Delivery, Mailbox, Message
 
@@ -19,7 +20,7 @@ CHAT_LIST_LIMIT = 50
 
 
 def _attachment_line(attachment: dict[str, Any]) -> str:
-    label = " ".join(str(part) for part in (attachment.get("kind", "file"), attachment.get("name")) if part)
+    label = " ".join(str(part) for part in (attachment["kind"], attachment.get("name"), attachment["id"]) if part)
     return f"\n[{label}]"
 
 
@@ -43,12 +44,22 @@ def chat_lines(db: Session, mailbox: Mailbox) -> list[ChatLine]:
 
 
 def build_webhook_body(
-    db: Session, mailbox: Mailbox, chat: Chat, message: Message, delivery: Delivery
+    db: Session,
+    mailbox: Mailbox,
+    chat: Chat,
+    message: Message,
+    delivery: Delivery,
+    *,
+    links: LinkSigner | None = None,
 ) -> dict[str, Any]:
-    """The webhook JSON: type, delivery id, mailbox, chat, focal flag, rendered content, structured message."""
+    """The webhook JSON: type, delivery id, mailbox, chat, focal flag, rendered content, structured message.
+
+    `links` signs each attachment's chatbox url (`chatbox.domain.attachments`); without it attachments carry none.
+    """
     focal = mailbox.focal_chat_id == chat.id
     timestamp = message.sent_at or message.received_at
-    attachments = "".join(_attachment_line(a) for a in message.attachments)
+    shown_attachments = present_attachments(message.id, message.attachments, links)
+    attachments = "".join(_attachment_line(a) for a in shown_attachments)
     variables = {
         "TEXT": message.text or "",
         "SENDER_NAME": message.sender_name or message.sender_id or "someone",
@@ -88,7 +99,7 @@ def build_webhook_body(
         "sender_id": message.sender_id,
         "sender_name": message.sender_name,
         "text": message.text,
-        "attachments": message.attachments,
+        "attachments": shown_attachments,
         "reply_to_external_id": message.reply_to_external_id,
         "event_type": message.event_type,
         "sent_at": _iso(message.sent_at),

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from chatbox.web.routes import (
     api_keys,
+    attachments,
     connections,
     credentials,
     event_subscriptions,
@@ -24,6 +25,7 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     credentials.router,
     api_keys.router,
     event_subscriptions.router,
+    attachments.router,
     inbound.router,
     ingest.router,
 )

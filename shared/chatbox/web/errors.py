@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatbox.domain.attachments import AttachmentTooLargeError
 from chatbox.domain.errors import (
     AuthenticationError,
     ChatboxError,
@@ -22,6 +23,8 @@ from chatbox.domain.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    PlatformRefusedError,
+    RateLimitedError,
     ThrottledError,
     VaultError,
 )
@@ -42,6 +45,10 @@ STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
     VaultError: 503,
     # Creating a telegram/slack connection calls the platform (chatbox.ports.ingest.WebhookPlatform.provision).
     ConnectorUnavailableError: 502,
+    # Attachments (`GET /v1/attachments/{id}`) are fetched from the platform.
+    AttachmentTooLargeError: 413,
+    PlatformRefusedError: 502,
+    RateLimitedError: 502,
 }
 
 _HTTP_CODES = {
