@@ -23,7 +23,7 @@ import discord
 from connectors.discord.bridge import Bridge
 from connectors.discord.client import GatewayClient, point_at
 from connectors.discord.rest import DiscordRest
-from connectors.discord.send import send_message
+from connectors.discord.send import discord_actions, send_message
 from connectors.discord.settings import DiscordSettings
 from connectors.relay.program import Relay
 from connectors.relay.server import SendRequest
@@ -125,7 +125,7 @@ async def serve(settings: DiscordSettings, stop: asyncio.Event) -> None:
                 details["chatbox"] = relay.inbox.last_error
             return connected, details
 
-        relay = Relay(settings, send=send, health=health)
+        relay = Relay(settings, send=send, health=health, actions=discord_actions(rest))
         async with relay:
             bridge = Bridge(relay.inbox, rest)
             gateway = Gateway(token, bridge)

@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Self
 from aiohttp import web
 
 from connectors.relay.inbox import Inbox
-from connectors.relay.server import HealthCheck, SendHandler, SendServer
+from connectors.relay.server import ActionHandler, HealthCheck, SendHandler, SendServer
 from connectors.relay.settings import RelaySettings
 from connectors.relay.spool import Spool
 
@@ -82,11 +82,18 @@ class Relay:
         ```
     """
 
-    def __init__(self, settings: RelaySettings, *, send: SendHandler, health: HealthCheck) -> None:
+    def __init__(
+        self,
+        settings: RelaySettings,
+        *,
+        send: SendHandler,
+        health: HealthCheck,
+        actions: dict[str, ActionHandler] | None = None,
+    ) -> None:
         self.settings = settings
         self.spool = Spool(settings.connector_state_dir)
         self.inbox = Inbox(settings, self.spool)
-        self.server = SendServer(settings.chatbox_outbound_auth.get_secret_value(), send, health)
+        self.server = SendServer(settings.chatbox_outbound_auth.get_secret_value(), send, health, actions)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

@@ -21,7 +21,7 @@ from connectors.relay.inbox import Inbox
 from connectors.relay.program import Relay
 from connectors.relay.server import SendRequest
 from connectors.signal.rpc import SignalCli, SignalCliUnreachable
-from connectors.signal.send import send_message
+from connectors.signal.send import send_message, signal_actions
 from connectors.signal.settings import SignalSettings
 from connectors.signal.translate import translate_receive
 
@@ -90,7 +90,7 @@ async def serve(settings: SignalSettings, stop: asyncio.Event) -> None:
                 details["chatbox"] = relay.inbox.last_error
             return ok, details
 
-        relay = Relay(settings, send=send, health=health)
+        relay = Relay(settings, send=send, health=health, actions=signal_actions(cli, settings.signal_account))
         async with relay:
             follower = asyncio.create_task(follow_events(cli, relay.inbox, stop), name="signal-events")
             await stop.wait()

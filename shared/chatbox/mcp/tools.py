@@ -86,6 +86,7 @@ class ToolSpec:
     run: Callable[[ToolContext, Any], ToolOutput]
     read_only: bool
     platform: str | None = None  # listed only when the mailbox has an active connection on it
+    capability: str | None = None  # listed only when a platform of the mailbox offers it (`ports.message_actions`)
 
     def input_schema(self) -> dict[str, Any]:
         schema = self.input_model.model_json_schema()
@@ -301,12 +302,32 @@ class Toolset:
     """The mailbox tools of one process: the common ones, and one send tool per registered platform."""
 
     def __init__(self, platforms: PlatformRegistry) -> None:
-        self.tools = COMMON_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs())
+        from chatbox.mcp.action_tools import ACTION_TOOLS
+
+        self.tools = COMMON_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs()) + ACTION_TOOLS
         self.by_name = {tool.name: tool for tool in self.tools}
+        self.platforms = platforms
+        # Which actions each platform's connector offers, learned when a mailbox first needs it: building a
+        # connector loads its SDK, which a cold start should pay only for the platforms it serves.
+        self._actions: dict[str, frozenset[str]] = {}
+
+    def actions_of(self, platform: str) -> frozenset[str]:
+        from chatbox.mcp.action_tools import platform_actions
+
+        if platform not in self._actions:
+            self._actions[platform] = platform_actions(self.platforms, platform)
+        return self._actions[platform]
 
     def for_mailbox(self, platforms: frozenset[str]) -> list[ToolSpec]:
-        """The tools a mailbox sees: the common ones, plus `<platform>_send` for each connected platform."""
-        return [tool for tool in self.tools if tool.platform is None or tool.platform in platforms]
+        """The tools a mailbox sees: the common ones, `<platform>_send` for each connected platform, and each
+        action tool some connected platform offers."""
+        offered = {action for name in platforms if self.platforms.get(name) for action in self.actions_of(name)}
+        return [
+            tool
+            for tool in self.tools
+            if (tool.platform is None or tool.platform in platforms)
+            and (tool.capability is None or tool.capability in offered)
+        ]
 
     def get(self, name: str) -> ToolSpec | None:
         return self.by_name.get(name)

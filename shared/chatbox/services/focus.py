@@ -129,8 +129,13 @@ def _message_text(message: Message) -> str:
     for attachment in message.attachments:
         label = " ".join(str(p) for p in (attachment.get("kind", "file"), attachment.get("name")) if p)
         parts.append(f"[{label}]")
+    if message.edited_at is not None:
+        parts.append("(edited)")
+    if message.deleted_at is not None:
+        parts.insert(0, "(deleted)")
     if message.event_type != "message":
-        parts.insert(0, f"({message.event_type})")
+        concerns = f" of {message.target_external_id}" if message.target_external_id else ""
+        parts.insert(0, f"({message.event_type}{concerns})")
     return " ".join(p for p in parts if p)
 
 

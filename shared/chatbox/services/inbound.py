@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
@@ -185,6 +186,8 @@ def _store(
             "event_type": inbound.event_type,
             "sent_at": inbound.sent_at,
             "received_at": now,
+            "target_external_id": inbound.target_external_id,
+            "reaction": inbound.reaction.model_dump() if inbound.reaction is not None else None,
         },
     ).scalar_one_or_none()
     if inserted is None:
@@ -199,6 +202,7 @@ def _store(
         )
         return AcceptResult(message_id=existing or "", chat_id=address, duplicate=True), None
 
+    mark_target(db, chat_id, inbound, now)
     if chat_id == fresh_chat_id:
         record_event(
             db,
@@ -228,6 +232,23 @@ def _store(
     )
     db.commit()
     return AcceptResult(message_id=message_id, chat_id=address, duplicate=False), None if staged else job
+
+
+def mark_target(db: Session, chat_id: str, inbound: InboundMessage, now: datetime) -> None:
+    """An edit or a deletion also changes the message it names, so read_chat shows the text as it now reads
+    (or that it is gone); a target chatbox never stored (older than the connection) changes nothing."""
+    if inbound.target_external_id is None or inbound.event_type not in ("edit", "delete"):
+        return
+    values: dict[str, Any] = (
+        {"text": inbound.text, "edited_at": now} if inbound.event_type == "edit" else {"deleted_at": now}
+    )
+    if inbound.event_type == "edit" and inbound.attachments:
+        values["attachments"] = inbound.attachments_json()
+    db.execute(
+        update(Message)
+        .where(Message.chat_id == chat_id, Message.external_id == inbound.target_external_id)
+        .values(**values)
+    )
 
 
 def _send_after_commit(db: Session, queue: DeliveryQueue, job: DeliveryJob) -> None:
