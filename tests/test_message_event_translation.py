@@ -145,7 +145,12 @@ def test_a_program_written_before_the_new_fields_is_read_the_same_way() -> None:
         }
     )
     deletion = InboundMessage.model_validate(
-        {"external_chat_id": "c", "external_message_id": "m:delete", "reply_to_external_id": "m", "event_type": "delete"}
+        {
+            "external_chat_id": "c",
+            "external_message_id": "m:delete",
+            "reply_to_external_id": "m",
+            "event_type": "delete",
+        }
     )
 
     assert old_style.target_external_id == "m"
