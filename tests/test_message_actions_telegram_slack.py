@@ -219,6 +219,9 @@ def test_telegram_tools_reach_the_bot_api_and_read_chat_shows_the_result(
     assert deletion.params == {"chat_id": int(GROUP), "message_id": 500}
     [line] = [m["text"] for m in ok(page)["messages"] if m["id"] == ours]
     assert line == "(deleted) Shipped. (edited)"
+    names, instructions = listing(runtime, mailbox)
+    assert {"edit_message", "delete_message", "react", "typing"} <= set(names)
+    assert "telegram: all of them. Telegram tells bots nothing of deletions" in instructions
 
 
 def test_editing_or_deleting_someone_elses_message_is_a_tool_error_without_a_platform_call(
@@ -345,7 +348,7 @@ def test_slack_tools_reach_the_web_api_and_typing_is_not_offered(
     assert remove.params["name"] == "eyes"
     [delete] = slack_api.calls_of("chat.delete")
     assert delete.params == {"channel": "C0GENERAL", "ts": "1764170001.000100"}
-    assert typing.is_error
+    assert typing.is_error and "typing is not available" in text_of(typing)
     assert {"edit_message", "delete_message", "react"} <= set(names) and "typing" not in names
     assert "slack: no typing indicators" in instructions
 

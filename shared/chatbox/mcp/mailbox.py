@@ -95,6 +95,14 @@ def build_mailbox_server(runtime: Runtime, toolset: Toolset, identity: MailboxId
         for spec in toolset.tools
         if spec.platform is not None and spec.name not in offered
     }
+    unavailable.update(
+        {
+            spec.name: f"{spec.name} is not available: none of this mailbox's platforms "
+            f"({', '.join(sorted(identity.platforms)) or 'none connected'}) offers it through chatbox."
+            for spec in toolset.tools
+            if spec.capability is not None and spec.name not in offered
+        }
+    )
     table = ToolTable(
         [served_tool(spec, context) for spec in served], caller=f"mailbox {identity.id}", unavailable=unavailable
     )
