@@ -130,7 +130,7 @@ def test_platform_tools_are_listed_only_for_connected_platforms(
     assert [t.name for t in bare_tools] == COMMON_TOOLS
     # Signal's program offers every message action (the container contract), so its mailbox lists their tools.
     actions = ["edit_message", "delete_message", "react", "typing"]
-    assert [t.name for t in tools] == [*COMMON_TOOLS, "signal_send", "telegram_send", *actions]
+    assert [t.name for t in tools] == [*COMMON_TOOLS, *actions, "signal_send", "telegram_send"]
     by_name = {t.name: t for t in tools}
     assert by_name["send_message"].input_schema["required"] == ["text"]
     assert "chat_id" in by_name["switch_chat"].input_schema["required"]

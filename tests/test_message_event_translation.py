@@ -52,6 +52,15 @@ def test_telegram_reaction_taken_back_is_a_removal() -> None:
     assert reaction.text == "removed 👍"
 
 
+def test_a_bots_reaction_on_telegram_is_not_an_event() -> None:
+    update = load_payload("telegram", "message_reaction")
+    update["message_reaction"]["user"]["is_bot"] = True
+
+    outcome = update_to_outcome(update)
+
+    assert outcome.messages == () and outcome.ignored
+
+
 def test_telegram_is_asked_for_reactions() -> None:
     assert "message_reaction" in ALLOWED_UPDATES
 

@@ -128,12 +128,14 @@ def reaction_to_inbound(change: MessageReactionUpdated, *, update_id: int) -> In
     added, or when none was, the one taken back. None for a change with neither (a paid reaction)."""
     old = [e for e in (_emoji_of(r) for r in change.old_reaction) if e]
     new = [e for e in (_emoji_of(r) for r in change.new_reaction) if e]
-    added = [e for e in new if e not in old]
+    added = [e for e in new if e not in old]  # Telegram sends the whole list before and after the change
     removed = [e for e in old if e not in new]
     if not added and not removed:
         return None
     chat = change.chat
     actor = change.user
+    if actor is not None and actor.is_bot:
+        return None  # a bot's reaction (the agent's own included): two agents acknowledging each other never stop
     sender_id = str(actor.id) if actor is not None else (str(change.actor_chat.id) if change.actor_chat else None)
     sender_name: str | None
     if actor is not None:

@@ -304,7 +304,7 @@ class Toolset:
     def __init__(self, platforms: PlatformRegistry) -> None:
         from chatbox.mcp.action_tools import ACTION_TOOLS
 
-        self.tools = COMMON_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs()) + ACTION_TOOLS
+        self.tools = COMMON_TOOLS + ACTION_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs())
         self.by_name = {tool.name: tool for tool in self.tools}
         self.platforms = platforms
         # Which actions each platform's connector offers, learned when a mailbox first needs it: building a
