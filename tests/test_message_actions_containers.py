@@ -174,9 +174,10 @@ def test_signal_events_reach_the_agent_rendered(
     reacted, edited, deleted = (r.json() for r in requests[1:])
     assert reacted["content"] == 'Ada reacted ❤️ to your message "Lunch?".'
     assert reacted["message"]["target_message_id"] == ours["message_id"]
-    assert edited["content"].startswith("Ada edited Ada's message")
-    assert edited["content"].endswith("It now reads: hi, are you there? (edited)")
-    assert deleted["type"] == "delete" and deleted["content"].startswith("Ada deleted Ada's message")
+    original = load_payload("signal", "direct_text")["envelope"]["dataMessage"]["message"]
+    assert edited["content"] == f'Ada edited their message "{original}". It now reads: hi, are you there? (edited)'
+    assert deleted["type"] == "delete"
+    assert deleted["content"] == 'Ada deleted their message "hi, are you there? (edited)".'
 
 
 # --- Discord --------------------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ VARIABLES: dict[str, str] = {
     "MAILBOX_NAME": "the mailbox's name",
     "TARGET_MESSAGE_ID": "edit, delete, reaction: chatbox's id (`msg_…`) of the message concerned (empty if unknown)",
     "TARGET_EXTERNAL_ID": "edit, delete, reaction: the platform's id of the message concerned",
-    "TARGET_TEXT": "edit, delete, reaction: that message's text as chatbox stored it last, shortened (or empty)",
-    "TARGET": 'edit, delete, reaction: that message in words, e.g. `your message "see you at 5"`',
+    "TARGET_TEXT": "edit, delete, reaction: that message's text (for an edit: before it), shortened (or empty)",
+    "TARGET": 'edit, delete, reaction: that message in words, e.g. `your message "see you at 5"`, `their message`',
     "EMOJI": "reaction: the emoji (a platform's name for it on Slack, e.g. `:thumbsup:`)",
     "REACTION": "reaction: `reacted 👍 to` or `removed their 👍 reaction from`",
 }

@@ -170,6 +170,7 @@ def _store(
     ).scalar_one()
 
     message_id = new_id("message")
+    previous_text = _text_before_edit(db, chat_id, inbound)
     inserted = connection.execute(
         statements.insert_message,
         {
@@ -188,6 +189,7 @@ def _store(
             "received_at": now,
             "target_external_id": inbound.target_external_id,
             "reaction": inbound.reaction.model_dump() if inbound.reaction is not None else None,
+            "previous_text": previous_text,
         },
     ).scalar_one_or_none()
     if inserted is None:
@@ -232,6 +234,18 @@ def _store(
     )
     db.commit()
     return AcceptResult(message_id=message_id, chat_id=address, duplicate=False), None if staged else job
+
+
+def _text_before_edit(db: Session, chat_id: str, inbound: InboundMessage) -> str | None:
+    """What an edited message said before (kept on the edit event, so the agent reads what changed)."""
+    if inbound.event_type != "edit" or inbound.target_external_id is None:
+        return None
+    return db.scalar(
+        select(Message.text)
+        .where(Message.chat_id == chat_id, Message.external_id == inbound.target_external_id)
+        .order_by(Message.id)
+        .limit(1)
+    )
 
 
 def mark_target(db: Session, chat_id: str, inbound: InboundMessage, now: datetime) -> None:

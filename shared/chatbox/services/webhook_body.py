@@ -61,16 +61,19 @@ def _quote(text: str | None) -> str:
     return flat if len(flat) <= TARGET_QUOTE else flat[: TARGET_QUOTE - 1] + "…"
 
 
-def target_words(target: Message | None, external_id: str | None) -> str:
-    """The message an event concerns, as a model reads it best: whose it is and what it said."""
+def target_words(target: Message | None, event: Message) -> str:
+    """The message an event concerns, as a model reads it best: whose it is and what it said (for an edit, what it
+    said before)."""
     if target is None:
-        return f"message {external_id}" if external_id else "a message"
-    owner = (
-        "your message" if target.direction == "out" else f"{target.sender_name or target.sender_id or 'a'}'s message"
-    )
-    if owner == "a's message":
-        owner = "a message"
-    quoted = _quote(target.text)
+        return f"message {event.target_external_id}" if event.target_external_id else "a message"
+    author = target.sender_name or target.sender_id
+    if target.direction == "out":
+        owner = "your message"
+    elif target.sender_id is not None and target.sender_id == event.sender_id:
+        owner = "their message"
+    else:
+        owner = f"{author}'s message" if author else "a message"
+    quoted = _quote(event.previous_text if event.event_type == "edit" else target.text)
     return f'{owner} "{quoted}"' if quoted else owner
 
 
@@ -87,8 +90,10 @@ def event_variables(db: Session, chat: Chat, message: Message) -> tuple[dict[str
     variables = {
         "TARGET_MESSAGE_ID": target.id if target is not None else "",
         "TARGET_EXTERNAL_ID": message.target_external_id or "",
-        "TARGET_TEXT": _quote(target.text) if target is not None else "",
-        "TARGET": target_words(target, message.target_external_id),
+        "TARGET_TEXT": _quote(message.previous_text if message.event_type == "edit" else target.text)
+        if target is not None
+        else "",
+        "TARGET": target_words(target, message),
         "EMOJI": str((message.reaction or {}).get("emoji", "")),
         "REACTION": reaction_words(message.reaction),
     }

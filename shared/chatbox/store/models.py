@@ -178,6 +178,7 @@ class Message(Base):
     # An edit, delete or reaction event: the platform id of the message it concerns, and a reaction's emoji.
     target_external_id: Mapped[str | None] = mapped_column(String(255))
     reaction: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON, nullable=True)
+    previous_text: Mapped[str | None] = mapped_column(Text)  # an edit event: its target's text before it
     # Set on the message itself once an edit or a deletion of it arrived (or the agent made one).
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
