@@ -86,7 +86,7 @@ def test_app_mention_becomes_a_message_with_the_same_id_as_its_message_event() -
     assert mention.external_message_id == as_message.external_message_id == "C0GENERAL:1764170700.000400"
 
 
-@pytest.mark.parametrize("payload", ["bot_message", "own_message", "message_changed"])
+@pytest.mark.parametrize("payload", ["bot_message", "own_message"])
 def test_bots_own_and_non_content_messages_are_ignored(payload: str) -> None:
     outcome = envelope_to_outcome(load_payload("slack", payload), BOT)
 

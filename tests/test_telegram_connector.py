@@ -76,6 +76,7 @@ def test_provision_checks_the_token_and_sets_the_webhook_with_a_long_random_secr
         "edited_message",
         "channel_post",
         "edited_channel_post",
+        "message_reaction",
     ]
     assert provisioned.config == {
         "bot_id": TELEGRAM_BOT["id"],

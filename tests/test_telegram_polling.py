@@ -59,7 +59,13 @@ def test_queued_updates_reach_the_sink_once_and_the_offset_is_saved_after_them(a
     assert sink.saved == ["102", "103"]
     first = api.calls_of("getUpdates")[0].params
     assert "offset" not in first and first["timeout"] == 1
-    assert first["allowed_updates"] == ["message", "edited_message", "channel_post", "edited_channel_post"]
+    assert first["allowed_updates"] == [
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+        "message_reaction",
+    ]
     assert api.getupdates_offsets()[-1] == 103
 
 

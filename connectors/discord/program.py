@@ -24,7 +24,7 @@ from connectors.discord import media
 from connectors.discord.bridge import Bridge
 from connectors.discord.client import GatewayClient, point_at
 from connectors.discord.rest import DiscordRest
-from connectors.discord.send import send_message
+from connectors.discord.send import discord_actions, send_message
 from connectors.discord.settings import DiscordSettings
 from connectors.relay.media import FileRequest, FileSent, MediaHandlers
 from connectors.relay.program import Relay
@@ -131,7 +131,7 @@ async def serve(settings: DiscordSettings, stop: asyncio.Event) -> None:
             return await media.send_file(rest, request, data)
 
         handlers = MediaHandlers(send_file=send_file, open_attachment=media.open_attachment)
-        relay = Relay(settings, send=send, health=health, media=handlers)
+        relay = Relay(settings, send=send, health=health, media=handlers, actions=discord_actions(rest))
         async with relay:
             bridge = Bridge(relay.inbox, rest)
             gateway = Gateway(token, bridge)

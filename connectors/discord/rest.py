@@ -68,6 +68,10 @@ class DiscordRest:
         messages = [m for m in data if isinstance(m, dict) and str(m.get("id", "")).isdigit()]
         return sorted(messages, key=lambda m: int(m["id"]))
 
+    async def act(self, method: str, path: str, payload: dict[str, Any] | None = None) -> None:
+        """A call whose answer chatbox does not need (an edit, a delete, a reaction, typing: often 204)."""
+        await self._request(method, path, **({"json": payload} if payload is not None else {}))
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
         try:

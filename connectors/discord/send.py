@@ -17,9 +17,10 @@ import asyncio
 import logging
 import re
 from typing import Any
+from urllib.parse import quote
 
 from connectors.discord.rest import DiscordHttpError, DiscordRest, DiscordUnreachable
-from connectors.relay.server import PlatformDown, RateLimited, SendRefused, SendRequest
+from connectors.relay.server import ActionHandler, ActionRequest, PlatformDown, RateLimited, SendRefused, SendRequest
 
 log = logging.getLogger("connectors.discord.send")
 
@@ -150,3 +151,62 @@ def _contract_error(exc: DiscordHttpError) -> SendRefused | PlatformDown:
         }.get(exc.status, "")
         return SendRefused(exc.status, _REFUSALS[exc.status], detail + advice)
     return PlatformDown(f"{detail}; try again later")
+
+
+# --- message actions (CONTRACT.md, "Message actions") ------------------------------------------------------------
+
+
+def _ids(request: ActionRequest) -> tuple[str, str]:
+    """The channel and the message snowflake (an edit's or deletion's id names the same message)."""
+    message = (request.message_id or "").split(":", 1)[0]
+    if not _SNOWFLAKE.fullmatch(request.chat_id):
+        raise SendRefused(404, "unknown_chat", "a Discord chat id is a channel's snowflake (digits only)")
+    if request.message_id is not None and not _SNOWFLAKE.fullmatch(message):
+        raise SendRefused(422, "invalid_message_id", "a Discord message id is a snowflake (digits only)")
+    return request.chat_id, message
+
+
+def reaction_path(emoji: str) -> str:
+    """The emoji as Discord's reaction routes spell it: the character URL-encoded, or `name:id` for a custom one."""
+    return quote(emoji.strip().strip(":") if _CUSTOM_EMOJI.fullmatch(emoji.strip()) else emoji.strip(), safe=":")
+
+
+_CUSTOM_EMOJI = re.compile(r":?[A-Za-z0-9_~]{2,32}:\d{15,21}:?")
+
+
+async def _act(rest: DiscordRest, method: str, path: str, payload: dict[str, Any] | None = None) -> None:
+    try:
+        await rest.act(method, path, payload)
+    except DiscordHttpError as exc:
+        if exc.status == 429:
+            wait = exc.retry_after if exc.retry_after is not None else 1.0
+            raise RateLimited(wait, f"Discord is rate limiting this channel; wait {wait:.1f} s") from None
+        raise _contract_error(exc) from None
+    except DiscordUnreachable as exc:
+        raise PlatformDown(str(exc)) from None
+
+
+def discord_actions(rest: DiscordRest) -> dict[str, ActionHandler]:
+    """PATCH / DELETE a message, PUT / DELETE the bot's reaction (`@me`), POST typing."""
+
+    async def edit(request: ActionRequest) -> None:
+        channel, message = _ids(request)
+        text = request.text or ""
+        if _utf16_len(text) > MAX_MESSAGE_CHARS:
+            raise SendRefused(422, "too_long", f"an edited Discord message holds {MAX_MESSAGE_CHARS} characters")
+        await _act(rest, "PATCH", f"/channels/{channel}/messages/{message}", {"content": text})
+
+    async def delete(request: ActionRequest) -> None:
+        channel, message = _ids(request)
+        await _act(rest, "DELETE", f"/channels/{channel}/messages/{message}")
+
+    async def react(request: ActionRequest) -> None:
+        channel, message = _ids(request)
+        path = f"/channels/{channel}/messages/{message}/reactions/{reaction_path(request.emoji or '')}/@me"
+        await _act(rest, "DELETE" if request.remove else "PUT", path)
+
+    async def typing(request: ActionRequest) -> None:
+        channel, _ = _ids(request)
+        await _act(rest, "POST", f"/channels/{channel}/typing")
+
+    return {"edit": edit, "delete": delete, "react": react, "typing": typing}

@@ -126,6 +126,7 @@ def message_to_inbound(
             "reply_to_external_id": reply_to,
             "attachments": attachments,
             "event_type": "edit" if edit else "message",
+            "target_external_id": message_id if edit else None,
         }
     )
 
@@ -149,6 +150,7 @@ def deletion_to_inbound(data: Mapping[str, Any], *, channels: ChannelLookup | No
             "reply_to_external_id": message_id,
             "attachments": [],
             "event_type": "delete",
+            "target_external_id": message_id,
         }
     )
 
@@ -187,6 +189,8 @@ def reaction_to_inbound(
             "reply_to_external_id": message_id,
             "attachments": [],
             "event_type": "reaction",
+            "target_external_id": message_id,
+            "reaction": {"emoji": shown[:64], "removed": removed},
         }
     )
 

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from connectors.relay.inbox import Inbox
 from connectors.relay.media import MediaHandlers
-from connectors.relay.server import HealthCheck, SendHandler, SendServer
+from connectors.relay.server import ActionHandler, HealthCheck, SendHandler, SendServer
 from connectors.relay.settings import RelaySettings
 from connectors.relay.spool import Spool
 
@@ -90,11 +90,12 @@ class Relay:
         send: SendHandler,
         health: HealthCheck,
         media: MediaHandlers | None = None,
+        actions: dict[str, ActionHandler] | None = None,
     ) -> None:
         self.settings = settings
         self.spool = Spool(settings.connector_state_dir)
         self.inbox = Inbox(settings, self.spool)
-        self.server = SendServer(settings.chatbox_outbound_auth.get_secret_value(), send, health, media=media)
+        self.server = SendServer(settings.chatbox_outbound_auth.get_secret_value(), send, health, actions, media=media)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

@@ -51,6 +51,31 @@ class SendRequest(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ActionRequest(BaseModel):
+    """The body chatbox posts to `/v1/edit`, `/v1/delete`, `/v1/react`, `/v1/typing` (CONTRACT.md, "Message
+    actions"): the chat, the message acted on (all but typing), and the action's own fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    request_id: Id
+    connection_id: Id
+    platform: Id
+    chat_id: Id
+    message_id: Id | None = None
+    text: Annotated[str, StringConstraints(min_length=1, max_length=65_536)] | None = None
+    emoji: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    remove: bool = False
+
+
+# The action paths, and the field each needs beyond chat_id.
+ACTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "edit": ("message_id", "text"),
+    "delete": ("message_id",),
+    "react": ("message_id", "emoji"),
+    "typing": (),
+}
+
+
 class SendError(Exception):
     """Base of what a send handler raises; never raise it directly."""
 
@@ -90,6 +115,7 @@ class PlatformDown(SendError):
 
 
 SendHandler = Callable[[SendRequest], Awaitable[str]]
+ActionHandler = Callable[[ActionRequest], Awaitable[None]]
 HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
 
@@ -101,13 +127,20 @@ class SendServer:
     """Builds the aiohttp application; `in_flight` counts sends being handled (the runner drains them on stop)."""
 
     def __init__(
-        self, outbound_auth: str, send: SendHandler, health: HealthCheck, *, media: MediaHandlers | None = None
+        self,
+        outbound_auth: str,
+        send: SendHandler,
+        health: HealthCheck,
+        actions: dict[str, ActionHandler] | None = None,
+        *,
+        media: MediaHandlers | None = None,
     ) -> None:
         self._expected = f"Bearer {outbound_auth}".encode()
         # `POST /v1/files` and `GET /v1/attachments/{id}` (connectors.relay.media), for a program that has them.
         self._media = MediaRoutes(media, self._authorized) if media is not None else None
         self._send = send
         self._health = health
+        self._actions = dict(actions or {})
         self.in_flight = 0
         # chatbox never retries a send by itself, but an accidental duplicate (same request_id) gets the first answer.
         self._sent: OrderedDict[str, str] = OrderedDict()
@@ -119,6 +152,8 @@ class SendServer:
         app.router.add_get("/healthz", self.handle_health)
         if self._media is not None:
             self._media.add_to(app)
+        for action in self._actions:
+            app.router.add_post(f"/v1/{action}", self.handle_action)
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -161,6 +196,46 @@ class SendServer:
             self.in_flight -= 1
         log.info("sent", extra={"request_id": send.request_id, "message_id": message_id})
         return web.json_response({"message_id": message_id})
+
+    async def handle_action(self, request: web.Request) -> web.Response:
+        """`POST /v1/{edit,delete,react,typing}`: 200 `{"ok": true}`, or the errors `/v1/send` answers."""
+        action = request.path.rsplit("/", 1)[-1]
+        if not self._authorized(request):
+            return _error(
+                401, "unauthorized", "wrong or missing bearer token (the connection's outbound_credential_id)"
+            )
+        try:
+            payload = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        except (ValueError, RecursionError):
+            return _error(400, "invalid_json", "the body is not JSON")
+        try:
+            act = ActionRequest.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            return _error(422, "invalid_request", f"{where}: {first['msg']}")
+        missing = [name for name in ACTION_FIELDS[action] if getattr(act, name) is None]
+        if missing:
+            return _error(422, "invalid_request", f"{action} needs {', '.join(missing)}")
+        self.in_flight += 1
+        try:
+            await self._actions[action](act)
+        except SendError as exc:
+            log.warning("action failed", extra={"request_id": act.request_id, "status": exc.status, "code": exc.code})
+            if isinstance(exc, RateLimited):
+                response = _error(429, exc.code, exc.message, retry_after=exc.retry_after)
+                response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+                return response
+            return _error(exc.status, exc.code, exc.message)
+        except Exception:
+            log.exception("action handler crashed", extra={"request_id": act.request_id})
+            return _error(502, "connector_error", f"the connector failed to {action}; see its logs")
+        finally:
+            self.in_flight -= 1
+        log.info("action done", extra={"request_id": act.request_id, "action": action})
+        return web.json_response({"ok": True})
 
     async def _send_once(self, send: SendRequest) -> str:
         if (known := self._sent.get(send.request_id)) is not None:

@@ -23,7 +23,7 @@ from connectors.relay.program import Relay
 from connectors.relay.server import SendRequest
 from connectors.signal import media
 from connectors.signal.rpc import SignalCli, SignalCliUnreachable
-from connectors.signal.send import send_message
+from connectors.signal.send import send_message, signal_actions
 from connectors.signal.settings import SignalSettings
 from connectors.signal.translate import translate_receive
 
@@ -99,7 +99,13 @@ async def serve(settings: SignalSettings, stop: asyncio.Event) -> None:
             return await media.open_attachment(settings.signal_attachments_dir, attachment_id)
 
         handlers = MediaHandlers(send_file=send_file, open_attachment=open_attachment)
-        relay = Relay(settings, send=send, health=health, media=handlers)
+        relay = Relay(
+            settings,
+            send=send,
+            health=health,
+            media=handlers,
+            actions=signal_actions(cli, settings.signal_account),
+        )
         async with relay:
             follower = asyncio.create_task(follow_events(cli, relay.inbox, stop), name="signal-events")
             await stop.wait()

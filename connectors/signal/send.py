@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from connectors.relay.server import PlatformDown, RateLimited, SendRefused, SendRequest
+from connectors.relay.server import ActionHandler, ActionRequest, PlatformDown, RateLimited, SendRefused, SendRequest
 from connectors.signal.rpc import RpcError, SignalCli, SignalCliUnreachable
 from connectors.signal.translate import message_key, parse_message_key
 
@@ -115,3 +115,66 @@ def _refusal(error: RpcError) -> Exception:
     if error.code in (USER_ERROR, INVALID_REQUEST, INVALID_PARAMS):
         return SendRefused(400, "signal_refused", message)
     return PlatformDown(f"signal-cli failed to send (error {error.code}): {message}")
+
+
+# --- message actions (CONTRACT.md, "Message actions") ------------------------------------------------------------
+
+
+def _chat_params(chat_id: str) -> dict[str, Any]:
+    return {"recipient": [chat_id]} if is_direct_chat(chat_id) else {"groupId": chat_id}
+
+
+def _target(request: ActionRequest, *, own: str | None = None) -> tuple[str, int]:
+    """The author and timestamp of the message acted on; `own` (our account) when only our messages qualify."""
+    parsed = parse_message_key(request.message_id or "")
+    if parsed is None:
+        raise SendRefused(422, "invalid_message_id", "message_id must be a message id: <author>:<timestamp>")
+    author, timestamp = parsed
+    if author is None:
+        author = own or (request.chat_id if is_direct_chat(request.chat_id) else None)
+    if author is None:
+        raise SendRefused(422, "invalid_message_id", "in a group, message_id must be <author>:<timestamp>")
+    if own is not None and author != own:
+        raise SendRefused(403, "not_own_message", "only this account's own messages can be edited or deleted")
+    return author, timestamp
+
+
+async def _call(cli: SignalCli, method: str, params: dict[str, Any]) -> Any:
+    try:
+        result = await cli.call(method, params)
+    except SignalCliUnreachable as exc:
+        raise PlatformDown(str(exc)) from None
+    except RpcError as exc:
+        raise _refusal(exc) from None
+    if isinstance(result, dict):
+        _check_results(result.get("results"))
+    return result
+
+
+def signal_actions(cli: SignalCli, account: str) -> dict[str, ActionHandler]:
+    """signal-cli's JSON-RPC for each action: `send` with `editTimestamp`, `remoteDelete`, `sendReaction`,
+    `sendTyping`."""
+
+    async def edit(request: ActionRequest) -> None:
+        _, timestamp = _target(request, own=account)
+        await _call(cli, "send", {**_chat_params(request.chat_id), "message": request.text, "editTimestamp": timestamp})
+
+    async def delete(request: ActionRequest) -> None:
+        _, timestamp = _target(request, own=account)
+        await _call(cli, "remoteDelete", {**_chat_params(request.chat_id), "targetTimestamp": timestamp})
+
+    async def react(request: ActionRequest) -> None:
+        author, timestamp = _target(request)
+        params = {
+            **_chat_params(request.chat_id),
+            "emoji": request.emoji,
+            "targetAuthor": author,
+            "targetTimestamp": timestamp,
+            "remove": request.remove,
+        }
+        await _call(cli, "sendReaction", params)
+
+    async def typing(request: ActionRequest) -> None:
+        await _call(cli, "sendTyping", _chat_params(request.chat_id))
+
+    return {"edit": edit, "delete": delete, "react": react, "typing": typing}

@@ -8,9 +8,10 @@ other party's number (or uuid); a group is `groupInfo.groupId` (base64).
 
 Handled: data messages (text, attachments, quotes → `reply_to_external_id`, mentions written as
 `@number`), reactions (`event_type` "reaction", the emoji as text; a removal reads "removed <emoji>"),
-edits (`event_type` "edit", replying to the edited message). Ignored (None): our own messages sent
-from a linked device (`syncMessage`), receipts, typing, stories, calls, group updates and anything
-without text or a file.
+edits (`event_type` "edit", replying to the edited message), remote deletions (`event_type` "delete");
+each names the message concerned in `target_external_id` too; a reaction carries `reaction` {emoji, removed}.
+Ignored (None): our own messages sent from a linked device (`syncMessage`), receipts, typing, stories, calls,
+group updates and anything without text or a file.
 """
 
 from __future__ import annotations
@@ -140,15 +141,26 @@ def translate_envelope(envelope: Any) -> dict[str, Any] | None:
         "sent_at": _sent_at(timestamp),
         **_chat(envelope, data, sender),
     }
+    deleted = data.get("remoteDelete")
+    if isinstance(deleted, dict) and isinstance(deleted.get("timestamp"), int):
+        # Only the author can delete a message for everyone, so the target is the sender's own.
+        target = message_key(sender, deleted["timestamp"])
+        message["event_type"] = "delete"
+        message["target_external_id"] = target
+        message["reply_to_external_id"] = target
+        return _compact(message)
     reaction = data.get("reaction")
     if isinstance(reaction, dict):
         target_author = _author(reaction.get("targetAuthorNumber"), reaction.get("targetAuthorUuid"))
         target = reaction.get("targetSentTimestamp")
-        emoji = reaction.get("emoji") if isinstance(reaction.get("emoji"), str) and reaction["emoji"] else "?"
+        raw_emoji = reaction.get("emoji")
+        emoji: str = raw_emoji if isinstance(raw_emoji, str) and raw_emoji else "?"
         message["event_type"] = "reaction"
         message["text"] = f"removed {emoji}" if reaction.get("isRemove") else emoji
+        message["reaction"] = {"emoji": emoji[:64], "removed": bool(reaction.get("isRemove"))}
         if target_author is not None and isinstance(target, int):
             message["reply_to_external_id"] = message_key(target_author, target)
+            message["target_external_id"] = message["reply_to_external_id"]
         return _compact(message)
 
     text = data.get("message") if isinstance(data.get("message"), str) else None
@@ -159,14 +171,15 @@ def translate_envelope(envelope: Any) -> dict[str, Any] | None:
         sticker = data.get("sticker")
         if not isinstance(sticker, dict):
             return None
-        emoji = sticker.get("emoji") if isinstance(sticker.get("emoji"), str) else ""
-        text = f"[sticker {emoji}]".replace(" ]", "]")
+        sticker_emoji = sticker.get("emoji") if isinstance(sticker.get("emoji"), str) else ""
+        text = f"[sticker {sticker_emoji}]".replace(" ]", "]")
     message["text"] = text or None
     message["attachments"] = attachments
     message["event_type"] = event_type
     quote = data.get("quote")
     if replaces is not None:
         message["reply_to_external_id"] = replaces
+        message["target_external_id"] = replaces
     elif isinstance(quote, dict) and isinstance(quote.get("id"), int):
         quoted_author = _author(quote.get("authorNumber"), quote.get("authorUuid"))
         if quoted_author is not None:

@@ -34,6 +34,7 @@ from chatbox.ports.ingest import (
 )
 from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
 from chatbox.ports.media import FetchedFile, FileRef, OutboundFile, SentFile, UploadLimit
+from chatbox.ports.message_actions import MessageRef
 from chatbox.ports.probe import ProbeResult
 from connectors.slack import media
 from connectors.slack.spec import SlackMode, SlackSendOptions
@@ -402,12 +403,134 @@ class SlackConnector:
         """The upload flow v2 into the channel (the thread of `reply_to`), with the caption as its comment."""
         return media.send_file(self.clients.get(self._token(ctx)), file)
 
+    # --- message actions (chatbox.ports.message_actions); Slack's Web API has no typing indicator for bots -----
+
+    action_notes = (
+        "Slack has no typing indicator for bots, and names reactions (`:thumbsup:`): react takes a name or a common "
+        "emoji character; a reaction to a thread reply names it without its thread."
+    )
+
+    def edit_message(self, ctx: ConnectionContext, target: MessageRef, text: str) -> None:
+        """chat.update of the message's `ts` (a text too long for one Slack message is refused, not split)."""
+        if len(escape_text(text)) > MAX_MESSAGE:
+            raise PlatformRefusedError(f"a Slack message holds {MAX_MESSAGE} characters at most; shorten the text")
+        self._act(
+            ctx,
+            "chat.update",
+            {"channel": target.chat_id, "ts": message_ts(target.message_id), "text": escape_text(text)},
+        )
+
+    def delete_message(self, ctx: ConnectionContext, target: MessageRef) -> None:
+        self._act(ctx, "chat.delete", {"channel": target.chat_id, "ts": message_ts(target.message_id)})
+
+    def react(self, ctx: ConnectionContext, target: MessageRef, emoji: str, *, remove: bool) -> None:
+        """reactions.add / reactions.remove with Slack's name for the emoji."""
+        name = emoji_name(emoji)
+        if name is None:
+            raise PlatformRefusedError(
+                f"Slack names reactions: pass the emoji's name (e.g. thumbsup, heart, eyes) instead of {emoji}"
+            )
+        method = "reactions.remove" if remove else "reactions.add"
+        self._act(ctx, method, {"channel": target.chat_id, "timestamp": message_ts(target.message_id), "name": name})
+
+    def _act(self, ctx: ConnectionContext, method: str, arguments: dict[str, Any]) -> None:
+        token = ctx.secrets.get(BOT_TOKEN)
+        if not token:
+            raise ConnectorUnavailableError(f"the slack connection {ctx.connection_id} has no bot_token")
+        channel = str(arguments["channel"])
+        try:
+            self.clients.get(token).api_call(method, json=arguments)
+        except SlackApiError as exc:
+            response = exc.response
+            error = _error_code(response)
+            if response.status_code == 429 or error == "ratelimited":
+                wait = _retry_after(response)
+                advice = f"wait {wait:g}s before trying again" if wait is not None else "slow down"
+                raise RateLimitedError(f"Slack rate limit for channel {channel}: {advice}", wait) from exc
+            if error in ACTION_REFUSALS or error in REFUSALS:
+                raise PlatformRefusedError(f"Slack refused {method} in {channel}: {error}") from exc
+            raise ConnectorUnavailableError(
+                f"Slack failed {method} ({error}); the operator may need to add the bot's scopes "
+                "(chat:write, reactions:write)"
+            ) from exc
+        except (SlackClientError, OSError) as exc:
+            raise ConnectorUnavailableError(f"Slack cannot be reached ({type(exc).__name__}); try again later") from exc
+
     def close(self) -> None:
         self.names.close()
         with self._files_lock:
             client, self._files_client = self._files_client, None
         if client is not None:
             client.close()
+
+
+# What Slack answers when the message or the reaction is not as asked: the agent's to fix, not the operator's.
+ACTION_REFUSALS = frozenset(
+    {
+        "message_not_found",
+        "cant_update_message",
+        "cant_delete_message",
+        "edit_window_closed",
+        "already_reacted",
+        "no_reaction",
+        "invalid_name",
+        "too_many_emoji",
+        "too_many_reactions",
+        "msg_too_long",
+        "no_text",
+        "is_archived",
+    }
+)
+
+# Slack names emoji; the agent writes characters. The common ones, by Slack's names.
+EMOJI_NAMES = {
+    "👍": "+1",
+    "👎": "-1",
+    "❤️": "heart",
+    "❤": "heart",
+    "😂": "joy",
+    "😄": "smile",
+    "😊": "blush",
+    "🙂": "slightly_smiling_face",
+    "😉": "wink",
+    "😮": "open_mouth",
+    "😢": "cry",
+    "😭": "sob",
+    "😡": "rage",
+    "🙏": "pray",
+    "👏": "clap",
+    "🎉": "tada",
+    "🔥": "fire",
+    "👀": "eyes",
+    "✅": "white_check_mark",
+    "✔️": "heavy_check_mark",
+    "❌": "x",
+    "🤔": "thinking_face",
+    "💯": "100",
+    "🚀": "rocket",
+    "👋": "wave",
+    "🙌": "raised_hands",
+    "💪": "muscle",
+    "⭐": "star",
+    "👌": "ok_hand",
+}
+
+
+def emoji_name(emoji: str) -> str | None:
+    """Slack's name for an emoji: `:thumbsup:` or `thumbsup` as written, a common character by the table; None
+    for a character the table does not know."""
+    text = emoji.strip()
+    if text in EMOJI_NAMES:
+        return EMOJI_NAMES[text]
+    name = text.strip(":")
+    if name and name.isascii() and all(c.isalnum() or c in "_+-'" for c in name):
+        return name.lower()
+    return None
+
+
+def message_ts(message_id: str) -> str:
+    """The `ts` inside a chatbox message id (`"C:ts"`, `"C:thread:ts"`) or a bare ts."""
+    return message_id.rsplit(":", 1)[-1]
 
 
 def _error_code(response: SlackResponse) -> str:

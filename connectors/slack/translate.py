@@ -24,14 +24,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from chatbox.domain.errors import InvalidInputError
-from chatbox.domain.normalized import Attachment, ChatType, InboundMessage
+from chatbox.domain.normalized import Attachment, ChatType, InboundMessage, Reaction
 from chatbox.domain.untrusted import load_platform_json
 from chatbox.ports.ingest import ImmediateReply, IngestOutcome
 
-# Message subtypes that carry what a person wrote; every other subtype (bot_message, message_changed,
-# message_deleted, channel_join, ...) is ignored.
+# Message subtypes that carry what a person wrote; message_changed and message_deleted become "edit" and "delete"
+# events, and every other subtype (bot_message, channel_join, ...) is ignored.
 CONTENT_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
 HANDLED_EVENTS = frozenset({"message", "app_mention"})
+REACTION_EVENTS = frozenset({"reaction_added", "reaction_removed"})
+CHANGE_SUBTYPES = frozenset({"message_changed", "message_deleted"})
 
 _CHANNEL_TYPES = {"im": ChatType.direct, "mpim": ChatType.group, "channel": ChatType.channel, "group": ChatType.channel}
 _PREFIX_TYPES = {"D": ChatType.direct, "C": ChatType.channel, "G": ChatType.channel}
@@ -72,6 +74,8 @@ def envelope_to_outcome(
     event_id = envelope.get("event_id")
     key = f"event:{event_id}" if isinstance(event_id, str) else None
     event = envelope.get("event")
+    if isinstance(event, dict) and (event.get("type") in REACTION_EVENTS or event.get("subtype") in CHANGE_SUBTYPES):
+        return _change_outcome(event, identity, names, key)
     if not isinstance(event, dict) or event.get("type") not in HANDLED_EVENTS:
         return IngestOutcome(delivery_key=key, ignored="an event chatbox does not handle")
     reason = ignore_reason(event, identity)
@@ -82,6 +86,125 @@ def envelope_to_outcome(
     except (ValidationError, ValueError, TypeError, OverflowError):  # OverflowError: a `ts` of 1e400
         return IngestOutcome(delivery_key=key, ignored="a message chatbox cannot represent")
     return IngestOutcome(messages=[inbound], delivery_key=key)
+
+
+def _change_outcome(
+    event: Mapping[str, Any], identity: SlackIdentity, names: NameLookup | None, key: str | None
+) -> IngestOutcome:
+    try:
+        if event.get("type") in REACTION_EVENTS:
+            inbound = reaction_to_inbound(event, identity, names)
+        elif event.get("subtype") == "message_changed":
+            inbound = edit_to_inbound(event, identity, names)
+        else:
+            inbound = deletion_to_inbound(event, identity, names)
+    except (ValidationError, ValueError, TypeError, OverflowError, KeyError):
+        return IngestOutcome(delivery_key=key, ignored="an event chatbox cannot represent")
+    if inbound is None:
+        return IngestOutcome(delivery_key=key, ignored="a change that is not for the agent")
+    return IngestOutcome(messages=[inbound], delivery_key=key)
+
+
+def _is_bot(message: Mapping[str, Any], identity: SlackIdentity) -> bool:
+    """The bot's own (the agent's edits and deletions come back as events too) or another bot's."""
+    user = message.get("user")
+    return bool(message.get("bot_id")) or (bool(identity.bot_user_id) and user == identity.bot_user_id)
+
+
+def _chat_fields(channel: str, event: Mapping[str, Any], user: str | None, names: NameLookup | None) -> dict[str, Any]:
+    chat_type = _CHANNEL_TYPES.get(str(event.get("channel_type"))) or _PREFIX_TYPES.get(channel[:1])
+    lookup = names or _no_names
+    if chat_type is ChatType.direct:
+        chat_name = lookup("user", user) if user else None
+    else:
+        chat_name = lookup("channel", channel)
+    return {"external_chat_id": channel, "chat_type": chat_type, "chat_name": chat_name}
+
+
+def _thread_of(message: Mapping[str, Any]) -> str | None:
+    thread = message.get("thread_ts")
+    return thread if isinstance(thread, str) and thread != message.get("ts") else None
+
+
+def edit_to_inbound(
+    event: Mapping[str, Any], identity: SlackIdentity, names: NameLookup | None = None
+) -> InboundMessage | None:
+    """A `message_changed` event as an "edit" of `message.ts`; None for the bot's own edits and for changes that
+    leave the text as it was (Slack sends those when it unfurls a link)."""
+    channel, message = event["channel"], event.get("message")
+    if not isinstance(channel, str) or not isinstance(message, dict) or not isinstance(message.get("ts"), str):
+        return None
+    raw_previous = event.get("previous_message")
+    previous: Mapping[str, Any] = raw_previous if isinstance(raw_previous, dict) else {}
+    if _is_bot(message, identity) or message.get("text") == previous.get("text"):
+        return None
+    user = message.get("user") if isinstance(message.get("user"), str) else None
+    target = message_external_id(channel, message["ts"], _thread_of(message))
+    return InboundMessage(
+        **_chat_fields(channel, event, user, names),
+        external_message_id=f"{target}:edit:{event.get('event_ts') or event.get('ts')}",
+        text=unescape_text(message.get("text") or "") or None,
+        sender_id=user,
+        sender_name=(names or _no_names)("user", user) if user else None,
+        sent_at=datetime.fromtimestamp(float(event.get("event_ts") or message["ts"]), UTC),
+        attachments=files_of(message),
+        event_type="edit",
+        target_external_id=target,
+    )
+
+
+def deletion_to_inbound(
+    event: Mapping[str, Any], identity: SlackIdentity, names: NameLookup | None = None
+) -> InboundMessage | None:
+    """A `message_deleted` event as a "delete" of `deleted_ts` (Slack does not say who deleted it); None when
+    the deleted message was the bot's own."""
+    channel, deleted = event.get("channel"), event.get("deleted_ts")
+    if not isinstance(channel, str) or not isinstance(deleted, str):
+        return None
+    raw_previous = event.get("previous_message")
+    previous: Mapping[str, Any] = raw_previous if isinstance(raw_previous, dict) else {}
+    if _is_bot(previous, identity):
+        return None
+    author = previous.get("user") if isinstance(previous.get("user"), str) else None
+    target = message_external_id(channel, deleted, _thread_of(previous))
+    return InboundMessage(
+        **_chat_fields(channel, event, author, names),
+        external_message_id=f"{target}:delete",
+        sent_at=datetime.fromtimestamp(float(event.get("event_ts") or deleted), UTC),
+        event_type="delete",
+        target_external_id=target,
+    )
+
+
+def reaction_to_inbound(
+    event: Mapping[str, Any], identity: SlackIdentity, names: NameLookup | None = None
+) -> InboundMessage | None:
+    """`reaction_added` / `reaction_removed` on a message as a "reaction" event; the emoji is Slack's name for it
+    (`:thumbsup:`). None for the bot's own reactions and for reactions to files."""
+    item, user, name = event.get("item"), event.get("user"), event.get("reaction")
+    if not isinstance(item, dict) or item.get("type") != "message" or not isinstance(name, str) or not name:
+        return None
+    channel, ts = item.get("channel"), item.get("ts")
+    if not isinstance(channel, str) or not isinstance(ts, str) or not isinstance(user, str):
+        return None
+    if identity.bot_user_id and user == identity.bot_user_id:
+        return None
+    removed = event.get("type") == "reaction_removed"
+    # Slack names the message by channel and ts only, without its thread: a reply in a thread is named
+    # `C:ts` here while chatbox stored it as `C:thread:ts`.
+    target = message_external_id(channel, ts)
+    raw_event_ts = event.get("event_ts")
+    event_ts: str = raw_event_ts if isinstance(raw_event_ts, str) else ts
+    return InboundMessage(
+        **_chat_fields(channel, event, user, names),
+        external_message_id=f"{target}:{'unreaction' if removed else 'reaction'}:{user}:{name}:{event_ts}"[:255],
+        sender_id=user,
+        sender_name=(names or _no_names)("user", user),
+        sent_at=datetime.fromtimestamp(float(event_ts), UTC),
+        event_type="reaction",
+        target_external_id=target,
+        reaction=Reaction(emoji=f":{name}:"[:64], removed=removed),
+    )
 
 
 def ignore_reason(event: Mapping[str, Any], identity: SlackIdentity) -> str | None:

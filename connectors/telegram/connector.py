@@ -33,6 +33,7 @@ from chatbox.ports.ingest import (
 )
 from chatbox.ports.live import RECEIVE_MODE, WEBHOOK_RECEIVE
 from chatbox.ports.media import FetchedFile, FileRef, OutboundFile, SentFile, UploadLimit
+from chatbox.ports.message_actions import MessageRef
 from chatbox.ports.probe import ProbeResult
 from connectors.telegram import media
 from connectors.telegram.bot_api import BotApiClient, BotApiError
@@ -280,8 +281,55 @@ class TelegramConnector:
             raise ConnectorUnavailableError(f"Telegram answered {method} without a message id; try again later")
         return media.sent_file(sent, message_external_id(chat["id"], sent["message_id"]))
 
+    # --- message actions (chatbox.ports.message_actions) ------------------------------------------
+
+    action_notes = (
+        "Telegram tells bots nothing of deletions, and sends reactions only in groups and channels where the bot is "
+        "an administrator (none from private chats); a bot can delete its messages for 48 hours after sending."
+    )
+
+    def edit_message(self, ctx: ConnectionContext, target: MessageRef, text: str) -> None:
+        """editMessageText (4096 characters at most: a longer text is refused, not split)."""
+        if utf16_length(text) > MAX_MESSAGE:
+            raise PlatformRefusedError(f"Telegram messages hold {MAX_MESSAGE} characters at most; shorten the text")
+        self._action(ctx, "editMessageText", {**self._message_params(target), "text": text}, target.chat_id)
+
+    def delete_message(self, ctx: ConnectionContext, target: MessageRef) -> None:
+        self._action(ctx, "deleteMessage", self._message_params(target), target.chat_id)
+
+    def react(self, ctx: ConnectionContext, target: MessageRef, emoji: str, *, remove: bool) -> None:
+        """setMessageReaction: a bot has one reaction per message, so removing clears it and adding replaces it."""
+        reaction = [] if remove else [{"type": "emoji", "emoji": emoji}]
+        self._action(ctx, "setMessageReaction", {**self._message_params(target), "reaction": reaction}, target.chat_id)
+
+    def send_typing(self, ctx: ConnectionContext, chat_id: str) -> None:
+        """sendChatAction `typing` (Telegram shows it for 5 seconds or until the bot's next message)."""
+        self._action(ctx, "sendChatAction", {"chat_id": _chat_param(chat_id), "action": "typing"}, chat_id)
+
+    @staticmethod
+    def _message_params(target: MessageRef) -> dict[str, Any]:
+        message_id = reply_message_id(target.message_id)
+        if message_id is None:
+            raise PlatformRefusedError(f"{target.message_id} is not a Telegram message id")
+        return {"chat_id": _chat_param(target.chat_id), "message_id": message_id}
+
+    def _action(self, ctx: ConnectionContext, method: str, params: dict[str, Any], chat: str) -> None:
+        token = ctx.secrets.get(BOT_TOKEN)
+        if not token:
+            raise ConnectorUnavailableError(
+                f"the telegram connection {ctx.connection_id} has no bot_token; reconnect it"
+            )
+        try:
+            self._api.call(token, method, params)
+        except BotApiError as exc:
+            raise _send_error(exc, chat) from exc
+
     def close(self) -> None:
         self._api.close()
+
+
+def _chat_param(chat_id: str) -> int | str:
+    return int(chat_id) if _is_int_text(chat_id) else chat_id
 
 
 def _send_error(exc: BotApiError, chat: str) -> ConnectorError:

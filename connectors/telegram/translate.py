@@ -2,7 +2,8 @@
 
 Ids: a Telegram `message_id` is unique within its chat only, so a message's `external_message_id`
 is `"{chat_id}:{message_id}"`. An edit is its own event, `"{chat_id}:{message_id}:edit:{update_id}"`
-(`update_id` is unique per update, so every edit is kept and a redelivered update is a duplicate).
+(`update_id` is unique per update, so every edit is kept and a redelivered update is a duplicate), naming the
+edited message in `target_external_id`. A reaction change is `"{chat_id}:{message_id}:reaction:{update_id}"`.
 `send` answers ids of the same form, and `reply_to` accepts them (or a bare message id).
 
 Example:
@@ -21,13 +22,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from chatbox.domain.errors import InvalidInputError
-from chatbox.domain.normalized import Attachment, ChatType, InboundMessage
+from chatbox.domain.normalized import Attachment, ChatType, InboundMessage, Reaction
 from chatbox.domain.untrusted import load_platform_json
 from chatbox.ports.ingest import IngestOutcome
-from connectors.telegram.updates import PRIVATE, Chat, Message, Update, User
+from connectors.telegram.updates import PRIVATE, Chat, Message, MessageReactionUpdated, ReactionType, Update, User
 
 # What chatbox asks Telegram to push (setWebhook `allowed_updates`); everything else is not sent at all.
-ALLOWED_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post")
+# `message_reaction` must be named: Telegram leaves it out of the default. It reaches a bot only in chats where the
+# bot is an administrator (not in private chats); Telegram tells bots nothing of deletions.
+ALLOWED_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post", "message_reaction")
 
 _CHAT_TYPES = {
     PRIVATE: ChatType.direct,
@@ -59,6 +62,15 @@ def update_to_outcome(data: Mapping[str, Any]) -> IngestOutcome:
     except ValidationError as exc:
         raise InvalidInputError(f"the update does not parse: {_first_problem(exc)}") from exc
     key = f"update:{update_id}"
+    if update.message_reaction is not None:
+        try:
+            change = MessageReactionUpdated.model_validate(update.message_reaction)
+            reaction = reaction_to_inbound(change, update_id=update.update_id)
+        except (ValidationError, InvalidInputError):
+            reaction = None
+        if reaction is None:
+            return IngestOutcome(delivery_key=key, ignored="a reaction change chatbox cannot represent")
+        return IngestOutcome(messages=[reaction], delivery_key=key)
     edited = update.edited_message or update.edited_channel_post
     message = update.message or update.channel_post or edited
     if message is None:
@@ -93,6 +105,50 @@ def message_to_inbound(message: Message, *, update_id: int, edit: bool) -> Inbou
         attachments=attachments,
         reply_to_external_id=message_external_id(chat.id, reply.message_id) if reply is not None else None,
         event_type="edit" if edit else "message",
+        target_external_id=message_key if edit else None,
+    )
+
+
+def _emoji_of(reaction: ReactionType) -> str | None:
+    if reaction.type == "emoji" and reaction.emoji:
+        return reaction.emoji
+    if reaction.type == "custom_emoji" and reaction.custom_emoji_id:
+        return f":custom_emoji:{reaction.custom_emoji_id}"[:64]
+    return None  # a paid reaction (a star) is no emoji
+
+
+def reaction_to_inbound(change: MessageReactionUpdated, *, update_id: int) -> InboundMessage | None:
+    """A `message_reaction` update (a user's whole reaction list, old and new) as one reaction event: the emoji
+    added, or when none was, the one taken back. None for a change with neither (a paid reaction)."""
+    old = [e for e in (_emoji_of(r) for r in change.old_reaction) if e]
+    new = [e for e in (_emoji_of(r) for r in change.new_reaction) if e]
+    added = [e for e in new if e not in old]  # Telegram sends the whole list before and after the change
+    removed = [e for e in old if e not in new]
+    if not added and not removed:
+        return None
+    chat = change.chat
+    actor = change.user
+    if actor is not None and actor.is_bot:
+        return None  # a bot's reaction (the agent's own included): two agents acknowledging each other never stop
+    sender_id = str(actor.id) if actor is not None else (str(change.actor_chat.id) if change.actor_chat else None)
+    sender_name: str | None
+    if actor is not None:
+        sender_name = actor.full_name
+    else:
+        sender_name = change.actor_chat.title if change.actor_chat is not None else None
+    target = message_external_id(chat.id, change.message_id)
+    return InboundMessage(
+        external_chat_id=str(chat.id),
+        external_message_id=f"{target}:reaction:{update_id}",
+        sender_id=sender_id,
+        sender_name=_clip(sender_name),
+        chat_name=_clip(_chat_name(chat, actor)),
+        chat_type=_CHAT_TYPES.get(chat.type),
+        sent_at=_time(change.date),
+        event_type="reaction",
+        target_external_id=target,
+        reply_to_external_id=target,
+        reaction=Reaction(emoji=added[0] if added else removed[0], removed=not added),
     )
 
 

@@ -20,6 +20,7 @@ class _Shape(BaseModel):
 
 class User(_Shape):
     id: int
+    is_bot: bool = False
     first_name: str = ""
     last_name: str | None = None
     username: str | None = None
@@ -85,9 +86,31 @@ class Message(_Shape):
     sticker: Sticker | None = None
 
 
+class ReactionType(_Shape):
+    """`ReactionTypeEmoji` (`emoji`), `ReactionTypeCustomEmoji` (`custom_emoji_id`) or `ReactionTypePaid` (neither)."""
+
+    type: str
+    emoji: str | None = None
+    custom_emoji_id: str | None = None
+
+
+class MessageReactionUpdated(_Shape):
+    """A user's (or an anonymous chat's) reactions to one message, before and after a change."""
+
+    chat: Chat
+    message_id: int
+    date: int  # Unix time, seconds
+    user: User | None = None
+    actor_chat: Chat | None = None
+    old_reaction: list[ReactionType] = []
+    new_reaction: list[ReactionType] = []
+
+
 class Update(_Shape):
     update_id: int
     message: Message | None = None
     edited_message: Message | None = None
     channel_post: Message | None = None
     edited_channel_post: Message | None = None
+    # Validated on its own (`translate.update_to_outcome`): a reaction chatbox cannot read is ignored, not refused.
+    message_reaction: dict[str, object] | None = None

@@ -139,6 +139,7 @@ class DiscordStandIn:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.calls: list[RestCall] = []
         self.sent: list[RestCall] = []
+        self.actions: list[RestCall] = []  # edits, deletions, reactions and typing, in order
         self.script: list[Scripted] = []
         self.known_channels: set[str] | None = None  # None: every channel exists
         self.history: dict[str, list[Json]] = {}
@@ -256,6 +257,12 @@ class DiscordStandIn:
         app.router.add_get("/api/v10/channels/{channel_id}/messages", self._list_messages)
         app.router.add_get("/gateway", self._websocket)
         app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}", self._cdn)
+        app.router.add_patch("/api/v10/channels/{channel_id}/messages/{message_id}", self._message_action)
+        app.router.add_delete("/api/v10/channels/{channel_id}/messages/{message_id}", self._message_action)
+        reaction = "/api/v10/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
+        app.router.add_put(reaction, self._message_action)
+        app.router.add_delete(reaction, self._message_action)
+        app.router.add_post("/api/v10/channels/{channel_id}/typing", self._message_action)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -383,6 +390,27 @@ class DiscordStandIn:
                 }
             )
         return _json(message)
+
+    async def _message_action(self, request: web.Request) -> web.Response:
+        """PATCH / DELETE a message, PUT / DELETE the bot's reaction, POST typing: recorded in `actions`; a PATCH
+        answers the edited message, the others 204 as Discord does."""
+        body = None
+        if request.method == "PATCH":
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+        call = self._record(request, body)
+        if not self._authorized(request):
+            return _unauthorized()
+        self.actions.append(call)
+        if request.method == "PATCH":
+            content = body.get("content") if isinstance(body, dict) else None
+            if not isinstance(content, str) or len(content) > 2000:
+                return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
+            channel_id, message_id = request.match_info["channel_id"], request.match_info["message_id"]
+            return _json({"id": message_id, "channel_id": channel_id, "content": content, "author": BOT_USER})
+        return web.Response(status=204)
 
     async def _list_messages(self, request: web.Request) -> web.Response:
         self._record(request)

@@ -145,3 +145,14 @@ def running_connector(token: str) -> Iterator[StandInConnector]:
         connector.server.shutdown()
         connector.server.server_close()
         thread.join(timeout=5)
+
+
+def call_tools(app: ASGIApp, mailbox: dict[str, Any], *calls: tuple[str, dict[str, Any]]) -> list[types.CallToolResult]:
+    """Serve `app` and call the mailbox's tools in order, in one MCP session."""
+    with serving(app) as base_url:
+
+        async def go() -> list[types.CallToolResult]:
+            async with mcp_client(f"{base_url}/mcp/{mailbox['id']}", mailbox["mcp_token"]) as session:
+                return [await session.call_tool(name, arguments) for name, arguments in calls]
+
+        return run_async(go)

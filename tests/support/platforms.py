@@ -204,6 +204,8 @@ class TelegramBotApi(_StandIn):
                 return self._get_file(params)
             if method in ("sendPhoto", "sendDocument"):
                 return self._send_media(bot, method, params)
+            if method in _TELEGRAM_ACTIONS:
+                return self._message_action(method, params)
             return _telegram_error(404, "Not Found")
 
     def _get_updates(self, token: str, params: Json) -> Answer:
@@ -310,6 +312,34 @@ class TelegramBotApi(_StandIn):
 
     def sent_texts(self) -> list[str]:
         return [str(call.params["text"]) for call in self.calls_of("sendMessage")]
+
+    def _message_action(self, method: str, params: Json) -> Answer:
+        """editMessageText, deleteMessage, setMessageReaction, sendChatAction, with Telegram's checks of shape."""
+        chat_id = str(params.get("chat_id", ""))
+        if chat_id in self.unknown_chats:
+            return _telegram_error(400, "Bad Request: chat not found")
+        if method == "sendChatAction":
+            if params.get("action") not in ("typing", "upload_photo", "record_voice", "upload_document"):
+                return _telegram_error(400, "Bad Request: wrong parameter action in request")
+            return _ok(True)
+        if not isinstance(params.get("message_id"), int):
+            return _telegram_error(400, "Bad Request: message identifier is not specified")
+        if method == "setMessageReaction":
+            reaction = params.get("reaction")
+            if not isinstance(reaction, list) or any(
+                not isinstance(r, dict) or r.get("type") != "emoji" or not r.get("emoji") for r in reaction
+            ):
+                return _telegram_error(400, "Bad Request: REACTION_INVALID")
+            return _ok(True)
+        if method == "editMessageText":
+            if not str(params.get("text", "")):
+                return _telegram_error(400, "Bad Request: message text is empty")
+            chat: Json = {"id": int(chat_id), "type": "private", "first_name": "Ada"}
+            return _ok({"message_id": params["message_id"], "chat": chat, "date": 0, "text": params["text"]})
+        return _ok(True)
+
+
+_TELEGRAM_ACTIONS = frozenset({"editMessageText", "deleteMessage", "setMessageReaction", "sendChatAction"})
 
 
 def parse_multipart(content_type: str, raw: bytes) -> tuple[Json, dict[str, tuple[str, bytes, str]]]:
@@ -506,6 +536,8 @@ class SlackWebApi(_StandIn):
                 return self._upload_url(params)
             if method == "files.completeUploadExternal":
                 return self._complete_upload(params)
+            if method in ("chat.update", "chat.delete", "reactions.add", "reactions.remove"):
+                return self._message_action(method, params)
             if method == "users.info":
                 user = self.users.get(str(params.get("user")))
                 return Answer(200, {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"})
@@ -515,6 +547,25 @@ class SlackWebApi(_StandIn):
                     200, {"ok": True, "channel": found} if found else {"ok": False, "error": "channel_not_found"}
                 )
             return Answer(200, {"ok": False, "error": "unknown_method"})
+
+    def _message_action(self, method: str, params: Json) -> Answer:
+        """chat.update / chat.delete (`channel`, `ts`) and reactions.add / .remove (`channel`, `timestamp`, `name`)."""
+        channel = str(params.get("channel"))
+        if channel not in self.channels:
+            return Answer(200, {"ok": False, "error": "channel_not_found"})
+        if method.startswith("reactions."):
+            name = str(params.get("name", ""))
+            if not params.get("timestamp"):
+                return Answer(200, {"ok": False, "error": "no_item_specified"})
+            if not name or ":" in name or not name.isascii():
+                return Answer(200, {"ok": False, "error": "invalid_name"})
+            return Answer(200, {"ok": True})
+        ts = str(params.get("ts", ""))
+        if not ts:
+            return Answer(200, {"ok": False, "error": "message_not_found"})
+        if method == "chat.update":
+            return Answer(200, {"ok": True, "channel": channel, "ts": ts, "text": params.get("text", "")})
+        return Answer(200, {"ok": True, "channel": channel, "ts": ts})
 
     def _connections_open(self, headers: dict[str, str]) -> Answer:
         """Slack's answer to apps.connections.open: a one-use WebSocket URL, for an app-level token only."""

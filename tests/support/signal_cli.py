@@ -30,12 +30,14 @@ from typing import Any
 from aiohttp import web
 
 KEEP_ALIVE_SECONDS = 1.0
+_ACTION_METHODS = frozenset({"remoteDelete", "sendReaction", "sendTyping"})
 
 
 class SignalCliStandIn:
     def __init__(self, account: str) -> None:
         self.account = account
         self.sends: list[dict[str, Any]] = []
+        self.actions: list[tuple[str, dict[str, Any]]] = []  # remoteDelete / sendReaction / sendTyping calls
         self.scripted: list[dict[str, Any]] = []
         self.event_stream_requests: list[str | None] = []  # the Last-Event-ID of each connection
         self.send_delay = 0.0  # seconds a `send` takes after it is recorded (a slow network)
@@ -115,6 +117,8 @@ class SignalCliStandIn:
                 {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error", "data": None}, "id": None}
             )
         call_id = call.get("id")
+        if call.get("method") in _ACTION_METHODS:
+            return web.json_response(self._action(call))
         if call.get("method") != "send":
             return web.json_response(
                 {
@@ -151,6 +155,24 @@ class SignalCliStandIn:
         return web.json_response(
             {"jsonrpc": "2.0", "result": {"timestamp": timestamp, "results": results}, "id": call_id}
         )
+
+    def _action(self, call: dict[str, Any]) -> dict[str, Any]:
+        """remoteDelete, sendReaction, sendTyping: recorded in `actions` as (method, params); signal-cli checks
+        that a chat is named and the target is given, and answers a timestamp and per-recipient results."""
+        method, params = str(call.get("method")), call.get("params") or {}
+        with self._lock:
+            self.actions.append((method, params))
+            self._next_timestamp += 1
+            timestamp = self._next_timestamp
+        needed = {"remoteDelete": ("targetTimestamp",), "sendReaction": ("emoji", "targetAuthor", "targetTimestamp")}
+        missing = [name for name in needed.get(method, ()) if name not in params]
+        if missing or not (params.get("recipient") or params.get("groupId")):
+            error = {"code": -32602, "message": f"Invalid params: missing {missing or 'recipient'}", "data": None}
+            return {"jsonrpc": "2.0", "error": error, "id": call.get("id")}
+        if method == "sendTyping":
+            return {"jsonrpc": "2.0", "result": {}, "id": call.get("id")}
+        results = [{"recipientAddress": {"number": n}, "type": "SUCCESS"} for n in params.get("recipient") or [None]]
+        return {"jsonrpc": "2.0", "result": {"timestamp": timestamp, "results": results}, "id": call.get("id")}
 
     def _position_after(self, last_event_id: str | None) -> int:
         if last_event_id is None:

@@ -40,6 +40,7 @@ from chatbox.ports.connector import (
     SentMessage,
 )
 from chatbox.ports.media import CHUNK_BYTES, FetchedFile, FileRef, OutboundFile, SentFile, UploadLimit, capped
+from chatbox.ports.message_actions import MessageRef
 from chatbox.ports.probe import ProbeResult
 
 # What chatbox posts to a program at most (the relay toolkit's limit, `connectors/relay/media.py`).
@@ -111,6 +112,52 @@ class HttpContainerConnector:
                 f"the {ctx.platform} connector cannot be reached ({type(exc).__name__}); try again later"
             ) from exc
         return SentMessage(_message_id_or_raise(ctx.platform, response))
+
+    # --- message actions (CONTRACT.md, "Message actions"): `POST /v1/{edit,delete,react,typing}` beside /v1/send ---
+
+    def edit_message(self, ctx: ConnectionContext, target: MessageRef, text: str) -> None:
+        self._act(ctx, "edit", {"chat_id": target.chat_id, "message_id": target.message_id, "text": text})
+
+    def delete_message(self, ctx: ConnectionContext, target: MessageRef) -> None:
+        self._act(ctx, "delete", {"chat_id": target.chat_id, "message_id": target.message_id})
+
+    def react(self, ctx: ConnectionContext, target: MessageRef, emoji: str, *, remove: bool) -> None:
+        fields = {"chat_id": target.chat_id, "message_id": target.message_id, "emoji": emoji, "remove": remove}
+        self._act(ctx, "react", fields)
+
+    def send_typing(self, ctx: ConnectionContext, chat_id: str) -> None:
+        self._act(ctx, "typing", {"chat_id": chat_id})
+
+    def _act(self, ctx: ConnectionContext, action: str, fields: dict[str, object]) -> None:
+        url = ctx.config.get(OUTBOUND_URL)
+        if not isinstance(url, str) or not url:
+            raise ConnectorUnavailableError(
+                f"the {ctx.platform} connection {ctx.connection_id} has no config.{OUTBOUND_URL}; "
+                "the operator must set it to the connector's send URL"
+            )
+        action_url = action_url_of(url, action)
+        managed = ctx.config.get(MANAGED_PROGRAM) is True
+        policy, client = (self.managed_policy, self.managed_client) if managed else (self.policy, self.client)
+        headers = {"content-type": "application/json", "user-agent": "chatbox-connector-client/1"}
+        token = ctx.secrets.get(OUTBOUND_AUTH_SECRET)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        body = {"request_id": str(uuid.uuid4()), "connection_id": ctx.connection_id, "platform": ctx.platform, **fields}
+        try:
+            check_url_statically(action_url, policy, field=f"config.{OUTBOUND_URL}")
+            response = client.post(action_url, content=json.dumps(body).encode(), headers=headers)
+        except TargetRefusedError as exc:
+            raise _refused(ctx, exc) from exc
+        except httpx.TimeoutException as exc:
+            raise ConnectorUnavailableError(f"the {ctx.platform} connector timed out; try again") from exc
+        except httpx.HTTPError as exc:
+            raise ConnectorUnavailableError(
+                f"the {ctx.platform} connector cannot be reached ({type(exc).__name__}); try again later"
+            ) from exc
+        if response.status_code == 404 and _error_code(response) is None:
+            raise PlatformRefusedError(f"the {ctx.platform} connector does not offer {action} (an older program)")
+        if not 200 <= response.status_code < 300:
+            _message_id_or_raise(ctx.platform, response)  # raises the contract's typed error
 
     def check(self, ctx: ConnectionContext, *, ingest_url: str) -> list[ProbeResult]:  # noqa: ARG002
         """GET the program's `/healthz` (`connectors/CONTRACT.md`), beside `outbound_url`'s `/v1/send`."""
@@ -314,6 +361,22 @@ def _message_id_or_raise(platform: str, response: httpx.Response) -> str:
     if 400 <= status < 500:
         raise PlatformRefusedError(f"{platform} refused the message: {detail}")
     raise ConnectorUnavailableError(f"the {platform} connector failed ({detail}); try again later")
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def action_url_of(outbound_url: str, action: str) -> str:
+    """`/v1/<action>` beside the send URL: its last path segment replaced (`…/v1/send` → `…/v1/edit`)."""
+    parts = urlsplit(outbound_url)
+    base = parts.path.rsplit("/", 1)[0] if "/" in parts.path else ""
+    return urlunsplit((parts.scheme, parts.netloc, f"{base}/{action}", "", ""))
 
 
 def health_url_of(outbound_url: str) -> str:

@@ -54,6 +54,19 @@ class Attachment(BaseModel):
         return self
 
 
+# Events about another message: they name it in `target_external_id` and may carry no text of their own.
+TARGETED_EVENTS = frozenset({"edit", "delete", "reaction"})
+
+
+class Reaction(BaseModel):
+    """A reaction event's emoji (a character, or a platform's name for it such as Slack's `:thumbsup:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emoji: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul]
+    removed: bool = False
+
+
 class InboundMessage(BaseModel):
     """One platform event for a mailbox. `external_message_id` is the idempotency key per connection."""
 
@@ -70,6 +83,10 @@ class InboundMessage(BaseModel):
     attachments: list[Attachment] = Field(default_factory=list, max_length=32)
     reply_to_external_id: ShortText | None = None
     event_type: EventType = "message"
+    target_external_id: ShortText | None = Field(
+        default=None, description="For edit, delete and reaction events: the platform id of the message concerned"
+    )
+    reaction: Reaction | None = None
 
     @field_validator("sent_at")
     @classmethod
@@ -86,9 +103,26 @@ class InboundMessage(BaseModel):
 
     @model_validator(mode="after")
     def _has_content(self) -> Self:
-        if not self.text and not self.attachments:
+        if self.event_type in TARGETED_EVENTS:
+            self._fill_event_fields()
+        says_what = self.event_type in ("delete", "reaction") and self.target_external_id  # the event is its content
+        if not self.text and not self.attachments and not says_what:
             raise ValueError("a message needs text or at least one attachment")
         return self
+
+    def _fill_event_fields(self) -> None:
+        """Programs written before `target_external_id` and `reaction` named the target in `reply_to_external_id`
+        and wrote a reaction as its emoji (`removed <emoji>` for a removal); read both forms the same way."""
+        if self.target_external_id is None:
+            self.target_external_id = self.reply_to_external_id
+        if self.event_type != "reaction":
+            return
+        if self.reaction is None and self.text and self.text.strip():
+            emoji = self.text.strip()
+            removed = emoji.startswith("removed ")
+            self.reaction = Reaction(emoji=emoji.removeprefix("removed ")[:64], removed=removed)
+        if not self.text and self.reaction is not None:
+            self.text = f"removed {self.reaction.emoji}" if self.reaction.removed else self.reaction.emoji
 
     def attachments_json(self) -> list[dict[str, Any]]:
         return [a.model_dump(exclude_none=True) for a in self.attachments]

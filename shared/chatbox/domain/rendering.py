@@ -33,16 +33,27 @@ VARIABLES: dict[str, str] = {
     "REPLY_TO": "the platform id of the message this one replies to (empty if none)",
     "ATTACHMENTS": "one line per attachment, `[kind name]`, empty if none",
     "MAILBOX_NAME": "the mailbox's name",
+    "TARGET_MESSAGE_ID": "edit, delete, reaction: chatbox's id (`msg_…`) of the message concerned (empty if unknown)",
+    "TARGET_EXTERNAL_ID": "edit, delete, reaction: the platform's id of the message concerned",
+    "TARGET_TEXT": "edit, delete, reaction: that message's text (for an edit: before it), shortened (or empty)",
+    "TARGET": 'edit, delete, reaction: that message in words, e.g. `your message "see you at 5"`, `their message`',
+    "EMOJI": "reaction: the emoji (a platform's name for it on Slack, e.g. `:thumbsup:`)",
+    "REACTION": "reaction: `reacted 👍 to` or `removed their 👍 reaction from`",
 }
+
+_NOTIFICATION_FOOTER = "\nUse switch_chat to focus on it.\n\n$CHAT_LIST"
 
 DEFAULT_TEMPLATES: dict[str, str] = {
     "focal_message": "$SENDER_NAME: $TEXT$ATTACHMENTS",
-    "focal_edit": "$SENDER_NAME edited a message: $TEXT",
-    "focal_reaction": "$SENDER_NAME reacted: $TEXT",
-    "notification": (
-        "New $EVENT_TYPE in $CHAT_NAME ($CHAT_ID) from $SENDER_NAME: $TEXT$ATTACHMENTS\n"
-        "Use switch_chat to focus on it.\n\n$CHAT_LIST"
-    ),
+    "focal_edit": "$SENDER_NAME edited $TARGET. It now reads: $TEXT$ATTACHMENTS",
+    "focal_delete": "$SENDER_NAME deleted $TARGET.",
+    "focal_reaction": "$SENDER_NAME $REACTION $TARGET.",
+    "notification": "New $EVENT_TYPE in $CHAT_NAME ($CHAT_ID) from $SENDER_NAME: $TEXT$ATTACHMENTS"
+    + _NOTIFICATION_FOOTER,
+    "notification_edit": "In $CHAT_NAME ($CHAT_ID), $SENDER_NAME edited $TARGET. It now reads: $TEXT$ATTACHMENTS"
+    + _NOTIFICATION_FOOTER,
+    "notification_delete": "In $CHAT_NAME ($CHAT_ID), $SENDER_NAME deleted $TARGET." + _NOTIFICATION_FOOTER,
+    "notification_reaction": "In $CHAT_NAME ($CHAT_ID), $SENDER_NAME $REACTION $TARGET." + _NOTIFICATION_FOOTER,
 }
 
 TEMPLATE_NAME = re.compile(r"^(focal_[a-z][a-z0-9_]*|notification(_[a-z][a-z0-9_]*)?|ephemeral)$")

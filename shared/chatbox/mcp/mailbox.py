@@ -21,6 +21,7 @@ from typing import Any
 import mcp_types as types
 from mcp.server.lowlevel import Server
 
+from chatbox.mcp.action_tools import action_notes
 from chatbox.mcp.endpoint import McpEndpoint, transport_security
 from chatbox.mcp.registration import ServedTool, ToolTable
 from chatbox.mcp.tools import ToolContext, Toolset, ToolSpec
@@ -96,12 +97,19 @@ def build_mailbox_server(runtime: Runtime, toolset: Toolset, identity: MailboxId
         for spec in toolset.tools
         if spec.platform is not None and spec.name not in offered
     }
+    unavailable.update(
+        {
+            spec.name: f"{spec.name} is not available: none of this mailbox's platforms "
+            f"({', '.join(sorted(identity.platforms)) or 'none connected'}) offers it through chatbox."
+            for spec in toolset.tools
+            if spec.capability is not None and spec.name not in offered
+        }
+    )
     table = ToolTable(
         [served_tool(spec, context) for spec in served], caller=f"mailbox {identity.id}", unavailable=unavailable
     )
-    return table.server(
-        "chatbox", title=f"chatbox mailbox {identity.name}", instructions=mailbox_instructions(identity)
-    )
+    instructions = mailbox_instructions(identity) + action_notes(toolset.platforms, identity.platforms)
+    return table.server("chatbox", title=f"chatbox mailbox {identity.name}", instructions=instructions)
 
 
 def mailbox_endpoint(runtime: Runtime) -> McpEndpoint[MailboxIdentity]:

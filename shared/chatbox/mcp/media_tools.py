@@ -28,6 +28,8 @@ IMAGE_BLOCK_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/we
 # to about 700 KB; larger ones go by url.
 MAX_BASE64_CHARS = 1_000_000
 
+MEDIA = "media"  # the capability name media tools are listed by (`chatbox.mcp.tools.Toolset.actions_of`)
+
 AttachmentId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
@@ -175,7 +177,7 @@ MEDIA_TOOLS: tuple[ToolSpec, ...] = (
         ReadAttachmentInput,
         run_read_attachment,
         read_only=True,
-        capability=has_media,
+        capability=MEDIA,
     ),
     ToolSpec(
         "send_file",
@@ -188,6 +190,6 @@ MEDIA_TOOLS: tuple[ToolSpec, ...] = (
         SendFileInput,
         run_send_file,
         read_only=False,
-        capability=has_media,
+        capability=MEDIA,
     ),
 )

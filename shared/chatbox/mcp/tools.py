@@ -87,8 +87,9 @@ class ToolSpec:
     run: Callable[[ToolContext, Any], ToolOutput]
     read_only: bool
     platform: str | None = None  # listed only when the mailbox has an active connection on it
-    # Listed only when one of the mailbox's platforms has it (e.g. media: `chatbox.mcp.media_tools.has_media`).
-    capability: Callable[[PlatformRegistry, str], bool] | None = None
+    # Listed only when a platform of the mailbox offers it: an action of `chatbox.ports.message_actions`, or
+    # `media` (`chatbox.mcp.media_tools`).
+    capability: str | None = None
 
     def input_schema(self) -> dict[str, Any]:
         schema = self.input_model.model_json_schema()
@@ -305,19 +306,37 @@ class Toolset:
     """The mailbox tools of one process: the common ones, and one send tool per registered platform."""
 
     def __init__(self, platforms: PlatformRegistry) -> None:
+        from chatbox.mcp.action_tools import ACTION_TOOLS
         from chatbox.mcp.media_tools import MEDIA_TOOLS  # builds on this module's ToolSpec
 
-        self.platforms = platforms
-        self.tools = COMMON_TOOLS + MEDIA_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs())
+        self.tools = (
+            COMMON_TOOLS + ACTION_TOOLS + MEDIA_TOOLS + tuple(platform_send_tool(spec) for spec in platforms.specs())
+        )
         self.by_name = {tool.name: tool for tool in self.tools}
+        self.platforms = platforms
+        # Which actions each platform's connector offers, learned when a mailbox first needs it: building a
+        # connector loads its SDK, which a cold start should pay only for the platforms it serves.
+        self._actions: dict[str, frozenset[str]] = {}
+
+    def actions_of(self, platform: str) -> frozenset[str]:
+        """The capabilities the platform's connector offers here: its message actions, and `media`."""
+        from chatbox.mcp.action_tools import platform_actions
+        from chatbox.mcp.media_tools import MEDIA, has_media
+
+        if platform not in self._actions:
+            media = {MEDIA} if has_media(self.platforms, platform) else set()
+            self._actions[platform] = platform_actions(self.platforms, platform) | media
+        return self._actions[platform]
 
     def for_mailbox(self, platforms: frozenset[str]) -> list[ToolSpec]:
-        """The tools a mailbox sees: the common ones, plus `<platform>_send` for each connected platform."""
+        """The tools a mailbox sees: the common ones, `<platform>_send` for each connected platform, and each
+        action or media tool some connected platform offers."""
+        offered = {action for name in platforms if self.platforms.get(name) for action in self.actions_of(name)}
         return [
             tool
             for tool in self.tools
             if (tool.platform is None or tool.platform in platforms)
-            and (tool.capability is None or any(tool.capability(self.platforms, p) for p in sorted(platforms)))
+            and (tool.capability is None or tool.capability in offered)
         ]
 
     def get(self, name: str) -> ToolSpec | None:

@@ -137,8 +137,13 @@ def _message_text(message: Message, *, with_ids: bool = False) -> str:
             shown = (kind, attachment.get("name"), attachment_id(message.id, index))
         label = " ".join(str(p) for p in shown if p)
         parts.append(f"[{label}]")
+    if message.edited_at is not None:
+        parts.append("(edited)")
+    if message.deleted_at is not None:
+        parts.insert(0, "(deleted)")
     if message.event_type != "message":
-        parts.insert(0, f"({message.event_type})")
+        concerns = f" of {message.target_external_id}" if message.target_external_id else ""
+        parts.insert(0, f"({message.event_type}{concerns})")
     return " ".join(p for p in parts if p)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
@@ -287,6 +288,7 @@ def _store(
     ).scalar_one()
 
     message_id = new_id("message")
+    previous_text = _text_before_edit(db, chat_id, inbound)
     inserted = connection.execute(
         statements.insert_message,
         {
@@ -303,6 +305,9 @@ def _store(
             "event_type": inbound.event_type,
             "sent_at": inbound.sent_at,
             "received_at": now,
+            "target_external_id": inbound.target_external_id,
+            "reaction": inbound.reaction.model_dump() if inbound.reaction is not None else None,
+            "previous_text": previous_text,
         },
     ).scalar_one_or_none()
     if inserted is None:
@@ -313,6 +318,7 @@ def _store(
         existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
         return AcceptResult(message_id=existing or "", chat_id=address, duplicate=True), None
 
+    mark_target(db, chat_id, inbound, now)
     if chat_id == fresh_chat_id:
         record_event(
             db,
@@ -348,6 +354,35 @@ def _store(
     connection.execute(statements.insert_delivery, {**delivery, "enqueued_at": now if staged else None})
     db.commit()
     return result, None if staged else job
+
+
+def _text_before_edit(db: Session, chat_id: str, inbound: InboundMessage) -> str | None:
+    """What an edited message said before (kept on the edit event, so the agent reads what changed)."""
+    if inbound.event_type != "edit" or inbound.target_external_id is None:
+        return None
+    return db.scalar(
+        select(Message.text)
+        .where(Message.chat_id == chat_id, Message.external_id == inbound.target_external_id)
+        .order_by(Message.id)
+        .limit(1)
+    )
+
+
+def mark_target(db: Session, chat_id: str, inbound: InboundMessage, now: datetime) -> None:
+    """An edit or a deletion also changes the message it names, so read_chat shows the text as it now reads
+    (or that it is gone); a target chatbox never stored (older than the connection) changes nothing."""
+    if inbound.target_external_id is None or inbound.event_type not in ("edit", "delete"):
+        return
+    values: dict[str, Any] = (
+        {"text": inbound.text, "edited_at": now} if inbound.event_type == "edit" else {"deleted_at": now}
+    )
+    if inbound.event_type == "edit" and inbound.attachments:
+        values["attachments"] = inbound.attachments_json()
+    db.execute(
+        update(Message)
+        .where(Message.chat_id == chat_id, Message.external_id == inbound.target_external_id)
+        .values(**values)
+    )
 
 
 def _send_after_commit(db: Session, queue: DeliveryQueue, job: DeliveryJob) -> None:

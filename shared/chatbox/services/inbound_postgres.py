@@ -58,6 +58,8 @@ def accept_in_one_statement(
         reply_to_external_id=inbound.reply_to_external_id,
         event_type=inbound.event_type,
         sent_at=inbound.sent_at,
+        target_external_id=inbound.target_external_id,
+        reaction=inbound.reaction.model_dump() if inbound.reaction is not None else None,
         now=utcnow(),
         fresh_chat_id=new_id("chat"),
         message_id=new_id("message"),

@@ -43,6 +43,64 @@ def chat_lines(db: Session, mailbox: Mailbox) -> list[ChatLine]:
     ]
 
 
+TARGET_QUOTE = 120
+
+
+def _target(db: Session, chat: Chat, message: Message) -> Message | None:
+    if message.target_external_id is None:
+        return None
+    return db.scalar(
+        select(Message)
+        .where(Message.chat_id == chat.id, Message.external_id == message.target_external_id, Message.id != message.id)
+        .order_by(Message.id)
+        .limit(1)
+    )
+
+
+def _quote(text: str | None) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= TARGET_QUOTE else flat[: TARGET_QUOTE - 1] + "…"
+
+
+def target_words(target: Message | None, event: Message) -> str:
+    """The message an event concerns, as a model reads it best: whose it is and what it said (for an edit, what it
+    said before)."""
+    if target is None:
+        return f"message {event.target_external_id}" if event.target_external_id else "a message"
+    author = target.sender_name or target.sender_id
+    if target.direction == "out":
+        owner = "your message"
+    elif target.sender_id is not None and target.sender_id == event.sender_id:
+        owner = "their message"
+    else:
+        owner = f"{author}'s message" if author else "a message"
+    quoted = _quote(event.previous_text if event.event_type == "edit" else target.text)
+    return f'{owner} "{quoted}"' if quoted else owner
+
+
+def reaction_words(reaction: dict[str, Any] | None) -> str:
+    if not reaction:
+        return "reacted to"
+    emoji = reaction.get("emoji", "")
+    return f"removed their {emoji} reaction from" if reaction.get("removed") else f"reacted {emoji} to"
+
+
+def event_variables(db: Session, chat: Chat, message: Message) -> tuple[dict[str, str], Message | None]:
+    """The variables of edit, delete and reaction events (empty for a plain message)."""
+    target = _target(db, chat, message)
+    variables = {
+        "TARGET_MESSAGE_ID": target.id if target is not None else "",
+        "TARGET_EXTERNAL_ID": message.target_external_id or "",
+        "TARGET_TEXT": _quote(message.previous_text if message.event_type == "edit" else target.text)
+        if target is not None
+        else "",
+        "TARGET": target_words(target, message),
+        "EMOJI": str((message.reaction or {}).get("emoji", "")),
+        "REACTION": reaction_words(message.reaction),
+    }
+    return variables, target
+
+
 def build_webhook_body(
     db: Session,
     mailbox: Mailbox,
@@ -78,6 +136,8 @@ def build_webhook_body(
         "ATTACHMENTS": attachments,
         "MAILBOX_NAME": mailbox.name,
     }
+    events, target = event_variables(db, chat, message)
+    variables.update(events)
     rendered = render(mailbox.templates, focal=focal, event_type=message.event_type, variables=variables)
     body: dict[str, Any] = {
         "type": message.event_type,
@@ -104,5 +164,10 @@ def build_webhook_body(
         "event_type": message.event_type,
         "sent_at": _iso(message.sent_at),
         "received_at": _iso(message.received_at),
+        "target_external_id": message.target_external_id,
+        "target_message_id": target.id if target is not None else None,
+        "reaction": message.reaction,
+        "edited_at": _iso(message.edited_at),
+        "deleted_at": _iso(message.deleted_at),
     }
     return body

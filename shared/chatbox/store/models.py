@@ -175,6 +175,13 @@ class Message(Base):
     event_type: Mapped[str] = mapped_column(String(32), default="message")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # An edit, delete or reaction event: the platform id of the message it concerns, and a reaction's emoji.
+    target_external_id: Mapped[str | None] = mapped_column(String(255))
+    reaction: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON, nullable=True)
+    previous_text: Mapped[str | None] = mapped_column(Text)  # an edit event: its target's text before it
+    # Set on the message itself once an edit or a deletion of it arrived (or the agent made one).
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Delivery(Base):

@@ -65,11 +65,31 @@ chat AS (
 message AS (
     INSERT INTO messages
         (id, chat_id, connection_id, direction, external_id, sender_id, sender_name, text, attachments,
-         reply_to_external_id, event_type, sent_at, received_at)
-    SELECT :message_id, chat.id, :connection_id, 'in', :external_message_id, :sender_id, :sender_name, :text,
-           CAST(:attachments AS jsonb), :reply_to_external_id, :event_type, :sent_at, :now
+         reply_to_external_id, event_type, sent_at, received_at, target_external_id, reaction, previous_text)
+    SELECT :message_id, chat.id, :connection_id, 'in', :external_message_id, :sender_id, :sender_name,
+           CAST(:text AS text),
+           CAST(:attachments AS jsonb), :reply_to_external_id, CAST(:event_type AS text), :sent_at, :now,
+           CAST(:target_external_id AS text), CAST(:reaction AS jsonb),
+           CASE WHEN CAST(:event_type AS text) = 'edit' THEN (
+               SELECT t.text FROM messages t
+               WHERE t.chat_id = chat.id AND t.external_id = CAST(:target_external_id AS text)
+               ORDER BY t.id LIMIT 1
+           ) END
     FROM chat
     RETURNING id, chat_id
+),
+marked AS (
+    -- An edit or a deletion also changes the message it names (`chatbox.services.inbound.mark_target`).
+    UPDATE messages t SET
+        text = CASE WHEN CAST(:event_type AS text) = 'edit' THEN CAST(:text AS text) ELSE t.text END,
+        attachments = CASE WHEN CAST(:event_type AS text) = 'edit'
+                                AND jsonb_array_length(CAST(:attachments AS jsonb)) > 0
+                           THEN CAST(:attachments AS jsonb) ELSE t.attachments END,
+        edited_at = CASE WHEN CAST(:event_type AS text) = 'edit' THEN CAST(:now AS timestamptz) ELSE t.edited_at END,
+        deleted_at = CASE WHEN CAST(:event_type AS text) = 'delete' THEN CAST(:now AS timestamptz) ELSE t.deleted_at END
+    FROM message
+    WHERE CAST(:event_type AS text) IN ('edit', 'delete') AND t.chat_id = message.chat_id
+      AND t.external_id = CAST(:target_external_id AS text)
 ),
 new_chat_event AS (
     INSERT INTO service_events (id, account_id, mailbox_id, type, data, occurred_at, fanned_out_at)
@@ -130,6 +150,8 @@ class AcceptInput:
     event_type: str
     sent_at: datetime | None
     now: datetime
+    target_external_id: str | None
+    reaction: dict[str, Any] | None
     fresh_chat_id: str
     message_id: str
     event_id: str
@@ -171,6 +193,8 @@ def accept_on_postgres(connection: Connection, values: AcceptInput) -> AcceptRow
         "reply_to_external_id": values.reply_to_external_id,
         "event_type": values.event_type,
         "sent_at": values.sent_at,
+        "target_external_id": values.target_external_id,
+        "reaction": json.dumps(values.reaction) if values.reaction is not None else None,
         "now": values.now,
         "fresh_chat_id": values.fresh_chat_id,
         "message_id": values.message_id,
