@@ -47,6 +47,8 @@ class _StandIn:
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
         self.script: dict[str, list[Answer]] = {}
+        # method -> how many of its next calls are handled (recorded, acted on) and then answered with nothing.
+        self.drop_responses: dict[str, int] = {}
         self._lock = threading.Lock()
         stand_in = self
 
@@ -63,6 +65,10 @@ class _StandIn:
                     params.update(dict(parse_qsl(raw.decode())))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = stand_in._dispatch(url.path, params, headers)
+                if stand_in._take_drop(url.path):
+                    # The platform acted, then the answer was lost: the connection closes with no response.
+                    self.close_connection = True
+                    return
                 as_text = isinstance(answer.body, str)
                 payload = answer.body.encode() if isinstance(answer.body, str) else json.dumps(answer.body).encode()
                 self.send_response(answer.status)
@@ -85,6 +91,15 @@ class _StandIn:
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
         raise NotImplementedError
+
+    def _take_drop(self, path: str) -> bool:
+        method = path.rstrip("/").rsplit("/", 1)[-1]
+        with self._lock:
+            left = self.drop_responses.get(method, 0)
+            if left <= 0:
+                return False
+            self.drop_responses[method] = left - 1
+            return True
 
     def _scripted(self, method: str) -> Answer | None:
         queue = self.script.get(method)
@@ -254,7 +269,8 @@ TELEGRAM_BOT: Json = {
 
 
 class SlackWebApi(_StandIn):
-    """`{root}/{method}` for auth.test, chat.postMessage, users.info, conversations.info.
+    """`{root}/{method}` for auth.test, chat.postMessage, users.info, conversations.info, and
+    conversations.history / conversations.replies over the messages posted (`posted`, by channel).
 
     Slack answers API errors with HTTP 200 and `{"ok": false, "error": ...}`; rate limits with 429 and
     `Retry-After` (scripted). `channels` are the conversations the bot is in.
@@ -273,6 +289,7 @@ class SlackWebApi(_StandIn):
             "U0ADA": {"id": "U0ADA", "name": "ada", "real_name": "Ada Lovelace", "profile": {"display_name": "ada"}}
         }
         self._ts = itertools.count(1)
+        self.posted: dict[str, list[Json]] = {}
 
     def _dispatch(self, path: str, params: Json, headers: dict[str, str]) -> Answer:
         method = path.rstrip("/").rsplit("/", 1)[-1]
@@ -303,7 +320,7 @@ class SlackWebApi(_StandIn):
                 channel = str(params.get("channel"))
                 if channel not in self.channels:
                     return Answer(200, {"ok": False, "error": "channel_not_found"})
-                ts = f"{1764170000 + next(self._ts)}.000100"
+                ts = f"{int(time.time())}.{next(self._ts):06d}"  # Slack's ts: epoch seconds, unique per channel
                 message: Json = {
                     "type": "message",
                     "user": "U0BOT",
@@ -313,7 +330,10 @@ class SlackWebApi(_StandIn):
                 }
                 if params.get("thread_ts"):
                     message["thread_ts"] = params["thread_ts"]
+                self.posted.setdefault(channel, []).append(message)
                 return Answer(200, {"ok": True, "channel": channel, "ts": ts, "message": message})
+            if method in ("conversations.history", "conversations.replies"):
+                return self._history(method, params)
             if method == "users.info":
                 user = self.users.get(str(params.get("user")))
                 return Answer(200, {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"})
@@ -323,6 +343,23 @@ class SlackWebApi(_StandIn):
                     200, {"ok": True, "channel": found} if found else {"ok": False, "error": "channel_not_found"}
                 )
             return Answer(200, {"ok": False, "error": "unknown_method"})
+
+    def _history(self, method: str, params: Json) -> Answer:
+        """conversations.history: the channel's top-level messages newest first, within `oldest`/`latest`;
+        conversations.replies: the thread `ts` (its parent first, then replies oldest first)."""
+        channel = str(params.get("channel"))
+        if channel not in self.channels:
+            return Answer(200, {"ok": False, "error": "channel_not_found"})
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or 9e12)
+        messages = self.posted.get(channel, [])
+        if method == "conversations.replies":
+            root = str(params.get("ts"))
+            found = [m for m in messages if m["ts"] == root or m.get("thread_ts") == root]
+            found = [m for m in found if m["ts"] == root or oldest <= float(m["ts"]) <= latest]
+            return Answer(200, {"ok": True, "messages": found, "has_more": False})
+        top = [m for m in messages if not m.get("thread_ts") and oldest <= float(m["ts"]) <= latest]
+        return Answer(200, {"ok": True, "messages": list(reversed(top)), "has_more": False})
 
     def _connections_open(self, headers: dict[str, str]) -> Answer:
         """Slack's answer to apps.connections.open: a one-use WebSocket URL, for an app-level token only."""

@@ -61,7 +61,12 @@ def mailbox_instructions(identity: MailboxIdentity) -> str:
         "messages - and send_message(text) to answer in the focal chat (pass chat_id to send elsewhere without "
         "switching). read_chat pages through a chat's history without moving focus; get_focus tells you where "
         "you are. When a notification matters more than the current conversation, switch to that chat before "
-        "answering it.\n\n" + platform_line
+        "answering it.\n\n"
+        "Sending safely: give every send_message (and <platform>_send) call an idempotency_key of your own, e.g. a "
+        "fresh UUID per message, and when a send fails, times out or answers `unknown_outcome`, retry with the "
+        "same key: chatbox then never posts the message twice (it answers the first result, or sends only the "
+        "parts of a long message that are missing). `unknown_outcome` means the platform may have posted it and "
+        "chatbox could not tell; never resend it under a new key without checking first.\n\n" + platform_line
     )
 
 
