@@ -47,8 +47,9 @@ class _StandIn:
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
         self.script: dict[str, list[Answer]] = {}
-        # method -> how many of its next calls are handled (recorded, acted on) and then answered with nothing.
-        self.drop_responses: dict[str, int] = {}
+        # method -> one flag per next call of it: True handles the call (recorded, acted on) and then closes the
+        # connection without an answer, as a lost response; False answers it normally.
+        self.drop_responses: dict[str, list[bool]] = {}
         self._lock = threading.Lock()
         stand_in = self
 
@@ -95,11 +96,8 @@ class _StandIn:
     def _take_drop(self, path: str) -> bool:
         method = path.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
-            left = self.drop_responses.get(method, 0)
-            if left <= 0:
-                return False
-            self.drop_responses[method] = left - 1
-            return True
+            plan = self.drop_responses.get(method)
+            return plan.pop(0) if plan else False
 
     def _scripted(self, method: str) -> Answer | None:
         queue = self.script.get(method)
