@@ -1,0 +1,103 @@
+"""Idempotent sends on the container platforms: the Discord program (a real subprocess) against the Discord
+stand-in, and chatbox's container client (`HttpContainerConnector`) against that program. A create whose
+answer is lost is asked again with the same `nonce` (`enforce_nonce`), so Discord makes one message; a POST
+to the program that times out is looked up in the program's record (`GET /v1/sends/{request_id}`) and a retry
+with the same send id is answered from that record; a split send refused on part 2 sends only the rest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatbox.adapters.http_container import HttpContainerConnector
+from chatbox.domain.addresses import AddressPolicy
+from chatbox.domain.errors import UnknownOutcomeError
+from chatbox.ports.connector import ConnectionContext, OutboundMessage
+from connectors.discord.send import part_nonce
+from tests.support.discord_api import DiscordStandIn, missing_permissions, running_discord
+from tests.support.discord_program import OUTBOUND_AUTH, Program, running_program, send_body
+
+CHANNEL = "1100000000000000020"
+WAIT = 30.0
+SEND_ID = "snd_01JD3SENDSENDSENDSENDSENDS"
+
+
+@pytest.fixture
+def discord() -> Iterator[DiscordStandIn]:
+    with running_discord() as standin:
+        yield standin
+
+
+@pytest.fixture
+def program(tmp_path: Path, discord: DiscordStandIn) -> Iterator[Program]:
+    with running_program(tmp_path, discord) as running:
+        discord.wait_until(discord.connected, WAIT, "the program's IDENTIFY")
+        yield running
+
+
+def _context(program: Program) -> ConnectionContext:
+    return ConnectionContext(
+        "conn_01JD3AAAAAAAAAAAAAAAAAAAAA",
+        "discord",
+        {"outbound_url": f"{program.url}/v1/send", "managed": True},
+        {"outbound_auth": OUTBOUND_AUTH},
+    )
+
+
+def test_a_create_whose_answer_is_lost_is_asked_again_with_its_nonce_and_discord_makes_one_message(
+    program: Program, discord: DiscordStandIn
+) -> None:
+    discord.drop_responses = [True]
+
+    response = program.send(send_body("Deploying now.", CHANNEL, request_id="req-nonce-1"))
+
+    assert response.status_code == 200, response.text
+    [body] = discord.sent_to(CHANNEL)  # one message made; the second create was answered from the nonce
+    assert body["nonce"] == part_nonce("req-nonce-1", 0) and body["enforce_nonce"] is True
+    assert len(body["nonce"]) <= 25
+    assert response.json()["message_id"] == discord.by_nonce[(CHANNEL, body["nonce"])]["id"]
+
+
+def test_a_split_send_refused_on_part_2_names_part_1_and_a_retry_sends_only_the_rest(
+    program: Program, discord: DiscordStandIn
+) -> None:
+    text = "\n".join(f"line {n:04d} " + "x" * 80 for n in range(40))  # 3,559 characters: two messages
+    discord.script = [None, missing_permissions()]  # part 1 goes through, part 2 is refused
+
+    refused = program.send(send_body(text, CHANNEL, request_id="req-split"))
+
+    assert refused.status_code == 403, refused.text
+    answer = refused.json()
+    assert answer["parts_total"] == 2 and len(answer["parts_sent"]) == 1
+    retried = program.send(send_body(text, CHANNEL, request_id="req-split", parts_sent=answer["parts_sent"]))
+    assert retried.status_code == 200, retried.text
+    bodies = discord.sent_to(CHANNEL)
+    assert len(bodies) == 2 and "\n".join(b["content"] for b in bodies) == text  # part 1 once, then part 2
+    assert retried.json()["part_ids"][0] == answer["parts_sent"][0]
+    assert retried.json()["message_id"] == answer["parts_sent"][0]
+
+
+def test_a_post_to_the_program_that_times_out_is_looked_up_and_a_retry_is_answered_from_its_record(
+    program: Program, discord: DiscordStandIn
+) -> None:
+    discord.send_delay = 2.0  # the program waits on Discord longer than chatbox waits on the program
+    impatient = HttpContainerConnector(AddressPolicy(), timeout=0.5)
+    patient = HttpContainerConnector(AddressPolicy(), timeout=15)
+    message = OutboundMessage(CHANNEL, "Shipped.", send_id=SEND_ID)
+    try:
+        with pytest.raises(UnknownOutcomeError, match="still sending it"):
+            impatient.send(_context(program), message)
+        discord.wait_until(lambda: len(discord.sent_to(CHANNEL)) == 1, WAIT, "the create")
+
+        retry = OutboundMessage(CHANNEL, "Shipped.", send_id=SEND_ID, uncertain_since=time.time())
+        again = patient.send(_context(program), retry)
+    finally:
+        impatient.close()
+        patient.close()
+
+    [body] = discord.sent_to(CHANNEL)
+    assert again.external_id == discord.by_nonce[(CHANNEL, body["nonce"])]["id"]
+    assert again.parts == (again.external_id,)
