@@ -1,5 +1,5 @@
-"""Idempotent sends on the container platforms: the Discord program (a real subprocess) against the Discord
-stand-in, and chatbox's container client (`HttpContainerConnector`) against that program. A create whose
+"""Idempotent sends on the container platforms: the Discord and Signal programs (real subprocesses) against
+their stand-ins, and chatbox's container client (`HttpContainerConnector`) against that program. A create whose
 answer is lost is asked again with the same `nonce` (`enforce_nonce`), so Discord makes one message; a POST
 to the program that times out is looked up in the program's record (`GET /v1/sends/{request_id}`) and a retry
 with the same send id is answered from that record; a split send refused on part 2 sends only the rest."""
@@ -19,6 +19,12 @@ from chatbox.ports.connector import ConnectionContext, OutboundMessage
 from connectors.discord.send import part_nonce
 from tests.support.discord_api import DiscordStandIn, missing_permissions, running_discord
 from tests.support.discord_program import OUTBOUND_AUTH, Program, running_program, send_body
+from tests.support.signal_cli import running_signal_cli
+from tests.support.signal_program import ACCOUNT as SIGNAL_ACCOUNT
+from tests.support.signal_program import ADA
+from tests.support.signal_program import OUTBOUND_AUTH as SIGNAL_OUTBOUND_AUTH
+from tests.support.signal_program import Program as SignalProgram
+from tests.support.signal_program import running_program as running_signal_program
 
 CHANNEL = "1100000000000000020"
 WAIT = 30.0
@@ -101,3 +107,40 @@ def test_a_post_to_the_program_that_times_out_is_looked_up_and_a_retry_is_answer
     [body] = discord.sent_to(CHANNEL)
     assert again.external_id == discord.by_nonce[(CHANNEL, body["nonce"])]["id"]
     assert again.parts == (again.external_id,)
+
+
+# --- Signal: the program's record is the lookup ----------------------------------------------------------------
+
+
+def _signal_context(program: SignalProgram) -> ConnectionContext:
+    return ConnectionContext(
+        "conn_01JD3AAAAAAAAAAAAAAAAAAAAA",
+        "signal",
+        {"outbound_url": f"{program.url}/v1/send", "managed": True},
+        {"outbound_auth": SIGNAL_OUTBOUND_AUTH},
+    )
+
+
+def test_signal_a_timed_out_send_is_resolved_from_the_programs_record_and_sent_once(tmp_path: Path) -> None:
+    with (
+        running_signal_cli(SIGNAL_ACCOUNT) as signal_cli,
+        running_signal_program(tmp_path, SIGNAL_CLI_URL=signal_cli.url) as program,
+    ):
+        signal_cli.send_delay = 2.0  # signal-cli takes longer than chatbox waits for the program
+        impatient = HttpContainerConnector(AddressPolicy(), timeout=0.5)
+        patient = HttpContainerConnector(AddressPolicy(), timeout=15)
+        try:
+            with pytest.raises(UnknownOutcomeError, match="still sending it"):
+                impatient.send(_signal_context(program), OutboundMessage(ADA, "On my way.", send_id=SEND_ID))
+            retry = OutboundMessage(ADA, "On my way.", send_id=SEND_ID, uncertain_since=time.time())
+            again = patient.send(_signal_context(program), retry)
+            # Another send chatbox lost track of, that this program has no record of: Signal has no lookup.
+            with pytest.raises(UnknownOutcomeError, match="no record of its outcome"):
+                lost = OutboundMessage(ADA, "Lost.", send_id="snd_01JD3LOSTLOSTLOSTLOSTLOSTLO", uncertain_since=1.0)
+                patient.send(_signal_context(program), lost)
+        finally:
+            impatient.close()
+            patient.close()
+
+    assert [send["message"] for send in signal_cli.sends] == ["On my way."]
+    assert again.external_id.startswith(f"{SIGNAL_ACCOUNT}:")
