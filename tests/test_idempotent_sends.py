@@ -11,10 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
+from chatbox.asgi import create_app
 from chatbox.compose import build_runtime
 from chatbox.domain.errors import InvalidInputError, RateLimitedError, UnknownOutcomeError
 from chatbox.domain.settings import Settings
@@ -29,6 +31,7 @@ from connectors.slack.spec import SlackSettings
 from connectors.telegram.spec import TelegramSettings
 from tests.conftest import AccountKey
 from tests.support.api import create_mailbox
+from tests.support.mcp import mcp_client, run_async, serving, text_of
 from tests.support.pipeline import accept_directly
 from tests.support.platforms import (
     TELEGRAM_BOT,
@@ -83,7 +86,7 @@ def runtime(settings: Settings, telegram_api: TelegramBotApi, slack_api: SlackWe
         built.close()
 
 
-def _mailbox(client: TestClient, account: AccountKey, runtime: Runtime, platform: str) -> str:
+def _mailbox(client: TestClient, account: AccountKey, runtime: Runtime, platform: str) -> Json:
     """A mailbox with a `platform` connection and one inbound message in its chat (so the chat exists)."""
     mailbox = create_mailbox(client, account)
     secrets = {"bot_token": TELEGRAM_TOKEN} if platform == "telegram" else {"bot_token": SLACK_TOKEN}
@@ -97,8 +100,7 @@ def _mailbox(client: TestClient, account: AccountKey, runtime: Runtime, platform
     assert response.status_code == 201, response.text
     chat = "4242" if platform == "telegram" else "C0GENERAL"
     accept_directly(runtime, response.json(), "in-1", external_chat_id=chat)
-    mailbox_id: str = mailbox["id"]
-    return mailbox_id
+    return mailbox
 
 
 def _send(runtime: Runtime, mailbox_id: str, text: str, chat: str, **kwargs: Any) -> SendReceipt:
@@ -138,7 +140,7 @@ def _two_part_text() -> str:
 def test_a_retried_key_answers_the_first_result_and_posts_once(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
 
     first = _send(runtime, mailbox_id, "On my way.", TELEGRAM_CHAT, idempotency_key="k-1")
     again = _send(runtime, mailbox_id, "On my way.", TELEGRAM_CHAT, idempotency_key="k-1")
@@ -152,7 +154,7 @@ def test_a_retried_key_answers_the_first_result_and_posts_once(
 def test_the_same_key_with_other_arguments_is_an_error_naming_the_key_and_calls_no_platform(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
     _send(runtime, mailbox_id, "On my way.", TELEGRAM_CHAT, idempotency_key="k-2")
 
     with pytest.raises(InvalidInputError, match="idempotency_key 'k-2' was already used"):
@@ -166,7 +168,7 @@ def test_the_same_key_with_other_arguments_is_an_error_naming_the_key_and_calls_
 def test_a_key_reused_after_24_hours_is_a_new_send(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
     first = _send(runtime, mailbox_id, "Good morning.", TELEGRAM_CHAT, idempotency_key="daily")
     _rewrite(runtime, "daily", created_at=utcnow() - timedelta(hours=24, minutes=1))
 
@@ -179,7 +181,7 @@ def test_a_key_reused_after_24_hours_is_a_new_send(
 def test_a_key_longer_than_255_characters_is_refused_before_any_platform_call(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
 
     with pytest.raises(InvalidInputError, match="idempotency_key must be 1 to 255"):
         _send(runtime, mailbox_id, "hi", TELEGRAM_CHAT, idempotency_key="k" * 256)
@@ -193,7 +195,7 @@ def test_a_key_longer_than_255_characters_is_refused_before_any_platform_call(
 def test_telegram_a_lost_answer_is_an_unknown_outcome_and_a_retry_never_posts_again(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
     telegram_api.drop_responses["sendMessage"] = [True]  # Telegram posts it; its answer never arrives
 
     with pytest.raises(UnknownOutcomeError, match="no way to look a sent message up"):
@@ -209,7 +211,7 @@ def test_telegram_a_lost_answer_is_an_unknown_outcome_and_a_retry_never_posts_ag
 def test_telegram_a_refused_connection_is_unavailable_not_unknown(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
     telegram_api.server.shutdown()
     telegram_api.server.server_close()  # the port now refuses connections: the request never left
 
@@ -223,7 +225,7 @@ def test_telegram_a_refused_connection_is_unavailable_not_unknown(
 def test_slack_a_lost_answer_is_found_in_the_channel_history_and_nothing_is_posted_twice(
     client: TestClient, account: AccountKey, runtime: Runtime, slack_api: SlackWebApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "slack")
+    mailbox_id = _mailbox(client, account, runtime, "slack")["id"]
     slack_api.drop_responses["chat.postMessage"] = [True]
 
     sent = _send(runtime, mailbox_id, "Deploying <now> & then", SLACK_CHAT, idempotency_key="k-5")
@@ -241,7 +243,7 @@ def test_slack_a_lost_answer_is_found_in_the_channel_history_and_nothing_is_post
 def test_slack_a_lost_answer_for_a_post_slack_did_not_make_is_unknown_then_posted_on_retry(
     client: TestClient, account: AccountKey, runtime: Runtime, slack_api: SlackWebApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "slack")
+    mailbox_id = _mailbox(client, account, runtime, "slack")["id"]
     # The post fails on Slack's side (nothing posted) and its answer is lost: the history then shows nothing.
     slack_api.script["chat.postMessage"] = [Answer(200, {"ok": False, "error": "internal_error"})]
     slack_api.drop_responses["chat.postMessage"] = [True]
@@ -261,7 +263,7 @@ def test_slack_a_lost_answer_for_a_post_slack_did_not_make_is_unknown_then_poste
 def test_a_split_send_failing_on_part_2_says_which_parts_went_out_and_a_retry_sends_only_the_rest(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
     text = _two_part_text()
     telegram_api.script["sendMessage"] = [None, telegram_rate_limit(60)]  # type: ignore[list-item]  # None: as usual
 
@@ -282,7 +284,7 @@ def test_a_split_send_failing_on_part_2_says_which_parts_went_out_and_a_retry_se
 def test_a_split_send_whose_part_2_answer_is_lost_keeps_part_1_and_stays_unknown_on_telegram(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
     telegram_api.drop_responses["sendMessage"] = [False, True]  # part 1 answered; part 2 posted, its answer lost
 
     with pytest.raises(UnknownOutcomeError, match="1 of 2 parts went out") as raised:
@@ -302,7 +304,7 @@ def test_a_split_send_whose_part_2_answer_is_lost_keeps_part_1_and_stays_unknown
 def test_a_send_left_sending_by_a_crash_is_reconciled_from_slack_history_not_re_sent(
     client: TestClient, account: AccountKey, runtime: Runtime, slack_api: SlackWebApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "slack")
+    mailbox_id = _mailbox(client, account, runtime, "slack")["id"]
     posted = _send(runtime, mailbox_id, "Shipped.", SLACK_CHAT, idempotency_key="k-9")
     # As if the process died after Slack posted and before chatbox committed: the record still `sending`,
     # its attempt long begun, no outbound message stored.
@@ -328,7 +330,7 @@ def test_a_send_left_sending_by_a_crash_is_reconciled_from_slack_history_not_re_
 def test_a_send_still_in_flight_is_waited_for_then_an_honest_still_in_flight_error(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
     _send(runtime, mailbox_id, "hello", TELEGRAM_CHAT, idempotency_key="k-10")
     _rewrite(runtime, "k-10", status="sending", attempt_started_at=utcnow())  # another call is sending it
 
@@ -341,7 +343,7 @@ def test_a_send_still_in_flight_is_waited_for_then_an_honest_still_in_flight_err
 def test_without_a_key_every_call_is_a_new_send(
     client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
 ) -> None:
-    mailbox_id = _mailbox(client, account, runtime, "telegram")
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
 
     _send(runtime, mailbox_id, "ping", TELEGRAM_CHAT)
     _send(runtime, mailbox_id, "ping", TELEGRAM_CHAT)
@@ -349,3 +351,52 @@ def test_without_a_key_every_call_is_a_new_send(
     assert telegram_api.sent_texts() == ["ping", "ping"]
     with runtime.db.session() as db:
         assert [r.status for r in db.scalars(select(OutboundSend))] == ["sent", "sent"]
+
+
+# --- through MCP ------------------------------------------------------------------------------------------------
+
+
+def _call_tools(
+    runtime: Runtime, mailbox: Json, calls: list[tuple[str, Json]]
+) -> tuple[str, list[types.CallToolResult]]:
+    """The server's instructions, and the answers to `calls` in order, over one MCP session."""
+    with serving(create_app(runtime)) as base_url:
+
+        async def go() -> tuple[str, list[types.CallToolResult]]:
+            async with mcp_client(f"{base_url}/mcp/{mailbox['id']}", mailbox["mcp_token"]) as session:
+                answers = [await session.call_tool(name, arguments) for name, arguments in calls]
+                return str(session.instructions or ""), answers
+
+        return run_async(go)
+
+
+def test_mcp_send_tools_take_a_key_a_retry_posts_once_and_an_unknown_outcome_says_not_to_resend_blindly(
+    client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
+) -> None:
+    mailbox = _mailbox(client, account, runtime, "telegram")
+    telegram_api.drop_responses["sendMessage"] = [False, True]  # the second post's answer is lost
+    send = {"chat_id": TELEGRAM_CHAT, "text": "Shipping now.", "idempotency_key": "mcp-1"}
+    lost = {"chat_id": "4242", "text": "Rolling back.", "idempotency_key": "mcp-2"}
+
+    instructions, results = _call_tools(
+        runtime,
+        mailbox,
+        [
+            ("send_message", send),
+            ("telegram_send", {**send, "chat_id": "4242"}),  # the same message through the platform tool
+            ("telegram_send", {**send, "disable_notification": True}),  # not the same message
+            ("telegram_send", lost),
+        ],
+    )
+
+    first, retry, other, unknown = results
+    assert not first.is_error and not retry.is_error, text_of(first) + text_of(retry)
+    assert "already sent, so nothing new was posted" in text_of(retry)
+    assert retry.structured_content is not None and retry.structured_content["already_sent"] is True
+    assert first.structured_content is not None
+    assert retry.structured_content["message_id"] == first.structured_content["message_id"]
+    assert other.is_error and "idempotency_key 'mcp-1' was already used" in text_of(other)
+    assert unknown.is_error and "[unknown_outcome]" in text_of(unknown)
+    assert "same idempotency_key is safe" in text_of(unknown)
+    assert telegram_api.sent_texts() == ["Shipping now.", "Rolling back."]
+    assert "idempotency_key" in instructions and "unknown_outcome" in instructions

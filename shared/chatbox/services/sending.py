@@ -151,7 +151,7 @@ def send_message(
     connection = _carrying_connection(db, mailbox, target_chat)
     connector = platforms.connector(target_chat.platform)
     send_options = dict(options or {})
-    digest = _digest(target_chat.id, text, reply_to, send_options)
+    digest = _digest(target_chat.id, text, reply_to, _non_default(platforms, target_chat.platform, send_options))
     record, fresh = _claim(db, mailbox, idempotency_key, digest, target_chat, connection, text, reply_to, send_options)
     uncertain_since: float | None = None
     if not fresh:
@@ -166,6 +166,17 @@ def send_message(
         record.connection_id = connection.id
         db.commit()
     return _attempt(db, vault, connector, record, target_chat, connection, mailbox.name, uncertain_since)
+
+
+def _non_default(platforms: PlatformRegistry, platform: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` without those at their default, so send_message and `<platform>_send` with its defaults are the
+    same message for a reused key."""
+    try:
+        defaults = platforms.spec(platform).send_options().model_dump()
+    except Exception:  # noqa: BLE001 - an options model with required fields has no defaults to drop
+        defaults = {}
+    missing = object()
+    return {name: value for name, value in options.items() if defaults.get(name, missing) != value}
 
 
 def _digest(chat_id: str, text: str, reply_to: str | None, options: Mapping[str, Any]) -> str:
