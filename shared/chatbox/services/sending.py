@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -173,7 +174,7 @@ def _non_default(platforms: PlatformRegistry, platform: str, options: Mapping[st
     same message for a reused key."""
     try:
         defaults = platforms.spec(platform).send_options().model_dump()
-    except Exception:  # noqa: BLE001 - an options model with required fields has no defaults to drop
+    except ValidationError:  # an options model with required fields has no defaults to drop
         defaults = {}
     missing = object()
     return {name: value for name, value in options.items() if defaults.get(name, missing) != value}
