@@ -7,6 +7,7 @@ reconciled rather than re-sent."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -400,3 +401,18 @@ def test_mcp_send_tools_take_a_key_a_retry_posts_once_and_an_unknown_outcome_say
     assert "same idempotency_key is safe" in text_of(unknown)
     assert telegram_api.sent_texts() == ["Shipping now.", "Rolling back."]
     assert "idempotency_key" in instructions and "unknown_outcome" in instructions
+
+
+def test_concurrent_calls_with_one_key_post_once_and_all_answer_the_same_message(
+    client: TestClient, account: AccountKey, runtime: Runtime, telegram_api: TelegramBotApi
+) -> None:
+    mailbox_id = _mailbox(client, account, runtime, "telegram")["id"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        receipts = list(
+            pool.map(lambda _: _send(runtime, mailbox_id, "Once.", TELEGRAM_CHAT, idempotency_key="k-11"), range(4))
+        )
+
+    assert telegram_api.sent_texts() == ["Once."]
+    assert len({r.message_id for r in receipts}) == 1
+    assert sum(not r.replayed for r in receipts) == 1

@@ -202,6 +202,10 @@ class SendServer:
             return known
         if (running := self._sending.get(send.request_id)) is not None:
             return await asyncio.shield(running)
+        earlier = self._failed.get(send.request_id)
+        if send.uncertain_since is not None and earlier is not None and not isinstance(earlier, OutcomeUnknown):
+            # chatbox lost this program's answer, but the program knows the last attempt failed for sure.
+            send = send.model_copy(update={"uncertain_since": None})
         future: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
         self._sending[send.request_id] = future
         self._failed.pop(send.request_id, None)

@@ -63,8 +63,9 @@ APP_TOKEN = "app_token"
 EVENTS_RECEIVE = WEBHOOK_RECEIVE  # the Events API is Slack's webhook
 SOCKET_RECEIVE = "socket"
 MAX_MESSAGE = 40_000  # chat.postMessage truncates beyond this (counted after escaping)
-# How far before an unanswered post the history lookup starts: Slack's clock and ours may differ a little.
-LOOKUP_SKEW = 60.0
+# How far before an unanswered post the history lookup starts: Slack's clock and ours may differ a little. Kept
+# short: an identical earlier message of the bot's within this window would be taken for the lost one.
+LOOKUP_SKEW = 10.0
 LOOKUP_LIMIT = 200
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,18 +155,34 @@ def send_message(
     digest = _digest(target_chat.id, text, reply_to, _non_default(platforms, target_chat.platform, send_options))
     record, fresh = _claim(db, mailbox, idempotency_key, digest, target_chat, connection, text, reply_to, send_options)
     uncertain_since: float | None = None
-    if not fresh:
+    while not fresh:
         record = _settled(db, record, in_flight_wait)
         if record.status == SendStatus.sent:
             return _receipt(record, target_chat, replayed=True)
         if record.status != SendStatus.failed:
             # `unknown`, or `sending` with no live attempt: the next part may have gone out; the connector checks.
             uncertain_since = record.attempt_started_at.timestamp()
-        record.status = SendStatus.sending
-        record.attempt_started_at = utcnow()
-        record.connection_id = connection.id
-        db.commit()
+        fresh = _take_over(db, record, connection)
     return _attempt(db, vault, connector, record, target_chat, connection, mailbox.name, uncertain_since)
+
+
+def _take_over(db: Session, record: OutboundSend, connection: Connection) -> bool:
+    """Start a new attempt at `record` unless a concurrent call just did (compare-and-set on its state), so two
+    retries of one send never both call the platform. False: the caller waits for the other attempt."""
+    seen_status, seen_started = record.status, record.attempt_started_at
+    taken = db.execute(
+        update(OutboundSend)
+        .where(
+            OutboundSend.id == record.id,
+            OutboundSend.status == seen_status,
+            OutboundSend.attempt_started_at == seen_started,
+        )
+        .values(status=SendStatus.sending, attempt_started_at=utcnow(), connection_id=connection.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
+    db.refresh(record)
+    return bool(getattr(taken, "rowcount", 0) == 1)
 
 
 def _non_default(platforms: PlatformRegistry, platform: str, options: Mapping[str, Any]) -> dict[str, Any]:
