@@ -159,9 +159,9 @@ def send_message(
         record = _settled(db, record, in_flight_wait)
         if record.status == SendStatus.sent:
             return _receipt(record, target_chat, replayed=True)
-        if record.status != SendStatus.failed:
-            # `unknown`, or `sending` with no live attempt: the next part may have gone out; the connector checks.
-            uncertain_since = record.attempt_started_at.timestamp()
+        # `unknown`, or `sending` with no live attempt: the next part may have gone out; the connector checks.
+        uncertain = record.status != SendStatus.failed
+        uncertain_since = record.attempt_started_at.timestamp() if uncertain else None
         fresh = _take_over(db, record, connection)
     return _attempt(db, vault, connector, record, target_chat, connection, mailbox.name, uncertain_since)
 

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 # The newest revision in chatbox/store/migrations/versions.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 
 def database_revision(connection: Connection) -> str | None:
