@@ -144,3 +144,15 @@ def test_signal_a_timed_out_send_is_resolved_from_the_programs_record_and_sent_o
 
     assert [send["message"] for send in signal_cli.sends] == ["On my way."]
     assert again.external_id.startswith(f"{SIGNAL_ACCOUNT}:")
+
+
+def test_discord_a_retry_later_than_discord_remembers_nonces_is_unknown_and_posts_nothing(
+    program: Program, discord: DiscordStandIn
+) -> None:
+    stale = time.time() - 10 * 60  # the unanswered attempt began ten minutes ago
+
+    response = program.send(send_body("Late.", CHANNEL, request_id="req-stale", uncertain_since=stale))
+
+    assert response.status_code == 504, response.text
+    assert response.json()["code"] == "unknown_outcome" and "check the channel" in response.json()["message"]
+    assert discord.sent_to(CHANNEL) == []
