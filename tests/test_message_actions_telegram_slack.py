@@ -326,14 +326,16 @@ def test_slack_tools_reach_the_web_api_and_typing_is_not_offered(
     post_slack(client, connection, load_payload("slack", "channel_message"))
     theirs = the_message(runtime, connection, "in", "C0GENERAL:1764170418.123456")
 
-    sent, edited, reacted, unreacted, deleted, typing = mcp(
+    [sent] = mcp(runtime, mailbox, ("send_message", {"chat_id": "slack:C0GENERAL", "text": "on it <soon>"}))
+    ours = str(ok(sent)["external_id"])  # `C0GENERAL:<ts>`, the ts Slack gave the post
+    ts = ours.split(":", 1)[1]
+    edited, reacted, unreacted, deleted, typing = mcp(
         runtime,
         mailbox,
-        ("send_message", {"chat_id": "slack:C0GENERAL", "text": "on it <soon>"}),
-        ("edit_message", {"message_id": "C0GENERAL:1764170001.000100", "chat_id": "slack:C0GENERAL", "text": "done"}),
+        ("edit_message", {"message_id": ours, "chat_id": "slack:C0GENERAL", "text": "done"}),
         ("react", {"message_id": theirs.id, "emoji": "👍"}),
         ("react", {"message_id": theirs.id, "emoji": ":eyes:", "remove": True}),
-        ("delete_message", {"message_id": "C0GENERAL:1764170001.000100", "chat_id": "slack:C0GENERAL"}),
+        ("delete_message", {"message_id": ours, "chat_id": "slack:C0GENERAL"}),
         ("typing", {"chat_id": "slack:C0GENERAL"}),
     )
     names, instructions = listing(runtime, mailbox)
@@ -341,13 +343,13 @@ def test_slack_tools_reach_the_web_api_and_typing_is_not_offered(
     for result in (sent, edited, reacted, unreacted, deleted):
         ok(result)
     [update] = slack_api.calls_of("chat.update")
-    assert update.params == {"channel": "C0GENERAL", "ts": "1764170001.000100", "text": "done"}
+    assert update.params == {"channel": "C0GENERAL", "ts": ts, "text": "done"}
     [add] = slack_api.calls_of("reactions.add")
     assert add.params == {"channel": "C0GENERAL", "timestamp": "1764170418.123456", "name": "+1"}
     [remove] = slack_api.calls_of("reactions.remove")
     assert remove.params["name"] == "eyes"
     [delete] = slack_api.calls_of("chat.delete")
-    assert delete.params == {"channel": "C0GENERAL", "ts": "1764170001.000100"}
+    assert delete.params == {"channel": "C0GENERAL", "ts": ts}
     assert typing.is_error and "typing is not available" in text_of(typing)
     assert {"edit_message", "delete_message", "react"} <= set(names) and "typing" not in names
     assert "slack: no typing indicators" in instructions
@@ -372,11 +374,12 @@ def test_slack_edits_deletions_and_reactions_reach_the_agent_rendered(
     mailbox, connection = slack(client, account, webhook_url=receiver.url)
     post_slack(client, connection, load_payload("slack", "channel_message"))
     [sent] = mcp(runtime, mailbox, ("send_message", {"chat_id": "slack:C0GENERAL", "text": "deploying now"}))
-    ok(sent)
+    reaction = load_payload("slack", "reaction_added")
+    reaction["event"]["item"]["ts"] = str(ok(sent)["external_id"]).split(":", 1)[1]  # on the agent's post
 
     with running_consumer(runtime):
         post_slack(client, connection, load_payload("slack", "message_changed"))
-        post_slack(client, connection, load_payload("slack", "reaction_added"))
+        post_slack(client, connection, reaction)
         post_slack(client, connection, load_payload("slack", "message_deleted"))
         requests = receiver.wait_for(4)
 

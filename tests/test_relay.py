@@ -246,7 +246,7 @@ def test_send_answers_the_message_id_and_maps_each_error_to_the_contract() -> No
             (GOOD, with_text("crash").replace(b"6f1c", b"0004")),
         ]
     )
-    assert answers[0][:2] == (200, {"message_id": "1764170419456"})
+    assert answers[0][:2] == (200, {"message_id": "1764170419456", "part_ids": ["1764170419456"]})
     assert answers[1][:2] == (404, {"code": "unknown_chat", "message": "no such chat"})
     assert answers[2][0] == 429 and answers[2][1]["retry_after"] == 2.5 and answers[2][2] == "3"
     assert answers[3][0] == 503 and answers[3][1]["code"] == "platform_unavailable"

@@ -129,7 +129,8 @@ def test_send_posts_escaped_text_to_the_channel(api: SlackWebApi, connector: Sla
 
 
 def call_ts(api: SlackWebApi) -> str:
-    return f"{1764170000 + len(api.calls_of('chat.postMessage'))}.000100"
+    """The ts Slack gave the latest post."""
+    return str([message for posts in api.posted.values() for message in posts][-1]["ts"])
 
 
 @pytest.mark.parametrize("reply_to", ["C0GENERAL:1764170418.123456", "C0GENERAL:1764170418.123456:1764170500.000200"])

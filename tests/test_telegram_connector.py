@@ -15,7 +15,13 @@ from typing import Literal
 
 import pytest
 
-from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.domain.errors import (
+    ConnectorUnavailableError,
+    InvalidInputError,
+    PlatformRefusedError,
+    RateLimitedError,
+    UnknownOutcomeError,
+)
 from chatbox.ports.connector import ConnectionContext, OutboundMessage
 from chatbox.ports.ingest import (
     ProvisionRequest,
@@ -302,13 +308,13 @@ def test_an_unreachable_api_on_send_is_unavailable_and_no_error_names_the_token(
     assert TOKEN not in "".join(traceback.format_exception(caught.value))
 
 
-def test_an_api_that_does_not_answer_in_time_is_unavailable() -> None:
+def test_a_send_that_left_and_got_no_answer_in_time_is_an_unknown_outcome() -> None:
     with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         connector = TelegramConnector(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
         try:
-            with pytest.raises(ConnectorUnavailableError, match="did not answer sendMessage in time") as caught:
+            with pytest.raises(UnknownOutcomeError, match="did not answer sendMessage .ReadTimeout") as caught:
                 connector.send(target(), OutboundMessage(CHAT, "hello", None, {}))
         finally:
             connector.close()

@@ -28,7 +28,7 @@ from connectors.discord.send import discord_actions, send_message
 from connectors.discord.settings import DiscordSettings
 from connectors.relay.media import FileRequest, FileSent, MediaHandlers
 from connectors.relay.program import Relay
-from connectors.relay.server import SendRequest
+from connectors.relay.server import SendRequest, Sent
 
 log = logging.getLogger("connectors.discord")
 
@@ -116,7 +116,7 @@ async def serve(settings: DiscordSettings, stop: asyncio.Event) -> None:
         rest = DiscordRest(settings.discord_api_url, token, session)
         gateway: Gateway | None = None
 
-        async def send(request: SendRequest) -> str:
+        async def send(request: SendRequest) -> str | Sent:
             return await send_message(rest, request)
 
         async def health() -> tuple[bool, dict[str, Any]]:

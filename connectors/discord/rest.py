@@ -32,7 +32,12 @@ class DiscordHttpError(Exception):
 
 
 class DiscordUnreachable(Exception):
-    """No answer from Discord (refused, reset, timeout)."""
+    """No answer from Discord (refused, reset, timeout). `left`: the request may have reached Discord (it was not
+    a failure to connect), so a create may have happened."""
+
+    def __init__(self, message: str, *, left: bool) -> None:
+        super().__init__(message)
+        self.left = left
 
 
 class DiscordRest:
@@ -86,7 +91,8 @@ class DiscordRest:
                     return data
                 raise _error_of(response.status, response.headers, data)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DiscordUnreachable(f"Discord could not be reached ({type(exc).__name__})") from None
+            left = not isinstance(exc, aiohttp.ClientConnectorError)
+            raise DiscordUnreachable(f"Discord could not be reached ({type(exc).__name__})", left=left) from None
 
 
 def _error_of(status: int, headers: Any, data: Any) -> DiscordHttpError:

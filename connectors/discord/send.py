@@ -9,18 +9,35 @@
 - Mentions in the agent's text notify the users it names, never @everyone, @here or a role.
 - A 429 Discord asks to wait at most `SHORT_WAIT_SECONDS` for is waited out and retried once (chatbox
   gives a send 10 s); a longer one is `RateLimited(retry_after)`, which chatbox shows the agent.
+- Idempotent: each part carries a `nonce` derived from the request's `request_id` and the part's index, with
+  `enforce_nonce: true`, so Discord answers a second create with the same nonce (within a few minutes) with
+  the message it already made. A create that left and got no answer is therefore asked again once with the
+  same nonce; the parts in `parts_sent` are skipped; a retry of an unanswered attempt (`uncertain_since`) is
+  safe while Discord still remembers the nonce, and `OutcomeUnknown` after that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
+import time
 from typing import Any
 from urllib.parse import quote
 
 from connectors.discord.rest import DiscordHttpError, DiscordRest, DiscordUnreachable
-from connectors.relay.server import ActionHandler, ActionRequest, PlatformDown, RateLimited, SendRefused, SendRequest
+from connectors.relay.server import (
+    ActionHandler,
+    ActionRequest,
+    OutcomeUnknown,
+    PlatformDown,
+    RateLimited,
+    SendError,
+    SendRefused,
+    SendRequest,
+    Sent,
+)
 
 log = logging.getLogger("connectors.discord.send")
 
@@ -28,6 +45,9 @@ MAX_MESSAGE_CHARS = 2000
 SUPPRESS_NOTIFICATIONS = 1 << 12
 SHORT_WAIT_SECONDS = 2.0
 _SNOWFLAKE = re.compile(r"\d{15,21}")
+NONCE_CHARS = 25  # Discord's limit for a string nonce
+# Discord checks an enforced nonce "in the past few minutes": a retry later than this could post a second message.
+NONCE_MEMORY_SECONDS = 120.0
 _REFUSALS = {400: "refused", 403: "forbidden", 404: "unknown_chat", 413: "too_large", 422: "refused"}
 
 
@@ -75,13 +95,23 @@ def referenced_message(reply_to: str | None) -> str | None:
     return head if _SNOWFLAKE.fullmatch(head) else None
 
 
+def part_nonce(request_id: str, index: int) -> str:
+    """The nonce of part `index` of a send: the same on every retry of that send, distinct per part."""
+    return hashlib.sha256(f"{request_id}:{index}".encode()).hexdigest()[:NONCE_CHARS]
+
+
 def message_payloads(request: SendRequest) -> list[dict[str, Any]]:
     """The JSON bodies to post, in order."""
     flags = SUPPRESS_NOTIFICATIONS if request.options.get("silent") is True else 0
     reply_to = referenced_message(request.reply_to)
     payloads: list[dict[str, Any]] = []
     for index, part in enumerate(split_text(request.text)):
-        payload: dict[str, Any] = {"content": part, "allowed_mentions": {"parse": ["users"], "replied_user": True}}
+        payload: dict[str, Any] = {
+            "content": part,
+            "allowed_mentions": {"parse": ["users"], "replied_user": True},
+            "nonce": part_nonce(request.request_id, index),
+            "enforce_nonce": True,
+        }
         if flags:
             payload["flags"] = flags
         if index == 0 and reply_to is not None:
@@ -90,39 +120,62 @@ def message_payloads(request: SendRequest) -> list[dict[str, Any]]:
     return payloads
 
 
-async def send_message(rest: DiscordRest, request: SendRequest) -> str:
-    """Post the request's text to its channel; the snowflake of the first message posted.
+async def send_message(rest: DiscordRest, request: SendRequest) -> Sent:
+    """Post the request's text to its channel; the snowflakes of the messages posted, the first one first.
 
     Raises:
         SendRefused: Discord refused the channel or the message (unknown, no permission, invalid).
         RateLimited: Discord asked to wait longer than a send can.
         PlatformDown: Discord cannot be reached, or refused the bot's token.
+        OutcomeUnknown: a create got no answer twice, or the earlier unanswered attempt is older than Discord's
+            memory of nonces.
     """
     if not _SNOWFLAKE.fullmatch(request.chat_id):
         raise SendRefused(404, "unknown_chat", "a Discord chat id is a channel's snowflake (digits only)")
     if not request.text.strip():
         raise SendRefused(400, "empty", "Discord refuses an empty message: send some text")
     payloads = message_payloads(request)
-    first: str | None = None
-    for index, payload in enumerate(payloads):
+    ids = list(request.parts_sent[: len(payloads)])
+    if (
+        request.uncertain_since is not None
+        and len(ids) < len(payloads)
+        and time.time() - request.uncertain_since > NONCE_MEMORY_SECONDS
+    ):
+        raise _with_parts(
+            OutcomeUnknown(
+                "an earlier attempt at this message got no answer, too long ago for Discord to still recognise its "
+                "nonce: whether it was posted is unknown - check the channel before resending"
+            ),
+            ids,
+            len(payloads),
+        )
+    for index in range(len(ids), len(payloads)):
         try:
-            message = await _post_once_more_after_a_short_wait(rest, request.chat_id, payload)
-        except (SendRefused, RateLimited, PlatformDown) as exc:
-            if index == 0:
-                raise
-            exc.message = f"{exc.message} (after {index} of {len(payloads)} parts were sent, the first as {first})"
-            raise
-        if first is None:
-            first = str(message.get("id", ""))
-    if not first:
-        raise PlatformDown("Discord answered the send without a message id")
-    log.info("sent to discord", extra={"channel": request.chat_id, "parts": len(payloads), "message_id": first})
-    return first
+            message = await _post_once_more_after_a_short_wait(rest, request.chat_id, payloads[index])
+        except SendError as exc:
+            if ids:
+                exc.message = (
+                    f"{exc.message} (after {len(ids)} of {len(payloads)} parts were sent, the first as {ids[0]})"
+                )
+            raise _with_parts(exc, ids, len(payloads)) from None
+        message_id = str(message.get("id", ""))
+        if not message_id:
+            raise _with_parts(PlatformDown("Discord answered the send without a message id"), ids, len(payloads))
+        ids.append(message_id)
+    log.info("sent to discord", extra={"channel": request.chat_id, "parts": len(payloads), "message_id": ids[0]})
+    return Sent(ids[0], tuple(ids))
+
+
+def _with_parts(exc: SendError, ids: list[str], total: int) -> SendError:
+    exc.parts_sent = tuple(ids)
+    exc.parts_total = total
+    return exc
 
 
 async def _post_once_more_after_a_short_wait(
     rest: DiscordRest, channel_id: str, payload: dict[str, Any]
 ) -> dict[str, Any]:
+    unanswered = False
     for attempt in (1, 2):
         try:
             return await rest.create_message(channel_id, payload)
@@ -136,6 +189,16 @@ async def _post_once_more_after_a_short_wait(
                 raise RateLimited(wait, f"Discord is rate limiting sends to this channel; wait {wait:.1f} s") from None
             raise _contract_error(exc) from None
         except DiscordUnreachable as exc:
+            if exc.left and attempt == 1:
+                # The same nonce again: Discord answers the message it made, or makes it now if it had not.
+                log.info("discord did not answer a send: asking again with its nonce", extra={"channel": channel_id})
+                unanswered = True
+                continue
+            if exc.left or unanswered:
+                raise OutcomeUnknown(
+                    f"{exc}: Discord did not answer the send, twice; whether it was posted is unknown - check the "
+                    "channel before resending"
+                ) from None
             raise PlatformDown(str(exc)) from None
     raise AssertionError("unreachable")  # the loop returns or raises
 

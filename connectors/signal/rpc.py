@@ -24,7 +24,12 @@ MAX_EVENT_BYTES = 8 << 20
 
 
 class SignalCliUnreachable(Exception):
-    """The daemon did not answer, or answered something that is not JSON-RPC."""
+    """The daemon did not answer, or answered something that is not JSON-RPC. `left`: the request may have
+    reached the daemon (not a failure to connect), so a `send` may have gone out."""
+
+    def __init__(self, message: str, *, left: bool = True) -> None:
+        super().__init__(message)
+        self.left = left
 
 
 class RpcError(Exception):
@@ -60,7 +65,8 @@ class SignalCli:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SignalCliUnreachable(f"signal-cli cannot be reached: {type(exc).__name__}") from None
+            left = not isinstance(exc, aiohttp.ClientConnectorError)
+            raise SignalCliUnreachable(f"signal-cli cannot be reached: {type(exc).__name__}", left=left) from None
         try:
             answer = json.loads(raw)
         except ValueError:

@@ -11,6 +11,11 @@
 | error -4 (untrusted key) | 403 `untrusted_identity` |
 | error -32600 / -32602 (invalid request or params) | 400 `signal_refused` |
 | error -3 (I/O), -32603, other codes; daemon unreachable | 503 |
+| the daemon took the request and did not answer (timeout, reset) | 504 `unknown_outcome` |
+
+Signal has no idempotency token and no way to look a sent message up, so the program's record is the
+lookup: the relay remembers each `request_id`'s answer (`connectors.relay.server`), and a retry of a send it
+has no record of after an unanswered attempt (`uncertain_since`) is `unknown_outcome`, never sent again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from connectors.relay.server import ActionHandler, ActionRequest, PlatformDown, RateLimited, SendRefused, SendRequest
+from connectors.relay.server import (
+    ActionHandler,
+    ActionRequest,
+    OutcomeUnknown,
+    PlatformDown,
+    RateLimited,
+    SendRefused,
+    SendRequest,
+)
 from connectors.signal.rpc import RpcError, SignalCli, SignalCliUnreachable
 from connectors.signal.translate import message_key, parse_message_key
 
@@ -65,9 +78,20 @@ def send_params(request: SendRequest) -> dict[str, Any]:
 async def send_message(cli: SignalCli, account: str, request: SendRequest) -> str:
     """Send `request` through signal-cli; the message id in the form inbound messages use."""
     params = send_params(request)
+    if request.uncertain_since is not None:
+        raise OutcomeUnknown(
+            "an earlier attempt at this message got no answer and this connector has no record of its outcome "
+            "(it restarted since, or the daemon never answered): Signal offers no lookup, so whether it was "
+            "delivered is unknown - check the chat before resending"
+        )
     try:
         result = await cli.call("send", params)
     except SignalCliUnreachable as exc:
+        if exc.left:
+            raise OutcomeUnknown(
+                f"{exc}: signal-cli took the send and did not answer; whether Signal delivered it is unknown - "
+                "check the chat before resending"
+            ) from None
         raise PlatformDown(str(exc)) from None
     except RpcError as exc:
         raise _refusal(exc) from None

@@ -7,10 +7,12 @@ the next message from that person or channel carries it.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import re
 import threading
 import time
+import urllib.error
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +23,14 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web import SlackResponse, WebClient
 
 from chatbox.domain.addresses import is_public_https_url
-from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, PlatformRefusedError, RateLimitedError
+from chatbox.domain.errors import (
+    ConnectorError,
+    ConnectorUnavailableError,
+    InvalidInputError,
+    PlatformRefusedError,
+    RateLimitedError,
+    UnknownOutcomeError,
+)
 from chatbox.domain.message_split import split_text
 from chatbox.ports.connector import ConnectionContext, OutboundMessage, SentMessage
 from chatbox.ports.ingest import (
@@ -58,6 +67,10 @@ APP_TOKEN = "app_token"
 EVENTS_RECEIVE = WEBHOOK_RECEIVE  # the Events API is Slack's webhook
 SOCKET_RECEIVE = "socket"
 MAX_MESSAGE = 40_000  # chat.postMessage truncates beyond this (counted after escaping)
+# How far before an unanswered post the history lookup starts: Slack's clock and ours may differ a little. Kept
+# short: an identical earlier message of the bot's within this window would be taken for the lost one.
+LOOKUP_SKEW = 10.0
+LOOKUP_LIMIT = 200
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
@@ -167,8 +180,9 @@ class SlackClients:
         with self._lock:
             client = self._clients.get(token)
             if client is None:
-                # No retry handlers beyond the SDK's connection-error one: 429s are handled in `send`.
-                client = WebClient(token=token, base_url=self.api_root, timeout=self.timeout)
+                # No retry handlers: the SDK's connection-error one re-posts after a reset, which may post a message
+                # twice; 429s are handled in `send`, an unanswered post by a history lookup.
+                client = WebClient(token=token, base_url=self.api_root, timeout=self.timeout, retry_handlers=[])
                 self._clients[token] = client
             return client
 
@@ -322,7 +336,13 @@ class SlackConnector:
         """chat.postMessage with mrkdwn-safe text; in a thread when `options.thread_ts` or `reply_to` says so.
 
         Returns `"{channel}:{ts}"`, or `"{channel}:{thread_ts}:{ts}"` in a thread (the first part's id when
-        a very long text goes out as several messages)."""
+        a very long text goes out as several messages), and every part's id. Parts in `msg.parts_sent` are not
+        posted again. A post that left and got no answer (a read timeout, a reset), or the part an earlier
+        attempt left so (`msg.uncertain_since`), is looked up in the channel's history (conversations.history,
+        or conversations.replies in a thread): a message from this bot with the same text since the attempt
+        began is that part. Found, the send goes on; not found right after the post, it is UnknownOutcomeError
+        (Slack may still be posting it); not found on a later attempt, the part is posted.
+        """
         token = ctx.secrets.get(BOT_TOKEN)
         if not token:
             raise ConnectorUnavailableError(f"the slack connection {ctx.connection_id} has no bot_token")
@@ -330,22 +350,43 @@ class SlackConnector:
         client = self.clients.get(token)
         explicit = options.thread_ts
         thread_ts = thread_root(explicit) if explicit else thread_root(msg.reply_to) if msg.reply_to else None
-        first_id: str | None = None
-        for part in split_text(msg.text, MAX_MESSAGE, lambda chunk: len(escape_text(chunk))):
-            arguments: dict[str, Any] = {"channel": msg.chat_id, "text": escape_text(part)}
-            if thread_ts:
-                arguments["thread_ts"] = thread_ts
-                if options.reply_broadcast:
-                    arguments["reply_broadcast"] = True
-            if options.unfurl_links is not None:
-                arguments["unfurl_links"] = options.unfurl_links
-            answer = self._post(client, arguments, msg.chat_id)
-            if first_id is None:
+        parts = [escape_text(part) for part in split_text(msg.text, MAX_MESSAGE, lambda chunk: len(escape_text(chunk)))]
+        ids = list(msg.parts_sent[: len(parts)])
+        lookup = _Lookup(client, msg.chat_id, thread_ts, ctx.config)
+        try:
+            if msg.uncertain_since is not None and len(ids) < len(parts):
+                found = lookup.find(parts[len(ids)], msg.uncertain_since, ids)
+                if found is not None:
+                    ids.append(found)
+            for index in range(len(ids), len(parts)):
+                arguments: dict[str, Any] = {"channel": msg.chat_id, "text": parts[index]}
+                if thread_ts:
+                    arguments["thread_ts"] = thread_ts
+                    if options.reply_broadcast:
+                        arguments["reply_broadcast"] = True
+                if options.unfurl_links is not None:
+                    arguments["unfurl_links"] = options.unfurl_links
+                started = time.time()
+                try:
+                    answer = self._post(client, arguments, msg.chat_id)
+                except _NoAnswer as exc:
+                    found = lookup.find(parts[index], started, ids)
+                    if found is None:
+                        raise UnknownOutcomeError(
+                            f"Slack did not answer chat.postMessage to {msg.chat_id} ({exc.kind} after the request "
+                            "left), and the channel's history shows no such message from the bot yet: it may still "
+                            "appear; calling again with the same idempotency_key looks again before posting"
+                        ) from exc
+                    ids.append(found)
+                    continue
                 answered = answer.get("channel")
                 channel = answered if isinstance(answered, str) else msg.chat_id
-                first_id = message_external_id(channel, str(answer.get("ts")), thread_ts)
-        assert first_id is not None  # a non-blank text makes at least one part
-        return SentMessage(first_id)
+                ids.append(message_external_id(channel, str(answer.get("ts")), thread_ts))
+        except ConnectorError as exc:
+            exc.parts_sent = tuple(ids)
+            exc.parts_total = len(parts)
+            raise
+        return SentMessage(ids[0], tuple(ids))
 
     def _post(self, client: WebClient, arguments: dict[str, Any], channel: str) -> SlackResponse:
         for attempt in (1, 2):
@@ -367,6 +408,14 @@ class SlackConnector:
                 raise ConnectorUnavailableError(
                     f"Slack failed chat.postMessage ({error}); the operator may need to fix the bot's token or scopes"
                 ) from exc
+            except urllib.error.URLError as exc:
+                # urllib raises URLError while connecting and writing the request: Slack never got a whole request.
+                raise ConnectorUnavailableError(
+                    f"Slack cannot be reached ({type(exc).__name__}); try again later"
+                ) from exc
+            except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+                # Raised while waiting for the answer: the request left, Slack may have posted it.
+                raise _NoAnswer(type(exc).__name__) from exc
             except (SlackClientError, OSError) as exc:
                 raise ConnectorUnavailableError(
                     f"Slack cannot be reached ({type(exc).__name__}); try again later"
@@ -531,6 +580,76 @@ def emoji_name(emoji: str) -> str | None:
 def message_ts(message_id: str) -> str:
     """The `ts` inside a chatbox message id (`"C:ts"`, `"C:thread:ts"`) or a bare ts."""
     return message_id.rsplit(":", 1)[-1]
+
+
+class _NoAnswer(Exception):
+    """chat.postMessage left and no answer came back (`kind` names the exception)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class _Lookup:
+    """Finds a message this bot posted in a channel (or thread) since a moment, by its exact (escaped) text."""
+
+    def __init__(self, client: WebClient, channel: str, thread_ts: str | None, config: Any) -> None:
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self.bot_id = _str_or_none(config.get("bot_id"))
+        self.bot_user_id = _str_or_none(config.get("bot_user_id"))
+
+    def find(self, text: str, since: float, taken: list[str]) -> str | None:
+        """The id of the oldest matching message at or after `since` (less the skew) not among `taken`, or None.
+
+        Raises:
+            UnknownOutcomeError: Slack would not answer the lookup (a scope missing, down, rate limited).
+        """
+        oldest = f"{max(0.0, since - LOOKUP_SKEW):.6f}"
+        try:
+            if self.thread_ts:
+                answer = self.client.conversations_replies(
+                    channel=self.channel, ts=self.thread_ts, oldest=oldest, inclusive=True, limit=LOOKUP_LIMIT
+                )
+            else:
+                answer = self.client.conversations_history(
+                    channel=self.channel, oldest=oldest, inclusive=True, limit=LOOKUP_LIMIT
+                )
+        except SlackApiError as exc:
+            raise UnknownOutcomeError(
+                f"Slack did not answer a post to {self.channel}, and chatbox could not look it up in the history "
+                f"({_error_code(exc.response)}; the bot needs the channels:history, groups:history and im:history "
+                "scopes): the outcome is unknown - check the channel before resending"
+            ) from exc
+        except (SlackClientError, OSError) as exc:
+            raise UnknownOutcomeError(
+                f"Slack did not answer a post to {self.channel}, and its history could not be read either "
+                f"({type(exc).__name__}): the outcome is unknown - call again with the same idempotency_key to look "
+                "again"
+            ) from exc
+        messages = answer.get("messages")
+        candidates = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+        matching = sorted(
+            (str(m["ts"]) for m in candidates if self._is_ours(m, text) and isinstance(m.get("ts"), str)),
+            key=float,
+        )
+        for ts in matching:
+            external_id = message_external_id(self.channel, ts, self.thread_ts)
+            if float(ts) >= float(oldest) and external_id not in taken:
+                return external_id
+        return None
+
+    def _is_ours(self, message: dict[str, Any], text: str) -> bool:
+        if message.get("text") != text:
+            return False
+        if self.thread_ts and message.get("ts") == self.thread_ts:
+            return False  # the thread's parent is never the reply being looked for
+        if self.bot_id is None and self.bot_user_id is None:
+            return "bot_id" in message
+        return (self.bot_id is not None and message.get("bot_id") == self.bot_id) or (
+            self.bot_user_id is not None and message.get("user") == self.bot_user_id
+        )
 
 
 def _error_code(response: SlackResponse) -> str:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from chatbox.domain.errors import ConnectorUnavailableError
+from chatbox.domain.errors import ConnectorUnavailableError, UnknownOutcomeError
 
 TOKEN_PLACEHOLDER = "***"
 _PLACEHOLDER_PATH = f"/bot{TOKEN_PLACEHOLDER}/".encode()
@@ -72,20 +72,35 @@ class BotApiClient:
         self._lock = threading.Lock()
         self._closed = False
 
-    def call(self, token: str, method: str, params: Mapping[str, Any] | None = None) -> Any:
+    def call(self, token: str, method: str, params: Mapping[str, Any] | None = None, *, acts: bool = False) -> Any:
         """`method` with `params` as its JSON body; returns the answer's `result`.
+
+        `acts`: the method changes something on Telegram (sendMessage), so a request that left and got no answer
+        (a read timeout, a reset) may have acted: that is `UnknownOutcomeError`, never "try
+        again". Only a request that never left (no connection) is `ConnectorUnavailableError` then.
 
         Raises:
             BotApiError: Telegram answered `ok: false` (refusals, 401 for a wrong token, 429 with retry_after).
+            UnknownOutcomeError: with `acts`, the request left and no usable answer came back.
             ConnectorUnavailableError: no answer in time, Telegram unreachable, an answer that is not the
                 Bot API's JSON, or the client is closed.
         """
         url = f"{self.api_root}/bot{TOKEN_PLACEHOLDER}/{method}"
         try:
             response = self._http().post(url, json=dict(params or {}), extensions={_TOKEN_EXTENSION: token})
-        except httpx.TimeoutException as exc:
-            raise ConnectorUnavailableError(f"Telegram did not answer {method} in time; try again later") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ConnectorUnavailableError(
+                f"Telegram cannot be reached ({type(exc).__name__} on {method}); try again later"
+            ) from exc
         except httpx.HTTPError as exc:
+            if acts:
+                raise UnknownOutcomeError(
+                    f"Telegram did not answer {method} ({type(exc).__name__} after the request left): the message "
+                    "may or may not have been posted, and Telegram offers no way to look a sent message up; the "
+                    "outcome is unknown - check the chat before resending"
+                ) from exc
+            if isinstance(exc, httpx.TimeoutException):
+                raise ConnectorUnavailableError(f"Telegram did not answer {method} in time; try again later") from exc
             # The type, not str(exc): a message is shown to agents and operators; the cause keeps the detail.
             raise ConnectorUnavailableError(
                 f"Telegram cannot be reached ({type(exc).__name__} on {method}); try again later"

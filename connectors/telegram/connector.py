@@ -20,6 +20,7 @@ from chatbox.domain.errors import (
     InvalidInputError,
     PlatformRefusedError,
     RateLimitedError,
+    UnknownOutcomeError,
 )
 from chatbox.domain.message_split import split_text, utf16_length
 from chatbox.ports.connector import ConnectionContext, OutboundMessage, SentMessage
@@ -211,12 +212,14 @@ class TelegramConnector:
     def send(self, ctx: ConnectionContext, msg: OutboundMessage) -> SentMessage:
         """sendMessage, split at 4096 UTF-16 units on paragraph, line, then word boundaries; only the
         first part replies to `reply_to` (as `reply_parameters`). Returns the first part's id
-        (`"{chat_id}:{message_id}"`).
+        (`"{chat_id}:{message_id}"`) and every part's. Parts in `msg.parts_sent` are not sent again.
 
         Raises:
             PlatformRefusedError: the chat is unknown, blocked the bot, moved to a supergroup, or the text is refused.
             RateLimitedError: Telegram asks to wait longer than `max_retry_wait`, or again after one wait.
             ConnectorUnavailableError: no token, a token Telegram no longer accepts, or Telegram unreachable.
+            UnknownOutcomeError: a sendMessage left and got no answer (Telegram has no lookup: chatbox cannot tell),
+                or `msg.uncertain_since` asks about such a part.
         """
         token = ctx.secrets.get(BOT_TOKEN)
         if not token:
@@ -226,27 +229,40 @@ class TelegramConnector:
         options = TelegramSendOptions.model_validate(msg.options)
         chat_id: int | str = int(msg.chat_id) if _is_int_text(msg.chat_id) else msg.chat_id
         reply_id = reply_message_id(msg.reply_to) if msg.reply_to else None
-        first_id: str | None = None
-        for index, part in enumerate(split_text(msg.text, MAX_MESSAGE, utf16_length)):
+        parts = split_text(msg.text, MAX_MESSAGE, utf16_length)
+        ids = list(msg.parts_sent[: len(parts)])
+        if msg.uncertain_since is not None and len(ids) < len(parts):
+            # The Bot API has no way to look a sent message up (no history for bots): never guess, never resend.
+            raise _progress(
+                UnknownOutcomeError(
+                    f"an earlier attempt at this message got no answer from Telegram, which offers no way to look "
+                    f"a sent message up: whether part {len(ids) + 1} reached chat {msg.chat_id} is unknown - "
+                    "check the chat before resending it under a new key"
+                ),
+                ids,
+                len(parts),
+            )
+        for index in range(len(ids), len(parts)):
             params: dict[str, Any] = {
                 "chat_id": chat_id,
-                "text": part,
+                "text": parts[index],
                 "disable_notification": options.disable_notification,
             }
             if options.parse_mode is not None:
                 params["parse_mode"] = options.parse_mode
             if reply_id is not None and index == 0:
                 params["reply_parameters"] = {"message_id": reply_id, "allow_sending_without_reply": True}
-            sent = self._send_part(token, msg.chat_id, params)
-            if first_id is None:
-                first_id = _sent_message_id(sent)
-        assert first_id is not None  # split_text of a non-blank text yields at least one part
-        return SentMessage(first_id)
+            try:
+                sent = self._send_part(token, msg.chat_id, params)
+                ids.append(_sent_message_id(sent))
+            except ConnectorError as exc:
+                raise _progress(exc, ids, len(parts)) from exc.__cause__
+        return SentMessage(ids[0], tuple(ids))
 
     def _send_part(self, token: str, chat: str, params: dict[str, Any]) -> Any:
         for attempt in (1, 2):
             try:
-                return self._api.call(token, "sendMessage", params)
+                return self._api.call(token, "sendMessage", params, acts=True)
             except BotApiError as exc:
                 wait = exc.retry_after
                 if wait is not None and exc.migrate_to_chat_id is None and attempt == 1 and wait <= self.max_retry_wait:
@@ -330,6 +346,13 @@ class TelegramConnector:
 
 def _chat_param(chat_id: str) -> int | str:
     return int(chat_id) if _is_int_text(chat_id) else chat_id
+
+
+def _progress(exc: ConnectorError, ids: list[str], total: int) -> ConnectorError:
+    """`exc` saying which leading parts went out before it (`ConnectorError.parts_sent`)."""
+    exc.parts_sent = tuple(ids)
+    exc.parts_total = total
+    return exc
 
 
 def _send_error(exc: BotApiError, chat: str) -> ConnectorError:

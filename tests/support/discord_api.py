@@ -140,7 +140,7 @@ class DiscordStandIn:
         self.calls: list[RestCall] = []
         self.sent: list[RestCall] = []
         self.actions: list[RestCall] = []  # edits, deletions, reactions and typing, in order
-        self.script: list[Scripted] = []
+        self.script: list[Scripted | None] = []  # answers to the next creates; None: the create goes through
         self.known_channels: set[str] | None = None  # None: every channel exists
         self.history: dict[str, list[Json]] = {}
         self.cdn_files: dict[str, tuple[bytes, str]] = {}  # CDN path -> (bytes, content type)
@@ -150,6 +150,9 @@ class DiscordStandIn:
         self.heartbeats = 0
         self.gateway_down = False  # refuse WebSocket upgrades, as during a gateway outage
         self.send_delay = 0.0  # seconds a successful POST /channels/{id}/messages takes (a slow Discord)
+        # One flag per next create: True makes the message, then closes the connection without an answer.
+        self.drop_responses: list[bool] = []
+        self.by_nonce: dict[tuple[str, str], Json] = {}  # (channel, nonce) -> the message it made
         self.session: Session | None = None
         self._socket: Socket | None = None
         self._counter = 0
@@ -355,8 +358,8 @@ class DiscordStandIn:
         channel_id = request.match_info["channel_id"]
         if self.known_channels is not None and channel_id not in self.known_channels:
             return _json({"message": "Unknown Channel", "code": 10003}, status=404)
-        if self.script:
-            scripted = self.script.pop(0)
+        scripted = self.script.pop(0) if self.script else None
+        if scripted is not None:
             return _json(scripted.body, status=scripted.status, headers=scripted.headers)
         content = body.get("content") if isinstance(body, dict) else None
         if files and content is None:
@@ -368,6 +371,12 @@ class DiscordStandIn:
         if len(content) > 2000:
             error = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}
             return _json({"message": "Invalid Form Body", "code": 50035, "errors": {"content": error}}, status=400)
+        nonce = body.get("nonce") if isinstance(body, dict) else None
+        key = (channel_id, str(nonce))
+        if nonce is not None and body.get("enforce_nonce") is True and key in self.by_nonce:
+            # Discord: "if another message was created by the same author with the same nonce, that message will
+            # be returned and no new message will be created".
+            return _json(self.by_nonce[key])
         self.sent.append(call)
         if self.send_delay:
             await asyncio.sleep(self.send_delay)
@@ -389,6 +398,12 @@ class DiscordStandIn:
                     "content_type": content_type,
                 }
             )
+        if nonce is not None:
+            message["nonce"] = nonce
+            self.by_nonce[key] = message
+        if self.drop_responses and self.drop_responses.pop(0):
+            assert request.transport is not None
+            request.transport.close()  # made, and the answer is lost on the way
         return _json(message)
 
     async def _message_action(self, request: web.Request) -> web.Response:

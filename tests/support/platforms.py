@@ -52,6 +52,9 @@ class _StandIn:
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
         self.script: dict[str, list[Answer]] = {}
+        # method -> one flag per next call of it: True handles the call (recorded, acted on) and then closes the
+        # connection without an answer, as a lost response; False answers it normally.
+        self.drop_responses: dict[str, list[bool]] = {}
         self._lock = threading.Lock()
         self._request = threading.local()
         stand_in = self
@@ -78,6 +81,10 @@ class _StandIn:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 stand_in._request.files = files
                 answer = stand_in._dispatch(url.path, params, headers)
+                if stand_in._take_drop(url.path):
+                    # The platform acted, then the answer was lost: the connection closes with no response.
+                    self.close_connection = True
+                    return
                 if isinstance(answer.body, bytes):
                     payload, answer_type = answer.body, answer.content_type
                 elif isinstance(answer.body, str):
@@ -110,6 +117,12 @@ class _StandIn:
         """The files of the request being dispatched on this thread (one handler thread per request)."""
         files: dict[str, tuple[str, bytes, str]] = getattr(self._request, "files", {})
         return files
+
+    def _take_drop(self, path: str) -> bool:
+        method = path.rstrip("/").rsplit("/", 1)[-1]
+        with self._lock:
+            plan = self.drop_responses.get(method)
+            return plan.pop(0) if plan else False
 
     def _scripted(self, method: str) -> Answer | None:
         queue = self.script.get(method)
@@ -398,7 +411,8 @@ TELEGRAM_BOT: Json = {
 
 
 class SlackWebApi(_StandIn):
-    """`{root}/{method}` for auth.test, chat.postMessage, users.info, conversations.info.
+    """`{root}/{method}` for auth.test, chat.postMessage, users.info, conversations.info, and
+    conversations.history / conversations.replies over the messages posted (`posted`, by channel).
 
     Slack answers API errors with HTTP 200 and `{"ok": false, "error": ...}`; rate limits with 429 and
     `Retry-After` (scripted). `channels` are the conversations the bot is in.
@@ -420,6 +434,7 @@ class SlackWebApi(_StandIn):
         self.files: dict[str, Json] = {}
         self.file_bytes: dict[str, bytes] = {}
         self.pending_uploads: dict[str, Json] = {}
+        self.posted: dict[str, list[Json]] = {}  # chat.postMessage's messages per channel (conversations.history)
 
     def add_file(self, file_id: str, data: bytes, name: str, mimetype: str) -> None:
         """A file in the workspace (as one shared in a channel), for files.info and its url_private_download."""
@@ -517,7 +532,7 @@ class SlackWebApi(_StandIn):
                 channel = str(params.get("channel"))
                 if channel not in self.channels:
                     return Answer(200, {"ok": False, "error": "channel_not_found"})
-                ts = f"{1764170000 + next(self._ts)}.000100"
+                ts = f"{int(time.time())}.{next(self._ts):06d}"  # Slack's ts: epoch seconds, unique per channel
                 message: Json = {
                     "type": "message",
                     "user": "U0BOT",
@@ -527,6 +542,7 @@ class SlackWebApi(_StandIn):
                 }
                 if params.get("thread_ts"):
                     message["thread_ts"] = params["thread_ts"]
+                self.posted.setdefault(channel, []).append(message)
                 return Answer(200, {"ok": True, "channel": channel, "ts": ts, "message": message})
             if method == "files.info":
                 if str(params.get("file")) not in self.files:
@@ -538,6 +554,8 @@ class SlackWebApi(_StandIn):
                 return self._complete_upload(params)
             if method in ("chat.update", "chat.delete", "reactions.add", "reactions.remove"):
                 return self._message_action(method, params)
+            if method in ("conversations.history", "conversations.replies"):
+                return self._history(method, params)
             if method == "users.info":
                 user = self.users.get(str(params.get("user")))
                 return Answer(200, {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"})
@@ -566,6 +584,23 @@ class SlackWebApi(_StandIn):
         if method == "chat.update":
             return Answer(200, {"ok": True, "channel": channel, "ts": ts, "text": params.get("text", "")})
         return Answer(200, {"ok": True, "channel": channel, "ts": ts})
+
+    def _history(self, method: str, params: Json) -> Answer:
+        """conversations.history: the channel's top-level messages newest first, within `oldest`/`latest`;
+        conversations.replies: the thread `ts` (its parent first, then replies oldest first)."""
+        channel = str(params.get("channel"))
+        if channel not in self.channels:
+            return Answer(200, {"ok": False, "error": "channel_not_found"})
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or 9e12)
+        messages = self.posted.get(channel, [])
+        if method == "conversations.replies":
+            root = str(params.get("ts"))
+            found = [m for m in messages if m["ts"] == root or m.get("thread_ts") == root]
+            found = [m for m in found if m["ts"] == root or oldest <= float(m["ts"]) <= latest]
+            return Answer(200, {"ok": True, "messages": found, "has_more": False})
+        top = [m for m in messages if not m.get("thread_ts") and oldest <= float(m["ts"]) <= latest]
+        return Answer(200, {"ok": True, "messages": list(reversed(top)), "has_more": False})
 
     def _connections_open(self, headers: dict[str, str]) -> Answer:
         """Slack's answer to apps.connections.open: a one-use WebSocket URL, for an app-level token only."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -24,11 +25,13 @@ from chatbox.adapters.outbound_http import build_outbound_client
 from chatbox.domain.addresses import AddressPolicy, OperatorAllowlist, check_url_statically
 from chatbox.domain.attachments import AttachmentTooLargeError
 from chatbox.domain.errors import (
+    ConnectorError,
     ConnectorUnavailableError,
     NotFoundError,
     PlatformRefusedError,
     RateLimitedError,
     TargetRefusedError,
+    UnknownOutcomeError,
 )
 from chatbox.ports.connector import (
     MANAGED_PROGRAM,
@@ -92,26 +95,65 @@ class HttpContainerConnector:
         token = ctx.secrets.get(OUTBOUND_AUTH_SECRET)
         if token:
             headers["authorization"] = f"Bearer {token}"
+        # The send's own id: the program records each request_id's answer, and a retry of the same send (the
+        # same idempotency key) reuses it, so the program never sends it twice (CONTRACT.md, "Idempotent sends").
+        request_id = msg.send_id or str(uuid.uuid4())
         body = {
-            "request_id": str(uuid.uuid4()),
+            "request_id": request_id,
             "connection_id": ctx.connection_id,
             "platform": ctx.platform,
             "chat_id": msg.chat_id,
             "text": msg.text,
             "reply_to": msg.reply_to,
             "options": dict(msg.options),
+            "parts_sent": list(msg.parts_sent),
+            "uncertain_since": msg.uncertain_since,
         }
         try:
             response = client.post(url, content=json.dumps(body).encode(), headers=headers)
         except TargetRefusedError as exc:  # the host resolved to a refused address: nothing was sent
             raise _refused(ctx, exc) from exc
-        except httpx.TimeoutException as exc:
-            raise ConnectorUnavailableError(f"the {ctx.platform} connector timed out; try again") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ConnectorUnavailableError(
                 f"the {ctx.platform} connector cannot be reached ({type(exc).__name__}); try again later"
             ) from exc
-        return SentMessage(_message_id_or_raise(ctx.platform, response))
+        except httpx.HTTPError as exc:
+            # The request left: the connector may have sent it. Its record of the request_id says.
+            response = self._look_up(ctx, client, url, headers, request_id, exc)
+        return _sent_or_raise(ctx.platform, response, msg.parts_sent)
+
+    def _look_up(
+        self,
+        ctx: ConnectionContext,
+        client: httpx.Client,
+        url: str,
+        headers: dict[str, str],
+        request_id: str,
+        cause: httpx.HTTPError,
+    ) -> httpx.Response:
+        """`GET /v1/sends/{request_id}`: the program's answer to the unanswered POST, as the POST would have been.
+
+        Raises:
+            UnknownOutcomeError: the program has no answer yet (in flight), no record, or cannot be asked.
+        """
+        lookup_url = sends_url_of(url, request_id)
+        unknown = (
+            f"the {ctx.platform} connector did not answer the send ({type(cause).__name__} after the request left)"
+        )
+        try:
+            response = client.get(lookup_url, headers={k: v for k, v in headers.items() if k != "content-type"})
+        except httpx.HTTPError as exc:
+            raise UnknownOutcomeError(
+                f"{unknown} and could not be asked what became of it ({type(exc).__name__}): whether it was sent is "
+                "unknown; calling again with the same idempotency_key asks again and never sends it twice"
+            ) from cause
+        if response.status_code in (404, 409):
+            state = "is still sending it" if response.status_code == 409 else "has no record of it"
+            raise UnknownOutcomeError(
+                f"{unknown}, and the connector {state}: whether it was sent is unknown; calling again with the same "
+                "idempotency_key asks again and never sends it twice"
+            ) from cause
+        return response
 
     # --- message actions (CONTRACT.md, "Message actions"): `POST /v1/{edit,delete,react,typing}` beside /v1/send ---
 
@@ -157,7 +199,7 @@ class HttpContainerConnector:
         if response.status_code == 404 and _error_code(response) is None:
             raise PlatformRefusedError(f"the {ctx.platform} connector does not offer {action} (an older program)")
         if not 200 <= response.status_code < 300:
-            _message_id_or_raise(ctx.platform, response)  # raises the contract's typed error
+            _raise_for(ctx.platform, response)  # the contract's typed error
 
     def check(self, ctx: ConnectionContext, *, ingest_url: str) -> list[ProbeResult]:  # noqa: ARG002
         """GET the program's `/healthz` (`connectors/CONTRACT.md`), beside `outbound_url`'s `/v1/send`."""
@@ -292,7 +334,9 @@ class HttpContainerConnector:
             raise ConnectorUnavailableError(
                 f"the {ctx.platform} connector does not take files (HTTP {response.status_code}); update it"
             )
-        message_id = _message_id_or_raise(ctx.platform, response)
+        if not 200 <= response.status_code < 300:
+            _raise_for(ctx.platform, response)
+        message_id = _sent_message(ctx.platform, response).external_id
         body = response.json()
         file_id = body.get("file_id") if isinstance(body.get("file_id"), str) else None
         sent_url = body.get("url") if isinstance(body.get("url"), str) else None
@@ -323,20 +367,55 @@ def _error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
-def _message_id_or_raise(platform: str, response: httpx.Response) -> str:
-    """Translate the connector's answer per the contract: an id on 2xx, typed errors otherwise."""
+def _sent_or_raise(platform: str, response: httpx.Response, parts_sent: tuple[str, ...]) -> SentMessage:
+    """Translate the connector's answer per the contract: ids on 2xx, typed errors (with the parts that went out,
+    when the answer names them) otherwise."""
+    if 200 <= response.status_code < 300:
+        return _sent_message(platform, response)
+    try:
+        _raise_for(platform, response)
+    except ConnectorError as exc:
+        body = _json_object(response)
+        named = body.get("parts_sent")
+        if isinstance(named, list) and all(isinstance(part, str) for part in named):
+            exc.parts_sent = tuple(named)
+        elif parts_sent:
+            exc.parts_sent = parts_sent
+        total = body.get("parts_total")
+        exc.parts_total = total if isinstance(total, int) and not isinstance(total, bool) else 0
+        raise
+    raise AssertionError("unreachable")  # _raise_for raises for every status it is given
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _sent_message(platform: str, response: httpx.Response) -> SentMessage:
     status = response.status_code
-    if 200 <= status < 300:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise ConnectorUnavailableError(f"the {platform} connector answered {status} without JSON") from exc
-        message_id = body.get("message_id") if isinstance(body, dict) else None
-        if isinstance(message_id, int) and not isinstance(message_id, bool):
-            message_id = str(message_id)
-        if not isinstance(message_id, str) or not message_id:
-            raise ConnectorUnavailableError(f"the {platform} connector answered {status} without a message_id")
-        return message_id
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ConnectorUnavailableError(f"the {platform} connector answered {status} without JSON") from exc
+    message_id = body.get("message_id") if isinstance(body, dict) else None
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        message_id = str(message_id)
+    if not isinstance(message_id, str) or not message_id:
+        raise ConnectorUnavailableError(f"the {platform} connector answered {status} without a message_id")
+    parts = body.get("part_ids")
+    part_ids = tuple(parts) if isinstance(parts, list) and parts and all(isinstance(p, str) for p in parts) else ()
+    return SentMessage(message_id, part_ids if part_ids and part_ids[0] == message_id else ())
+
+
+def _raise_for(platform: str, response: httpx.Response) -> None:
+    """The typed error of a non-2xx answer."""
+    status = response.status_code
+    if _json_object(response).get("code") == "unknown_outcome":
+        raise UnknownOutcomeError(f"{platform}: {_error_message(response)}")
     if 300 <= status < 400:
         raise ConnectorUnavailableError(
             f"the {platform} connector answered a redirect (HTTP {status}), which chatbox does not follow; "
@@ -377,6 +456,12 @@ def action_url_of(outbound_url: str, action: str) -> str:
     parts = urlsplit(outbound_url)
     base = parts.path.rsplit("/", 1)[0] if "/" in parts.path else ""
     return urlunsplit((parts.scheme, parts.netloc, f"{base}/{action}", "", ""))
+
+
+def sends_url_of(outbound_url: str, request_id: str) -> str:
+    """`/v1/sends/{request_id}` on the program's origin: where it answers what became of a send."""
+    parts = urlsplit(outbound_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/v1/sends/{quote(request_id, safe='')}", "", ""))
 
 
 def health_url_of(outbound_url: str) -> str:

@@ -73,9 +73,15 @@ class NoFocusError(ChatboxError):
 
 
 class ConnectorError(ChatboxError):
-    """Base of the errors a platform connector reports for a send (see chatbox.ports.connector)."""
+    """Base of the errors a platform connector reports for a send (see chatbox.ports.connector).
+
+    A long text goes out in parts, in order: `parts_sent` are the platform ids of the leading parts that went
+    out before this error (empty when none did), `parts_total` how many parts the text has (0 when unknown).
+    """
 
     code = "connector_error"
+    parts_sent: tuple[str, ...] = ()
+    parts_total: int = 0
 
 
 class ConnectorUnavailableError(ConnectorError):
@@ -98,3 +104,13 @@ class RateLimitedError(ConnectorError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UnknownOutcomeError(ConnectorError):
+    """The request reached the platform (or may have) and no answer came back: a timeout or a reset after it left.
+
+    Neither success nor failure: sending the same again may post it twice. The connector already tried to find
+    out (`parts_sent` holds what it could confirm); an idempotent retry with the same key asks again.
+    """
+
+    code = "unknown_outcome"

@@ -31,6 +31,7 @@ PREFIXES = {
     "event_subscription": "esub",
     "event": "evt",
     "event_delivery": "edlv",
+    "send": "snd",
 }
 
 

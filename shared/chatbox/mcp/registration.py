@@ -39,6 +39,7 @@ from chatbox.domain.errors import (
     NotFoundError,
     PlatformRefusedError,
     RateLimitedError,
+    UnknownOutcomeError,
 )
 from chatbox.domain.untrusted import shown_name
 
@@ -176,6 +177,11 @@ ERROR_ADVICE: tuple[tuple[type[ChatboxError], str], ...] = (
     (NotFoundError, "Call list_chats for valid chat ids."),
     (InvalidInputError, "Fix the arguments and call again."),
     (RateLimitedError, "Wait, then send again."),
+    (
+        UnknownOutcomeError,
+        "Do not resend with a new idempotency_key before checking (read_chat, or ask): it may have arrived. "
+        "Calling again with the same idempotency_key is safe: it never posts twice.",
+    ),
     (PlatformRefusedError, "Change the message or the chat; sending the same again will fail again."),
     (ConnectorUnavailableError, "Try again later, or answer on another platform."),
     (ConflictError, "This cannot be done in the current state."),

@@ -28,6 +28,12 @@ ChatAddress = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 MessageText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
 ExternalRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=sending.MAX_IDEMPOTENCY_KEY)]
+IDEMPOTENCY_HELP = (
+    "A key of your choice (up to 255 characters, e.g. a UUID) naming this message. Pass one, and pass the same "
+    "key when you retry after an error or a timeout: within 24 hours the same key never posts a second message "
+    "(it answers the first send's result, or sends only the parts still missing). Use a new key for a new message."
+)
 CHAT_ID_HELP = "The chat id exactly as list_chats shows it: `<platform>:<external_id>`, e.g. `telegram:-1001234567`."
 
 
@@ -61,6 +67,10 @@ class SendMessageInput(_Input):
     chat_id: ChatAddress | None = Field(default=None, description=CHAT_ID_HELP + " Default: the focal chat.")
     reply_to: ExternalRef | None = Field(
         default=None, description="The platform id (`external_id`) of a message in that chat to reply to."
+    )
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None,
+        description=IDEMPOTENCY_HELP,
     )
 
 
@@ -210,10 +220,22 @@ def _send(ctx: ToolContext, args: SendMessageInput, platform: str | None, option
             reply_to=args.reply_to,
             platform=platform,
             options=options,
+            idempotency_key=args.idempotency_key,
         )
+    text = f"Sent to {sent.chat_id} (platform message id {sent.external_id})"
+    if len(sent.part_ids) > 1:
+        text += f", as {len(sent.part_ids)} parts: {', '.join(sent.part_ids)}"
+    if sent.replayed:
+        text += "; this idempotency_key was already sent, so nothing new was posted"
     return ToolOutput(
-        f"Sent to {sent.chat_id} (platform message id {sent.external_id}).",
-        {"chat_id": sent.chat_id, "message_id": sent.message_id, "external_id": sent.external_id},
+        text + ".",
+        {
+            "chat_id": sent.chat_id,
+            "message_id": sent.message_id,
+            "external_id": sent.external_id,
+            "part_ids": list(sent.part_ids),
+            "already_sent": sent.replayed,
+        },
     )
 
 
@@ -223,7 +245,8 @@ def run_send_message(ctx: ToolContext, args: SendMessageInput) -> ToolOutput:
 
 _PLATFORM_SEND = (
     "Send a {label} message with {label}'s own options. chat_id defaults to the focal chat and must be a "
-    "{platform} chat (a bare {label} chat id is accepted too). Returns the platform's message id."
+    "{platform} chat (a bare {label} chat id is accepted too). Returns the platform's message id. Pass an "
+    "idempotency_key and reuse it on retries: a retry never posts twice."
 )
 
 COMMON_TOOLS: tuple[ToolSpec, ...] = (
@@ -269,7 +292,9 @@ COMMON_TOOLS: tuple[ToolSpec, ...] = (
         "Send a message",
         "Send a text message to the focal chat, or to chat_id when given, through that chat's platform. "
         "reply_to quotes a message by its platform id (`external_id` in read_chat). The message is recorded, "
-        "so recaps show your side too. Returns the platform's message id.",
+        "so recaps show your side too. Returns the platform's message id (and each part's, when a long text "
+        "goes out in parts). Pass an idempotency_key and reuse it on retries: a retry never posts twice. "
+        "An `unknown_outcome` error means the platform may have posted it: retry with the same key, never a new one.",
         SendMessageInput,
         run_send_message,
         read_only=False,

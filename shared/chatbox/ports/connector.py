@@ -49,25 +49,49 @@ class OutboundMessage:
 
     `options` are the platform's send options (its spec's `send_options` model, dumped); a
     connector validates them with that model, so an empty mapping means the defaults.
+
+    Idempotent sends (every send chatbox makes carries them):
+    - `send_id` names this send and stays the same on every retry of it: a connector that can hand the platform
+      an idempotency token derives it from this (Discord's `nonce`; the container contract's `request_id`).
+    - `parts_sent`: the platform ids of the leading parts of the split text that already went out on an
+      earlier attempt; the connector sends only the parts after them.
+    - `uncertain_since`: set (epoch seconds of the earlier attempt) when the part after `parts_sent` may
+      already have gone out (an earlier attempt had no answer): the connector must find out before sending
+      it again, and raise `UnknownOutcomeError` when it cannot tell.
     """
 
     chat_id: str
     text: str
     reply_to: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    send_id: str | None = None
+    parts_sent: tuple[str, ...] = ()
+    uncertain_since: float | None = None
 
 
 @dataclass(frozen=True)
 class SentMessage:
-    """The platform's id of the sent message (of its first part when a long text went out in several)."""
+    """The platform's id of the sent message (of its first part when a long text went out in several), and
+    the ids of all its parts in order (`part_ids`; just `external_id` when the connector names no parts)."""
 
     external_id: str
+    part_ids: tuple[str, ...] = ()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return self.part_ids or (self.external_id,)
 
 
 class Connector(Protocol):
     """Sends one message on one platform.
 
+    A send whose request left and got no answer (a read timeout, a reset) is never reported as unavailable:
+    the connector finds out what it can and raises `UnknownOutcomeError`; `ConnectorUnavailableError` means the
+    request never reached the platform (safe to retry). Errors after some parts went out say so
+    (`ConnectorError.parts_sent`).
+
     Raises:
+        UnknownOutcomeError: the platform may or may not have posted the message (or its next part).
         PlatformRefusedError: the platform refused this message (unknown chat, blocked, too long).
         RateLimitedError: the platform asks to slow down (`retry_after` seconds when known).
         ConnectorUnavailableError: the platform or the connector cannot be reached or is misconfigured.

@@ -286,3 +286,36 @@ class EventDelivery(Base):
 def table_of(model: type[Base]) -> Table:
     """A model's Core table, for hot paths that skip the ORM."""
     return cast(Table, model.__table__)
+
+
+class OutboundSend(Base):
+    """One send the agent asked for, recorded before the platform call (`chatbox.services.sending`).
+
+    `status` is sending -> sent | failed | unknown: `sent` once every part went out (then `message_id` names the
+    outbound message in the chat's history); `failed` when the platform refused or could not be reached
+    (`parts_sent` may hold leading parts that went out); `unknown` when a request got no answer and chatbox could
+    not find out. Only `sent` sends appear in recaps and read_chat. An `idempotency_key` is unique per mailbox;
+    a key older than 24 h is released (set to NULL) when it is used again.
+    """
+
+    __tablename__ = "outbound_sends"
+    __table_args__ = (UniqueConstraint("mailbox_id", "idempotency_key", name="uq_outbound_sends_mailbox_key"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    mailbox_id: Mapped[str] = mapped_column(ForeignKey("mailboxes.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(String(255))
+    options: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    parts_sent: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    parts_total: Mapped[int] = mapped_column(Integer, default=0)
+    message_id: Mapped[str | None] = mapped_column(ID)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

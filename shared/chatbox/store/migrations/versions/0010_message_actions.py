@@ -13,7 +13,7 @@ from alembic import op
 from chatbox.store.types import PortableJSON, UTCDateTime
 
 revision = '0010'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
