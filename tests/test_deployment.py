@@ -467,8 +467,9 @@ MANAGEMENT_ROUTERS = tuple(
     for name in ("mailboxes", "connections", "platforms", "credentials", "api_keys", "event_subscriptions")
 )
 # Loaded on first use, never at import: the platform SDKs when a connector is first built, httpx with the
-# first webhook or container request; the SQS client comes from botocore, without boto3 and s3transfer.
-LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3transfer")
+# first webhook or container request, botocore's client with the first call to SQS (without boto3 and s3transfer;
+# Powertools imports the bare `botocore` package, which is cheap).
+LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3transfer", "botocore.client")
 # What each function must not load at cold start (`mcp` alone costs about a second).
 NOT_IMPORTED_AT_COLD_START: dict[str, tuple[str, ...]] = {
     "api": ("mcp", "chatbox.mcp", *LOADED_WHEN_USED),
@@ -518,22 +519,23 @@ def test_each_function_imports_only_what_its_cold_start_needs(function: str, tmp
     loaded = lambda_probe(f"import functions.{function}.handler", tmp_path)
 
     assert f"functions.{function}.handler" in loaded
-    assert {"sqlalchemy", "botocore"} <= loaded  # the probe sees what the handler imports, the SQS client too
+    assert {"sqlalchemy", "chatbox.adapters.sqs_queue"} <= loaded  # the probe sees what the handler imports
     assert sorted(m for m in NOT_IMPORTED_AT_COLD_START[function] if m in loaded) == []
 
 
 # What a first request loads beyond the cold start: the HTTP adapters build_runtime's factories import, boto3 and
 # Powertools' parameters when a secret is given by ARN (as the template gives them), the webhook-mode connectors
-# (their SDKs) in the functions that send or parse platform messages; migrate runs the migrations.
+# (their SDKs) in the functions that send or parse platform messages, the SQS client; migrate runs the migrations.
 FIRST_USE = (
     "import chatbox.adapters.http_webhook, chatbox.adapters.http_container, boto3, "
     "aws_lambda_powertools.utilities.parameters"
 )
 FIRST_REQUEST: dict[str, str] = {
-    "api": f"{FIRST_USE}, connectors.telegram.connector, connectors.slack.connector",
-    "inbound": f"{FIRST_USE}, connectors.telegram.connector, connectors.slack.connector",
-    "mcp": f"{FIRST_USE}, connectors.telegram.connector, connectors.slack.connector",
-    "delivery": FIRST_USE,
+    name: f"{FIRST_USE}, connectors.telegram.connector, connectors.slack.connector\n"
+    f"functions.{name}.handler.runtime.queue.client"  # the SQS client, built on first use
+    for name in ("api", "inbound", "mcp")
+} | {
+    "delivery": f"{FIRST_USE}\nfunctions.delivery.handler.runtime.queue.client",
     "migrate": f"{FIRST_USE}\nfunctions.migrate.handler._set_up()",
 }
 # Lambda's python3.12: the markers of a layer's requirements are evaluated for it, not for this interpreter.
@@ -567,9 +569,17 @@ def distributions_required(requirements: list[str]) -> set[str]:
 
 
 # Imported when installed (this virtualenv has them), done without otherwise, shipped where no layer needs them:
-# httpx's command line client (click, rich, pygments), sse-starlette's look for a uvicorn server, and starlette's
-# form parser (python-multipart: chatbox reads no form bodies; it ships in the mcp layer, which mcp requires).
-IMPORTED_IF_INSTALLED = {"click", "rich", "pygments", "markdown-it-py", "mdurl", "uvicorn", "python-multipart"}
+# httpx's command line client (click, rich, pygments) and starlette's form parser (python-multipart: chatbox reads
+# no form bodies; it ships in the mcp layer, which mcp requires).
+IMPORTED_IF_INSTALLED = {"click", "rich", "pygments", "markdown-it-py", "mdurl", "python-multipart"}
+ABSENT = """
+import sys
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == gone or name.startswith(gone + ".") for gone in {0!r}):
+            raise ModuleNotFoundError(name, name=name)
+sys.meta_path.insert(0, Absent())
+"""
 
 
 def distribution_of_file() -> dict[Path, str]:
@@ -591,8 +601,12 @@ def test_every_module_a_function_loads_ships_in_its_layers_or_the_runtime(functi
     provided = distributions_required(config["runtime"]["provides"])
     code = {(ROOT / folder).resolve() for layer in layers for folder in layer.get("code", [])}
 
+    # What the layers prune or drop cannot be imported, as on Lambda (the probe would find it in this virtualenv).
+    absent = [path.replace("/", ".") for layer in layers for path in layer.get("prune", [])]
+    absent += [name.replace("-", "_") for name in dropped]
     startup = loaded_files("pass", tmp_path)  # this virtualenv's own: setuptools' distutils hook
-    files = loaded_files(f"import functions.{function}.handler\n{FIRST_REQUEST[function]}", tmp_path) - startup
+    probe = f"{ABSENT.format(absent)}\nimport functions.{function}.handler\n{FIRST_REQUEST[function]}"
+    files = loaded_files(probe, tmp_path) - startup
 
     ours = {file for file in files if file.is_relative_to(ROOT) and not file.is_relative_to(ROOT / ".venv")}
     own = ROOT / "functions" / function  # on Lambda, the function's folder (the test imports it as a package)
