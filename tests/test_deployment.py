@@ -474,7 +474,7 @@ LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3tra
 NOT_IMPORTED_AT_COLD_START: dict[str, tuple[str, ...]] = {
     "api": ("mcp", "chatbox.mcp", *LOADED_WHEN_USED),
     "inbound": ("mcp", "chatbox.mcp", "chatbox.web.api_routers", *MANAGEMENT_ROUTERS, *LOADED_WHEN_USED),
-    "delivery": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web", *LOADED_WHEN_USED),
+    "delivery": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web", "prometheus_client", *LOADED_WHEN_USED),
     "mcp": ("chatbox.web.api_routers", *MANAGEMENT_ROUTERS, *LOADED_WHEN_USED),
 }
 
