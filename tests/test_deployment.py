@@ -8,6 +8,7 @@ test_lambda_api.py, test_lambda_inbound.py, test_lambda_mcp.py and test_pipeline
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -582,6 +583,7 @@ sys.meta_path.insert(0, Absent())
 """
 
 
+@functools.cache  # one walk of every distribution's files per test process
 def distribution_of_file() -> dict[Path, str]:
     """Each installed file of this virtualenv, by the distribution (canonical name) that installed it."""
     return {
