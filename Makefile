@@ -53,36 +53,26 @@ openapi: $(STAMP)
 	$(PY) -m chatbox.cli.openapi_export docs/openapi.json
 
 # AWS (infra/README.md). Need the AWS SAM CLI and a python3.12 (PYTHON312) first; not part of `make test`.
-# The layer is built here, not by `sam build`: template.yaml's ChatboxLayer ships build/layer/ as it is.
+# The layers are built here, not by `sam build`: template.yaml's layers ship build/layers/<name>/ as they are.
 PYTHON312 ?= python3.12
-LAYER_DIR ?= build/layer
+LAYER_DIR ?= build/layers
 # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34), arm64: every manylinux tag up to 2.34. With
 # manylinux2014 alone pip falls back to older releases (psycopg-binary 3.2 for the 3.3 CI tested).
 LAYER_PLATFORMS := manylinux_2_34_aarch64 manylinux_2_28_aarch64 manylinux_2_17_aarch64 manylinux2014_aarch64
-# Lambda's unzipped limit is 250 MB (a function carries the layer plus its own handler folder). The target is
-# 100 MB with bytecode; the layer is 118 MB today (bench/README.md: what would bring it under).
-LAYER_MAX_MB ?= 250
+# Lambda's unzipped limit is 250 MB (a function carries its layers plus its own handler folder); ours is 100 MB
+# with bytecode, per function.
+LAYER_MAX_MB ?= 100
 
 sam-build: layer
 	sam build --template-file template.yaml
 
-# The runtime requirements at exactly the versions requirements.lock pins (-c), as CPython 3.12 arm64 wheels,
-# beside copies of shared/chatbox and connectors/; then the drift check, bytecode and the size limit.
-# Bytecode: /opt is read-only on Lambda, so without .pyc files every cold start compiles every module.
-# unchecked-hash: the .pyc is used without a look at the source's mtime (zip extraction resets it).
+# The layers infra/layers.toml declares (a base every function gets, FastAPI for the HTTP functions, the platform
+# SDKs, mcp, alembic), each from requirements.lock (-c; infra/check_layer.py fails a drift) as CPython 3.12 wheels
+# with python3.12 bytecode (unchecked-hash), into build/layers/<name>/python. The build prints each function's size
+# (its layers plus its folder) and fails when one is over LAYER_MAX_MB.
 layer: $(STAMP)
-	rm -rf "$(LAYER_DIR)" && mkdir -p "$(LAYER_DIR)/python"
-	$(PIP) install --quiet --no-compile --target "$(LAYER_DIR)/python" -r shared/requirements.txt -c requirements.lock \
-		$(addprefix --platform ,$(LAYER_PLATFORMS)) --implementation cp --python-version 3.12 --only-binary=:all:
-	$(PY) infra/check_layer.py "$(LAYER_DIR)/python" requirements.lock
-	cp -r shared/chatbox connectors "$(LAYER_DIR)/python/"
-	find "$(LAYER_DIR)/python" -name __pycache__ -prune -exec rm -rf {} +
-	rm -f "$(LAYER_DIR)"/python/connectors/*/Dockerfile
-	rm -rf "$(LAYER_DIR)"/python/bin
-	$(PYTHON312) -m compileall -q -j 0 --invalidation-mode unchecked-hash \
-		-s "$(LAYER_DIR)/python" -p /opt/python "$(LAYER_DIR)/python"
-	@size=$$(du -sm "$(LAYER_DIR)" | cut -f1); echo "layer: $$size MB unzipped (limit $(LAYER_MAX_MB) MB)"; \
-		test $$size -le $(LAYER_MAX_MB) || { echo "layer exceeds $(LAYER_MAX_MB) MB" >&2; exit 1; }
+	$(PY) infra/build_layers.py "$(LAYER_DIR)" --python312 "$(PYTHON312)" --max-mb $(LAYER_MAX_MB) \
+		$(addprefix --platform ,$(LAYER_PLATFORMS))
 
 deploy:  # make deploy ENV=dev (infra/params/dev.json); SAM=samlocal for LocalStack
 	infra/deploy.sh $(or $(ENV),dev)

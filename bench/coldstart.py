@@ -7,19 +7,17 @@
    `python -c pass`, median of --runs, the candidates interleaved round by round so that machine
    noise hits them alike. What is not measured: reading the secrets from Secrets Manager (a network
    call at cold start on Lambda, not reproducible here) and the first request itself.
-2. Package size, unzipped. A function ships its own folder plus the ChatboxLayer: shared/chatbox and
-   what shared/requirements.txt installs. The layer is installed here the way `sam build` installs
-   it (pip, manylinux aarch64 wheels for CPython 3.12, no .pyc), into a temporary folder. Offline
-   (`--offline`, or when pip cannot reach the index), the sizes of the same distributions installed
-   in this virtualenv are summed instead (x86_64 / this Python: close, not identical).
+2. Package size, unzipped, with `--layers`: each function's folder plus the layers infra/layers.toml gives it,
+   as built, bytecode included.
 
-With `--layer DIR --python PYTHON` it measures a built layer instead of the dev virtualenv: the handlers and
-the baseline import from DIR (what `make layer` builds, bytecode included) under PYTHON, with no bytecode
-written (Lambda's /opt is read-only), and the size is DIR's, bytecode counted. The Lambda layer is arm64;
-to measure on an x86_64 machine build the same layer (same pins, same bytecode) for x86_64:
-`make layer LAYER_DIR=build/layer-x86_64 LAYER_PLATFORMS="manylinux_2_34_x86_64 manylinux_2_28_x86_64
+With `--layers DIR --python PYTHON` it measures the built layers (what `make layer` builds into DIR, bytecode
+included) instead of the dev virtualenv: each handler is imported as Lambda imports it, from its own folder with
+only its layers on the path (the baseline from the base and web layers, plus mcp's for the MCP baseline), under
+PYTHON, with no bytecode written (Lambda's /opt is read-only). The Lambda layers are arm64; to measure on an x86_64
+machine build the same layers (same pins, same bytecode) for x86_64:
+`make layer LAYER_DIR=build/layers-x86_64 LAYER_PLATFORMS="manylinux_2_34_x86_64 manylinux_2_28_x86_64
 manylinux_2_17_x86_64 manylinux2014_x86_64"`, then
-`.venv/bin/python bench/coldstart.py --layer build/layer-x86_64/python --python python3.12 --runtime DIR`
+`.venv/bin/python bench/coldstart.py --layers build/layers-x86_64 --python python3.12 --runtime DIR`
 (DIR: boto3 installed for python3.12 with its bytecode, which the Lambda runtime provides).
 
 Run by hand: `.venv/bin/python bench/coldstart.py` (about 1-2 min with the default 15 runs).
@@ -30,17 +28,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "infra"))
+import build_layers  # noqa: E402 - infra/ holds build scripts, not a package
+
 FUNCTIONS = ("api", "inbound", "delivery", "mcp")
 BASELINE = "import fastapi, mangum, sqlalchemy, psycopg"
 BASELINE_MCP = BASELINE + ", mcp"
@@ -48,7 +47,7 @@ BASELINE_MCP = BASELINE + ", mcp"
 # The targets of the issue "Serverless deployment".
 TARGET_IMPORT_RATIO = 1.25
 TARGET_PACKAGE_MB = 100.0  # bytecode included (issue "A deploy that works the first time")
-MB = 1_000_000
+MB = 1024 * 1024  # MiB, as Lambda counts its 250 MB
 
 
 def say(line: str = "") -> None:
@@ -60,6 +59,7 @@ def say(line: str = "") -> None:
 class Candidate:
     label: str
     code: str
+    path: tuple[Path, ...] = ()  # PYTHONPATH, when not the environment's
 
 
 def lambda_environment(home: Path) -> dict[str, str]:
@@ -88,9 +88,11 @@ def lambda_environment(home: Path) -> dict[str, str]:
 INTERPRETER = [sys.executable]
 
 
-def run_once(code: str, env: dict[str, str], cwd: Path) -> float:
+def run_once(candidate: Candidate, env: dict[str, str], cwd: Path) -> float:
+    if candidate.path:
+        env = {**env, "PYTHONPATH": os.pathsep.join(str(path) for path in candidate.path)}
     start = time.perf_counter()
-    subprocess.run([*INTERPRETER, "-c", code], env=env, cwd=cwd, check=True, timeout=120)
+    subprocess.run([*INTERPRETER, "-c", candidate.code], env=env, cwd=cwd, check=True, timeout=120)
     return time.perf_counter() - start
 
 
@@ -99,8 +101,8 @@ def measure_imports(candidates: list[Candidate], runs: int, env: dict[str, str],
     samples: dict[str, list[float]] = {c.label: [] for c in candidates}
     empty: list[float] = []
     for round_index in range(runs + 1):
-        empty_time = run_once("pass", env, cwd)
-        times = {c.label: run_once(c.code, env, cwd) for c in candidates}
+        empty_time = run_once(Candidate("startup", "pass"), env, cwd)
+        times = {c.label: run_once(c, env, cwd) for c in candidates}
         if round_index == 0:
             continue
         empty.append(empty_time)
@@ -111,76 +113,59 @@ def measure_imports(candidates: list[Candidate], runs: int, env: dict[str, str],
 
 
 def tree_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def layer_dependencies_installed(target: Path) -> bool:
-    """`pip install` the layer's requirements the way `sam build` does (arm64, CPython 3.12)."""
-    command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
-        "--target", str(target), "--implementation", "cp", "--python-version", "3.12",
-        "--platform", "manylinux2014_aarch64", "--platform", "manylinux_2_28_aarch64", "--only-binary=:all:",
-        "-r", str(ROOT / "shared" / "requirements.txt"),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    if result.returncode != 0:
-        say(f"  pip could not build the layer here ({result.stderr.strip().splitlines()[-1:]}); using --offline sizes")
-    return result.returncode == 0
+def layered_candidates(layers: Path, runtime: list[Path]) -> list[Candidate]:
+    """The baselines and handlers, each with only the built layers a function gets (infra/layers.toml) on its path,
+    imported as Lambda imports them: `handler` from the function's own folder."""
+    config = build_layers.load()
+
+    def path(names: list[str], folder: Path | None = None) -> tuple[Path, ...]:
+        return (*([folder] if folder else []), *((layers / name / "python").resolve() for name in names), *runtime)
+
+    return [
+        Candidate("baseline", BASELINE, path(["base", "web"])),
+        Candidate("baseline+mcp", BASELINE_MCP, path(["base", "web", "mcp"])),
+    ] + [
+        Candidate(name, "import handler", path(config["functions"][name], ROOT / "functions" / name))
+        for name in FUNCTIONS
+    ]
 
 
-def requirement_names(path: Path) -> list[str]:
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return [re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0] for line in lines if line]
-
-
-def installed_closure_size(names: list[str]) -> int:
-    """Installed bytes of these distributions and everything they require, in this virtualenv."""
-    seen: set[str] = set()
-    pending = list(names)
-    total = 0
-    while pending:
-        name = pending.pop().lower().replace("_", "-")
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        total += sum(
-            (f.size or 0) for f in (dist.files or []) if "__pycache__" not in f.parts and not str(f).startswith("..")
-        )
-        for requirement in dist.requires or []:
-            if "extra ==" in requirement and "binary" not in requirement:
-                continue
-            pending.append(re.split(r"[\[<>=!~; (]", requirement, maxsplit=1)[0])
-    return total
+def report_sizes(layers: Path) -> None:
+    config = build_layers.load()
+    say("\n2. deployment package, unzipped: the function folder + its layers (infra/layers.toml), bytecode included")
+    for name in config["layers"]:
+        say(f"   layer {name:<10} {tree_size(layers / name) / MB:6.1f} MB")
+    for name, size in build_layers.function_sizes(config, layers).items():
+        verdict = "ok" if size / MB <= TARGET_PACKAGE_MB else "MISSED"
+        say(f"   functions/{name:<10} {size / MB:6.1f} MB  <= {TARGET_PACKAGE_MB:.0f} MB: {verdict}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15, help="imports per candidate (median)")
-    parser.add_argument("--offline", action="store_true", help="size the layer from this virtualenv, no pip")
-    parser.add_argument("--layer", type=Path, help="a built layer's python/ folder to import from (make layer)")
-    parser.add_argument("--python", help="the interpreter for --layer (python3.12, as on Lambda)")
-    parser.add_argument("--runtime", type=Path, help="what the Lambda runtime adds for --layer: a folder with boto3")
+    parser.add_argument("--layers", type=Path, help="the built layers' folder to import from (make layer)")
+    parser.add_argument("--python", help="the interpreter for --layers (python3.12, as on Lambda)")
+    parser.add_argument("--runtime", type=Path, help="what the Lambda runtime adds for --layers: a folder with boto3")
     args = parser.parse_args()
-    if args.layer:
+    if args.layers:
         INTERPRETER[:] = [args.python or "python3.12"]
         version = subprocess.run([*INTERPRETER, "-V"], capture_output=True, text=True, check=True).stdout.strip()
-        say(f"measuring the built layer {args.layer} with {version} (no bytecode written)")
+        say(f"measuring the built layers in {args.layers} with {version} (no bytecode written)")
 
     say(f"chatbox cold start, {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="chatbox-coldstart-") as scratch:
         home = Path(scratch)
         env = lambda_environment(home)
-        if args.layer:
-            paths = [ROOT, args.layer.resolve()] + ([args.runtime.resolve()] if args.runtime else [])
-            env["PYTHONPATH"] = os.pathsep.join(str(path) for path in paths)
+        if args.layers:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
-        candidates = [Candidate("baseline", BASELINE), Candidate("baseline+mcp", BASELINE_MCP)] + [
-            Candidate(name, f"import functions.{name}.handler") for name in FUNCTIONS
-        ]
+            candidates = layered_candidates(args.layers, [args.runtime.resolve()] if args.runtime else [])
+        else:
+            candidates = [Candidate("baseline", BASELINE), Candidate("baseline+mcp", BASELINE_MCP)] + [
+                Candidate(name, f"import functions.{name}.handler") for name in FUNCTIONS
+            ]
         say(f"\n1. import time, median of {args.runs}, interpreter start-up subtracted")
         medians = measure_imports(candidates, args.runs, env, home)
         say(f"   {'import':<40} {'ms':>7} {'ratio':>6}  target")
@@ -193,29 +178,10 @@ def main() -> None:
             label = f"functions/{name}" + (" (vs baseline+mcp)" if name == "mcp" else "")
             say(f"   {label:<40} {medians[name] * 1000:7.0f} {ratio:6.2f}  <= {TARGET_IMPORT_RATIO}: {verdict}")
 
-        say("\n2. deployment package, unzipped (function folder + ChatboxLayer)")
-        if args.layer:
-            built = sum(f.stat().st_size for f in args.layer.rglob("*") if f.is_file())
-            say(f"   the built layer {args.layer}, bytecode included: {built / MB:.1f} MB")
-            for name in FUNCTIONS:
-                total = tree_size(ROOT / "functions" / name) + built
-                verdict = "ok" if total / MB <= TARGET_PACKAGE_MB else "MISSED"
-                say(f"   functions/{name:<10} {total / MB:6.1f} MB  <= {TARGET_PACKAGE_MB:.0f} MB: {verdict}")
-            return
-        layer_dir = home / "layer"
-        chatbox_size = tree_size(ROOT / "shared" / "chatbox")
-        if not args.offline and layer_dependencies_installed(layer_dir):
-            dependencies, how = tree_size(layer_dir), "pip, manylinux aarch64 cp312 wheels"
+        if args.layers:
+            report_sizes(args.layers)
         else:
-            dependencies = installed_closure_size(requirement_names(ROOT / "shared" / "requirements.txt"))
-            how = "this virtualenv's installed distributions"
-        layer = chatbox_size + dependencies
-        say(f"   layer dependencies ({how}): {dependencies / MB:.1f} MB; shared/chatbox: {chatbox_size / MB:.2f} MB")
-        for name in FUNCTIONS:
-            folder = ROOT / "functions" / name
-            total = tree_size(folder) + layer
-            verdict = "ok" if total / MB <= TARGET_PACKAGE_MB else "MISSED"
-            say(f"   functions/{name:<10} {total / MB:6.1f} MB  <= {TARGET_PACKAGE_MB:.0f} MB: {verdict}")
+            say("\n2. deployment package: build the layers (make layer) and pass --layers")
 
 
 if __name__ == "__main__":

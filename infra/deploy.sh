@@ -6,8 +6,8 @@
 #   SAM=samlocal infra/deploy.sh dev    # LocalStack (see infra/localstack/README.md)
 #
 # Needs the AWS SAM CLI, the AWS CLI and a python3.12 (PYTHON312, default python3.12 on PATH): `make layer`
-# builds the layer from requirements.lock with 3.12 bytecode, no container. One deploy is enough: with
-# PublicUrl empty the functions take the API's domain from API Gateway's request context; the deploy's
+# builds the layers (infra/layers.toml) from requirements.lock with 3.12 bytecode, no container. One deploy is
+# enough: with PublicUrl empty the functions take the API's domain from API Gateway's request context; the deploy's
 # migrate step brings the schema to head and, on the first deploy, creates the first account (its key:
 # the BootstrapApiKeySecretArn output, see infra/README.md).
 set -euo pipefail

@@ -8,12 +8,14 @@ test_lambda_api.py, test_lambda_inbound.py, test_lambda_mcp.py and test_pipeline
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,17 @@ import boto3
 import pytest
 from cfnlint.decode import decode_str
 from moto import mock_aws
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "infra"))
+import build_layers  # noqa: E402 - infra/ holds build scripts, not a package
+import check_layer  # noqa: E402
+
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 ARTIFACTS = "chatbox-artifacts"
@@ -172,9 +181,10 @@ def test_http_routes_reach_the_function_that_serves_them() -> None:
                 assert event["Properties"]["ApiId"] == {"Ref": "HttpApi"}
 
 
-def test_every_function_ships_only_its_own_folder_and_the_chatbox_layer() -> None:
+def test_every_function_ships_only_its_own_folder_and_the_layers_infra_layers_toml_gives_it() -> None:
     template = sam_template()
     functions = resources_of(template, "AWS::Serverless::Function")
+    config = build_layers.load()
 
     assert {name: f["Properties"]["CodeUri"] for name, f in functions.items()} == {
         "ApiFunction": "functions/api/",
@@ -184,17 +194,71 @@ def test_every_function_ships_only_its_own_folder_and_the_chatbox_layer() -> Non
         "MigrateFunction": "functions/migrate/",
     }
     assert all(f["Properties"]["Handler"] == "handler.handler" for f in functions.values())
-    assert template["Globals"]["Function"]["Layers"] == [{"Ref": "ChatboxLayer"}]
-    layer = template["Resources"]["ChatboxLayer"]
-    # Built by `make layer` (from the lock, with bytecode); SAM ships that folder, never the whole repository.
-    assert layer["Properties"]["ContentUri"] == "build/layer/"
-    assert "Metadata" not in layer
+    assert "Layers" not in template["Globals"]["Function"]  # each function lists its own
+    assert {name: f["Properties"]["Layers"] for name, f in functions.items()} == {
+        f"{function.capitalize()}Function": [{"Ref": f"{layer.capitalize()}Layer"} for layer in layers]
+        for function, layers in config["functions"].items()
+    }
+    layers = resources_of(template, "AWS::Serverless::LayerVersion")
+    assert set(layers) == {f"{name.capitalize()}Layer" for name in config["layers"]}
+    for name in config["layers"]:
+        layer = layers[f"{name.capitalize()}Layer"]
+        # Built by `make layer` (from the lock, with bytecode); SAM ships that folder, never the whole repository.
+        assert layer["Properties"]["ContentUri"] == f"build/layers/{name}/"
+        assert layer["Properties"]["CompatibleArchitectures"] == template["Globals"]["Function"]["Architectures"]
+        assert "Metadata" not in layer
     assert template["Globals"]["Function"]["Runtime"] == "python3.12"
     makefile = (ROOT / "Makefile").read_text()
-    assert "\nlayer: " in makefile and "-c requirements.lock" in makefile and "unchecked-hash" in makefile
-    assert (ROOT / "shared" / "requirements.txt").is_file()
+    assert "\nlayer: " in makefile and "infra/build_layers.py" in makefile and "LAYER_MAX_MB ?= 100\n" in makefile
     for name in ("signal", "discord"):
         assert (ROOT / "connectors" / name / "Dockerfile").is_file()
+
+
+def test_the_layer_file_builds_and_pins_only_what_the_lock_pins() -> None:
+    config = build_layers.load()
+    pins = check_layer.pinned(ROOT / "requirements.lock")
+
+    assert build_layers.problems(config) == []
+    for name, layer in config["layers"].items():
+        for requirement in layer["requirements"]:
+            assert canonicalize_name(Requirement(requirement).name) in pins, (name, requirement)
+        for code in layer.get("code", []):
+            assert (ROOT / code / "__init__.py").is_file(), (name, code)
+    assert set(config["functions"]) == {path.name for path in (ROOT / "functions").iterdir() if path.is_dir()} - {
+        "__pycache__"
+    }
+
+
+def test_a_function_without_the_layers_its_layers_sit_on_is_refused() -> None:
+    config = {
+        "layers": {"base": {"requirements": []}, "mcp": {"on": ["base", "later"], "requirements": []}},
+        "functions": {"mcp": ["mcp"], "api": ["base", "web"]},
+    }
+
+    assert build_layers.problems(config) == [
+        "layer mcp sits on later, which is not declared before it",
+        "function mcp lacks ['base', 'later'], which its layers sit on",
+        "function api: unknown layers ['web']",
+    ]
+
+
+def test_a_layer_leaves_out_what_the_layers_under_it_ship(tmp_path: Path) -> None:
+    site = tmp_path / "python"
+    for name, files in (("pydantic", ["pydantic/__init__.py", "pydantic/main.py"]), ("mcp", ["mcp/__init__.py"])):
+        _dist_info(site, name, "1.0")
+        record = site / f"{name}-1.0.dist-info" / "RECORD"
+        for relative in files:
+            (site / relative).parent.mkdir(parents=True, exist_ok=True)
+            (site / relative).write_text("")
+        record.write_text("".join(f"{relative},,\n" for relative in [*files, record.relative_to(site).as_posix()]))
+
+    build_layers.remove_distributions(site, {"pydantic"})
+
+    assert sorted(path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file()) == [
+        "mcp-1.0.dist-info/METADATA",
+        "mcp-1.0.dist-info/RECORD",
+        "mcp/__init__.py",
+    ]
 
 
 def test_dead_letter_alarm_watches_the_dead_letter_queue() -> None:
@@ -404,25 +468,37 @@ MANAGEMENT_ROUTERS = tuple(
     for name in ("mailboxes", "connections", "platforms", "credentials", "api_keys", "event_subscriptions")
 )
 # Loaded on first use, never at import: the platform SDKs when a connector is first built, httpx with the
-# first webhook or container request; the SQS client comes from botocore, without boto3 and s3transfer.
-LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3transfer")
+# first webhook or container request, botocore's client with the first call to SQS (without boto3 and s3transfer;
+# Powertools imports the bare `botocore` package, which is cheap).
+LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3transfer", "botocore.client")
 # What each function must not load at cold start (`mcp` alone costs about a second).
 NOT_IMPORTED_AT_COLD_START: dict[str, tuple[str, ...]] = {
     "api": ("mcp", "chatbox.mcp", *LOADED_WHEN_USED),
     "inbound": ("mcp", "chatbox.mcp", "chatbox.web.api_routers", *MANAGEMENT_ROUTERS, *LOADED_WHEN_USED),
-    "delivery": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web", *LOADED_WHEN_USED),
+    "delivery": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web", "prometheus_client", *LOADED_WHEN_USED),
     "mcp": ("chatbox.web.api_routers", *MANAGEMENT_ROUTERS, *LOADED_WHEN_USED),
 }
 
 
-@pytest.mark.parametrize("function", sorted(NOT_IMPORTED_AT_COLD_START))
-def test_each_function_imports_only_what_its_cold_start_needs(function: str, tmp_path: Path) -> None:
-    # A fresh interpreter configured as the template configures the function (the SQS queue: its client is built).
+def lambda_probe(probe: str, home: Path) -> set[str]:
+    """The modules loaded after `probe` runs in a fresh interpreter configured as the template configures a
+    function (the SQS queue: its client is built)."""
+    return set(json.loads(_run_probe(f"import json, sys\n{probe}\nprint(json.dumps(sorted(sys.modules)))", home)))
+
+
+def loaded_files(probe: str, home: Path) -> set[Path]:
+    """The files of the modules loaded after `probe` runs, as lambda_probe runs it."""
+    listing = "[getattr(m, '__file__', None) for m in list(sys.modules.values())]"
+    found = json.loads(_run_probe(f"import json, sys\n{probe}\nprint(json.dumps({listing}))", home))
+    return {Path(file).resolve() for file in found if file}
+
+
+def _run_probe(code: str, home: Path) -> str:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CHATBOX_", "AWS_"))},
-        "CHATBOX_DB_URL": f"sqlite:///{tmp_path / 'cold.db'}",
+        "CHATBOX_DB_URL": f"sqlite:///{home / 'cold.db'}",
         "CHATBOX_VAULT_KEY": "A" * 43 + "=",
-        "CHATBOX_HOME": str(tmp_path),
+        "CHATBOX_HOME": str(home),
         "CHATBOX_QUEUE": "sqs",
         "CHATBOX_SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/chatbox-deliveries.fifo",
         "CHATBOX_SQS_DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dead.fifo",
@@ -431,17 +507,116 @@ def test_each_function_imports_only_what_its_cold_start_needs(function: str, tmp
         "AWS_SECRET_ACCESS_KEY": "cold",
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "shared")]),
     }
-    probe = f"import json, sys, functions.{function}.handler; print(json.dumps(sorted(sys.modules)))"
-
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=home, timeout=60, check=False
     )
 
     assert result.returncode == 0, result.stderr
-    loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("function", sorted(NOT_IMPORTED_AT_COLD_START))
+def test_each_function_imports_only_what_its_cold_start_needs(function: str, tmp_path: Path) -> None:
+    loaded = lambda_probe(f"import functions.{function}.handler", tmp_path)
+
     assert f"functions.{function}.handler" in loaded
-    assert {"sqlalchemy", "botocore"} <= loaded  # the probe sees what the handler imports, the SQS client too
+    assert {"sqlalchemy", "chatbox.adapters.sqs_queue"} <= loaded  # the probe sees what the handler imports
     assert sorted(m for m in NOT_IMPORTED_AT_COLD_START[function] if m in loaded) == []
+
+
+# What a first request loads beyond the cold start: the HTTP adapters build_runtime's factories import, boto3 and
+# Powertools' parameters when a secret is given by ARN (as the template gives them), the webhook-mode connectors
+# (their SDKs) in the functions that send or parse platform messages, the SQS client; migrate runs the migrations.
+FIRST_USE = (
+    "import chatbox.adapters.http_webhook, chatbox.adapters.http_container, boto3, "
+    "aws_lambda_powertools.utilities.parameters"
+)
+FIRST_REQUEST: dict[str, str] = {
+    name: f"{FIRST_USE}, connectors.telegram.connector, connectors.slack.connector\n"
+    f"functions.{name}.handler.runtime.queue.client"  # the SQS client, built on first use
+    for name in ("api", "inbound", "mcp")
+} | {
+    "delivery": f"{FIRST_USE}\nfunctions.delivery.handler.runtime.queue.client",
+    "migrate": f"{FIRST_USE}\nfunctions.migrate.handler._set_up()",
+}
+# Lambda's python3.12: the markers of a layer's requirements are evaluated for it, not for this interpreter.
+LAMBDA_MARKERS: dict[str, str] = {str(key): str(value) for key, value in default_environment().items()} | {
+    "python_version": "3.12",
+    "python_full_version": "3.12.1",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+
+
+def distributions_required(requirements: list[str]) -> set[str]:
+    """These requirements and everything they require, by canonical name (this virtualenv's metadata: the lock's
+    versions)."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    pending = [Requirement(line) for line in requirements]
+    while pending:
+        requirement = pending.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for line in metadata.requires(requirement.name) or []:
+            needed = Requirement(line)
+            extras = requirement.extras or {""}
+            if needed.marker is None or any(needed.marker.evaluate({**LAMBDA_MARKERS, "extra": e}) for e in extras):
+                pending.append(needed)
+    return {name for name, _ in seen}
+
+
+# Imported when installed (this virtualenv has them), done without otherwise, shipped where no layer needs them:
+# httpx's command line client (click, rich, pygments) and starlette's form parser (python-multipart: chatbox reads
+# no form bodies; it ships in the mcp layer, which mcp requires).
+IMPORTED_IF_INSTALLED = {"click", "rich", "pygments", "markdown-it-py", "mdurl", "python-multipart"}
+ABSENT = """
+import sys
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == gone or name.startswith(gone + ".") for gone in {0!r}):
+            raise ModuleNotFoundError(name, name=name)
+sys.meta_path.insert(0, Absent())
+"""
+
+
+@functools.cache  # one walk of every distribution's files per test process
+def distribution_of_file() -> dict[Path, str]:
+    """Each installed file of this virtualenv, by the distribution (canonical name) that installed it."""
+    return {
+        Path(str(dist.locate_file(file))).resolve(): canonicalize_name(dist.metadata["Name"])
+        for dist in metadata.distributions()
+        for file in dist.files or []
+        if file.suffix in (".py", ".so", ".pyd")
+    }
+
+
+@pytest.mark.parametrize("function", sorted(FIRST_REQUEST))
+def test_every_module_a_function_loads_ships_in_its_layers_or_the_runtime(function: str, tmp_path: Path) -> None:
+    config = build_layers.load()
+    layers = [config["layers"][name] for name in config["functions"][function]]
+    shipped = distributions_required([line for layer in layers for line in layer["requirements"]])
+    dropped = {canonicalize_name(name) for layer in layers for name in layer.get("drop", [])}
+    provided = distributions_required(config["runtime"]["provides"])
+    code = {(ROOT / folder).resolve() for layer in layers for folder in layer.get("code", [])}
+
+    # What the layers prune or drop cannot be imported, as on Lambda (the probe would find it in this virtualenv).
+    absent = [path.replace("/", ".") for layer in layers for path in layer.get("prune", [])]
+    absent += [name.replace("-", "_") for name in dropped]
+    startup = loaded_files("pass", tmp_path)  # this virtualenv's own: setuptools' distutils hook
+    probe = f"{ABSENT.format(absent)}\nimport functions.{function}.handler\n{FIRST_REQUEST[function]}"
+    files = loaded_files(probe, tmp_path) - startup
+
+    ours = {file for file in files if file.is_relative_to(ROOT) and not file.is_relative_to(ROOT / ".venv")}
+    own = ROOT / "functions" / function  # on Lambda, the function's folder (the test imports it as a package)
+    stray = {f for f in ours if not f.is_relative_to(own) and f != ROOT / "functions" / "__init__.py"}
+    assert sorted(str(f.relative_to(ROOT)) for f in stray if not any(f.is_relative_to(c) for c in code)) == []
+    installed = distribution_of_file()
+    needed = {installed[file] for file in files if file in installed} - {"chatbox"}
+    assert sorted(needed - (shipped - dropped) - provided - IMPORTED_IF_INSTALLED) == []
 
 
 @pytest.mark.parametrize("params_file", sorted((ROOT / "infra" / "params").glob("*.json")), ids=lambda p: p.stem)
@@ -466,9 +641,9 @@ def test_every_deploy_migrates_before_the_functions_change_and_creates_the_first
     schema = resources["DatabaseSchema"]
     assert schema["Type"] == "Custom::DatabaseSchema"
     assert schema["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
-    # A new layer version is a changed property: CloudFormation runs the step again on every code change.
-    # (SAM names each layer version by a hash of its content: ChatboxLayer<hash>.)
-    assert schema["Properties"]["Code"]["Ref"].startswith("ChatboxLayer")
+    # A new version of one of its layers is a changed property: CloudFormation runs the step again on every code
+    # change. (SAM names each layer version by a hash of its content: BaseLayer<hash>.)
+    assert [ref["Ref"][: -len("0123456789")] for ref in schema["Properties"]["Code"]] == ["BaseLayer", "MigrateLayer"]
     for name in ("ApiFunction", "InboundFunction", "McpFunction", "DeliveryFunction"):
         assert "DatabaseSchema" in resources[name]["DependsOn"], name
     variables = resources["MigrateFunction"]["Properties"]["Environment"]["Variables"]

@@ -15,7 +15,6 @@ from importlib.metadata import entry_points
 from pydantic_settings import BaseSettings
 
 from chatbox.adapters.local_queue import LocalQueue
-from chatbox.adapters.prometheus_metrics import install_prometheus_metrics
 from chatbox.adapters.system_resolver import system_resolver
 from chatbox.domain.addresses import Resolver
 from chatbox.domain.errors import VaultError
@@ -23,6 +22,7 @@ from chatbox.domain.redaction import register_secrets
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault, generate_key
 from chatbox.ports.connector import Connector
+from chatbox.ports.metrics import DiscardingSink, current_sink
 from chatbox.ports.platforms import PlatformRegistry, PlatformSpec
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
@@ -81,7 +81,11 @@ def build_runtime(
     The process records its metrics into Prometheus (`chatbox.adapters.prometheus_metrics`) unless its root
     installed another sink before (`chatbox.adapters.aws_lambda` installs EMF)."""
     register_secrets(settings.secret_values())
-    install_prometheus_metrics()  # unless the root chose another sink first (Lambda: EMF)
+    if isinstance(current_sink(), DiscardingSink):  # unless the root chose another sink first (Lambda: EMF)
+        # Imported here: prometheus_client is no part of a Lambda cold start.
+        from chatbox.adapters.prometheus_metrics import install_prometheus_metrics
+
+        install_prometheus_metrics()
     vault = Vault.from_strings(resolve_vault_key(settings, generate=generate_vault_key), settings.vault_old_keys)
     db = Database(settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 

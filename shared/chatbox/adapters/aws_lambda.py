@@ -15,21 +15,22 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.logging.types import LogRecord
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from mangum import Mangum
-from mangum.types import ASGI
 
 from chatbox.adapters.aws_secrets import resolve_secret_settings
 from chatbox.adapters.emf_metrics import EmfSink
 from chatbox.domain.redaction import install_log_redaction, redact, redact_value, register_secrets
 from chatbox.domain.settings import Settings, get_settings
 from chatbox.ports.metrics import current_sink, install_sink
+
+if TYPE_CHECKING:  # Mangum is imported by the HTTP functions only: it ships in their layer, not the base one
+    from mangum.types import ASGI
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -97,6 +98,8 @@ def http_handler(app: ASGI, logger: Logger, settings: Settings | None = None) ->
     Host check, mailbox MCP URLs and platform webhook URLs are right from the first request.
     The returned handler keeps `.app` (tests and warm invocations reuse the one composed app) and prints the
     invocation's metrics before it returns."""
+    from mangum import Mangum
+
     asgi = Mangum(app, lifespan="off")
     served: LambdaHandler = logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)(asgi)
     if settings is None:

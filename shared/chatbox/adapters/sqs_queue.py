@@ -7,12 +7,9 @@ Used by the Lambda functions; the delivery function is driven by SQS event recor
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import botocore.session
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from chatbox.domain.settings import Settings
 from chatbox.ports.probe import ProbeResult
@@ -26,23 +23,34 @@ SEND_BATCH = 10
 
 
 class SqsQueue:
-    def __init__(self, client: Any, queue_url: str, dead_letter_queue_url: str) -> None:
+    def __init__(
+        self, client: Any, queue_url: str, dead_letter_queue_url: str, connect: Callable[[], Any] | None = None
+    ) -> None:
+        """`client`, or None and `connect`, which builds it on the first call to SQS."""
         if not queue_url:
             raise QueueError("CHATBOX_SQS_QUEUE_URL is not set")
-        self.client = client
+        self._client = client
+        self._connect = connect
+        self._connecting = threading.Lock()
         self.queue_url = queue_url
         self.dead_letter_queue_url = dead_letter_queue_url
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SqsQueue:
-        # botocore's own session, not boto3's: boto3 adds nothing to a client but loads s3transfer (and its
-        # multiprocessing imports), a measurable share of every cold start.
-        client = botocore.session.get_session().create_client(
-            "sqs",
-            endpoint_url=settings.aws_endpoint_url or None,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10),
-        )
-        return cls(client, settings.sqs_queue_url, settings.sqs_dead_letter_queue_url)
+        # The client is built on first use: botocore's import and the SQS service model are the largest share of
+        # a cold start's own work, and many invocations never call SQS (most API requests; a delivery batch
+        # whose records all succeed, which Lambda deletes itself).
+        return cls(None, settings.sqs_queue_url, settings.sqs_dead_letter_queue_url, connect=lambda: _client(settings))
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._connecting:
+                if self._client is None:
+                    if self._connect is None:
+                        raise QueueError("SqsQueue has neither a client nor a way to build one")
+                    self._client = self._connect()
+        return self._client
 
     def stage(self, db: object, jobs: Sequence[DeliveryJob]) -> bool:  # noqa: ARG002 - nothing to stage in SQS
         return False
@@ -127,11 +135,26 @@ class SqsQueue:
         return results
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
         except (BotoCoreError, ClientError) as exc:
             raise QueueError(f"SQS {operation} failed: {exc}") from exc
         return response
+
+
+def _client(settings: Settings) -> Any:
+    # botocore's own session, not boto3's: boto3 adds nothing to a client but loads s3transfer (and its
+    # multiprocessing imports).
+    import botocore.session
+    from botocore.config import Config
+
+    return botocore.session.get_session().create_client(
+        "sqs",
+        endpoint_url=settings.aws_endpoint_url or None,
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10),
+    )
 
 
 def record_from_lambda(record: Mapping[str, Any]) -> QueueRecord:
