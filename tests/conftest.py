@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -29,6 +30,16 @@ from connectors import builtin_platforms
 from tests.support.postgres import PostgresServer, start_postgres
 
 BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:  # noqa: ARG001
+    """Move what collection imported (every module of chatbox, its dependencies and the tests) out of the cyclic
+    collector's reach, and collect the young generation less often: the suite is CPU-bound on 2 cores, and the
+    collector walking that heap thousands of times over a run cost about a third of its CPU (measured on
+    test_api_bad_input, test_hostile_input and test_webhook_ingest: 32 s -> 22 s of user time)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 @pytest.fixture(autouse=True)
