@@ -4,7 +4,7 @@ wrk drives `POST /v1/ingest/telegram/{connection_id}` with real update JSON (a n
 message_id per request, the secret token header set) against:
 
 - the baseline, `bench/bare_telegram.py`: a bare FastAPI endpoint that checks the header in constant
-  time and parses the update with PTB's `Update.de_json`, then answers 200;
+  time and parses the update with a pydantic model of it, then answers 200;
 - `chatbox api` on its embedded default (SQLite in a temporary CHATBOX_HOME, the local queue), with a
   telegram connection created through the REST API. CHATBOX_TELEGRAM_API_URL points at a stand-in
   Bot API in this process, which answers getMe and setWebhook and hands back the secret token

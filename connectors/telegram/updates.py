@@ -3,8 +3,8 @@
 python-telegram-bot's `Update.de_json` builds a frozen object per nested value and cost about 12% of the
 event loop on the ingest path; these models validate only the fields chatbox turns into a message, in
 compiled code, and ignore every other field (Telegram adds fields often; an unknown one must not refuse an
-update). The SDK stays for sending (`connector.py`). Field names and types are the Bot API's
-(https://core.telegram.org/bots/api#update).
+update). Sends speak the Bot API over httpx (`bot_api.py`); no SDK is involved. Field names and types are
+the Bot API's (https://core.telegram.org/bots/api#update).
 """
 
 from __future__ import annotations
