@@ -349,3 +349,72 @@ def test_send_file_refuses_private_urls_redirects_and_too_large_files_before_any
     assert "exactly one of url and data_base64" in text_of(refused["both sources"])
     assert not telegram_api.calls_of("sendPhoto") and not telegram_api.calls_of("sendDocument")
     assert [path for path, _ in files.requests] == ["/moved.png"]  # the redirect's target was never fetched
+
+
+# --- idempotent send_file --------------------------------------------------------------------------
+
+
+def test_send_file_retried_with_its_key_posts_once_and_answers_the_first_message(
+    client: TestClient, account: AccountKey, telegram_api: TelegramBotApi, runtime: Runtime
+) -> None:
+    mailbox, connection = telegram_mailbox(client, account)
+    post_update(client, telegram_api, connection, "photo_caption")
+    arguments = {
+        "chat_id": CHAT,
+        "filename": "chart.png",
+        "data_base64": base64.b64encode(PNG_1X1).decode(),
+        "caption": "the chart",
+        "idempotency_key": "file-1",
+    }
+
+    first = call_tool(runtime, mailbox, "send_file", arguments)
+    retry = call_tool(runtime, mailbox, "send_file", arguments)
+    other = call_tool(runtime, mailbox, "send_file", {**arguments, "data_base64": base64.b64encode(b"GIF89a").decode()})
+
+    assert not first.is_error and not retry.is_error, text_of(first) + text_of(retry)
+    assert len(telegram_api.calls_of("sendPhoto")) == 1
+    assert first.structured_content is not None and retry.structured_content is not None
+    assert retry.structured_content["already_sent"] is True and first.structured_content["already_sent"] is False
+    for field in ("message_id", "external_id", "attachment_id"):
+        assert retry.structured_content[field] == first.structured_content[field]
+    assert "nothing new was posted" in text_of(retry)
+    assert other.is_error and "idempotency_key 'file-1' was already used" in text_of(other)
+    assert telegram_api.calls_of("sendDocument") == []  # the other file reached no platform
+    with runtime.db.session() as db:
+        assert len(db.scalars(select(Message).where(Message.direction == "out")).all()) == 1
+
+
+def test_send_file_without_a_key_posts_every_call(
+    client: TestClient, account: AccountKey, telegram_api: TelegramBotApi, runtime: Runtime
+) -> None:
+    mailbox, connection = telegram_mailbox(client, account)
+    post_update(client, telegram_api, connection, "photo_caption")
+    arguments = {"chat_id": CHAT, "filename": "chart.png", "data_base64": base64.b64encode(PNG_1X1).decode()}
+
+    first = call_tool(runtime, mailbox, "send_file", arguments)
+    second = call_tool(runtime, mailbox, "send_file", arguments)
+
+    assert not first.is_error and not second.is_error, text_of(first) + text_of(second)
+    assert len(telegram_api.calls_of("sendPhoto")) == 2
+    assert first.structured_content is not None and second.structured_content is not None
+    assert first.structured_content["external_id"] != second.structured_content["external_id"]
+
+
+def test_send_file_whose_answer_is_lost_is_an_unknown_outcome_and_a_retry_never_posts_again(
+    client: TestClient, account: AccountKey, telegram_api: TelegramBotApi, runtime: Runtime, files: FileServer
+) -> None:
+    mailbox, connection = telegram_mailbox(client, account)
+    post_update(client, telegram_api, connection, "photo_caption")
+    files.files["/report.pdf"] = (b"%PDF-1.4 report", "application/pdf")
+    telegram_api.drop_responses["sendDocument"] = [True]  # Telegram posts it; its answer never arrives
+    arguments = {"chat_id": CHAT, "url": f"{files.root}/report.pdf", "filename": "report.pdf", "idempotency_key": "f-2"}
+
+    lost = call_tool(runtime, mailbox, "send_file", arguments)
+    retry = call_tool(runtime, mailbox, "send_file", arguments)
+
+    assert lost.is_error and "[unknown_outcome]" in text_of(lost), text_of(lost)
+    assert "check the chat before resending" in text_of(lost)
+    assert retry.is_error and "[unknown_outcome]" in text_of(retry) and "'f-2'" in text_of(retry)
+    assert len(telegram_api.calls_of("sendDocument")) == 1
+    with runtime.db.session() as db:
+        assert db.scalars(select(Message).where(Message.direction == "out")).all() == []

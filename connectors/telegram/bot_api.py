@@ -112,17 +112,21 @@ class BotApiClient:
     ) -> Any:
         """`method` as `multipart/form-data` (how the Bot API takes an uploaded file): `fields` as form fields
         (objects such as `reply_parameters` JSON-serialized), `files` as `{field: (filename, bytes, mime type)}`.
-        Raises as `call`."""
+        Every multipart method posts (sendPhoto, sendDocument), so raises as `call` with `acts`."""
         url = f"{self.api_root}/bot{TOKEN_PLACEHOLDER}/{method}"
         try:
             response = self._http().post(
                 url, data=dict(fields), files=dict(files), extensions={_TOKEN_EXTENSION: token}
             )
-        except httpx.TimeoutException as exc:
-            raise ConnectorUnavailableError(f"Telegram did not answer {method} in time; try again later") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ConnectorUnavailableError(
                 f"Telegram cannot be reached ({type(exc).__name__} on {method}); try again later"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise UnknownOutcomeError(
+                f"Telegram did not answer {method} ({type(exc).__name__} after the upload began): the file may or "
+                "may not have been posted, and Telegram offers no way to look a sent message up; the outcome is "
+                "unknown - check the chat before resending"
             ) from exc
         return _result_or_raise(method, response)
 

@@ -65,11 +65,12 @@ def mailbox_instructions(identity: MailboxIdentity) -> str:
         "answering it.\n\n"
         "Attachments arrive with an id (`att_…`): read_attachment(attachment_id) opens one (images as images); "
         "send_file sends a file by url or base64.\n\n"
-        "Sending safely: give every send_message (and <platform>_send) call an idempotency_key of your own, e.g. a "
-        "fresh UUID per message, and when a send fails, times out or answers `unknown_outcome`, retry with the "
-        "same key: chatbox then never posts the message twice (it answers the first result, or sends only the "
-        "parts of a long message that are missing). `unknown_outcome` means the platform may have posted it and "
-        "chatbox could not tell; never resend it under a new key without checking first.\n\n" + platform_line
+        "Sending safely: give every send_message (and <platform>_send, send_file) call an idempotency_key of your "
+        "own, e.g. a fresh UUID per message, and when a send fails, times out or answers `unknown_outcome`, "
+        "retry with the same key: chatbox then never posts the message twice (it answers the first result, or "
+        "sends only the parts of a long message that are missing). `unknown_outcome` means the platform may have "
+        "posted it and chatbox could not tell; never resend it under a new key without checking first.\n\n"
+        + platform_line
     )
 
 

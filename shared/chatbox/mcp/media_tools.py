@@ -17,7 +17,17 @@ from chatbox.domain.attachments import AttachmentTooLargeError, sniff_image_type
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError
 
 # Imported by chatbox.mcp.tools inside Toolset, so these names resolve once tools is loaded.
-from chatbox.mcp.tools import CHAT_ID_HELP, ChatAddress, ExternalRef, ToolContext, ToolOutput, ToolSpec, _Input
+from chatbox.mcp.tools import (
+    CHAT_ID_HELP,
+    IDEMPOTENCY_HELP,
+    ChatAddress,
+    ExternalRef,
+    IdempotencyKey,
+    ToolContext,
+    ToolOutput,
+    ToolSpec,
+    _Input,
+)
 from chatbox.ports.media import media_connector
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services import attachments
@@ -60,6 +70,11 @@ class SendFileInput(_Input):
     )
     mime_type: Annotated[str, StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$", max_length=255)] | None = Field(
         default=None, description="The file's MIME type; default: guessed from filename."
+    )
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None,
+        description=IDEMPOTENCY_HELP + " For a file, the same arguments are the same chat, filename, caption, "
+        "reply_to, mime type and bytes (or, with url, the same url).",
     )
 
     @model_validator(mode="after")
@@ -155,14 +170,20 @@ def run_send_file(ctx: ToolContext, args: SendFileInput) -> ToolOutput:
             mime_type=mime or "application/octet-stream",
             caption=args.caption,
             reply_to=args.reply_to,
+            idempotency_key=args.idempotency_key,
+            source_url=args.url,
         )
+    text = f"Sent {args.filename} ({len(data)} bytes) to {sent.chat_id} (platform message id {sent.external_id})"
+    if sent.replayed:
+        text += "; this idempotency_key was already sent, so nothing new was posted"
     return ToolOutput(
-        f"Sent {args.filename} ({len(data)} bytes) to {sent.chat_id} (platform message id {sent.external_id}).",
+        text + ".",
         {
             "chat_id": sent.chat_id,
             "message_id": sent.message_id,
             "external_id": sent.external_id,
             "attachment_id": sent.attachment_id,
+            "already_sent": sent.replayed,
         },
     )
 
@@ -186,7 +207,7 @@ MEDIA_TOOLS: tuple[ToolSpec, ...] = (
         "either url (public http(s); chatbox downloads it) or data_base64 (small files). Images go out as photos "
         "where the platform shows them inline. Limits: Telegram 50 MB (photos 10 MB), Slack 1 GB, Discord 10 MB, "
         "Signal 100 MB, and chatbox's own limit; over it is a tool error before anything is sent. The file is recorded "
-        "like a sent message.",
+        "like a sent message. Pass an idempotency_key and reuse it on retries: a retry never posts twice.",
         SendFileInput,
         run_send_file,
         read_only=False,

@@ -134,7 +134,9 @@ class MediaConnector(Protocol):
     """Fetches attachments from and sends files to one platform (or, for containers, every container platform).
 
     Raises (both methods): AttachmentTooLargeError, PlatformRefusedError, RateLimitedError,
-    ConnectorUnavailableError, NotFoundError (the platform no longer has the file).
+    ConnectorUnavailableError, NotFoundError (the platform no longer has the file). `send_file` raises
+    UnknownOutcomeError when the upload left and no answer came back (it may have been posted): a send's
+    idempotency key then never re-sends it.
     """
 
     def fetch_attachment(self, ctx: ConnectionContext, ref: FileRef, *, max_bytes: int) -> FetchedFile: ...

@@ -8,6 +8,8 @@ when the platform declares its size, and cut off when it does not). Attachment i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,14 @@ from chatbox.domain.attachments import (
     parse_attachment_id,
     present_attachment,
 )
-from chatbox.domain.errors import ConflictError, ConnectorUnavailableError, InvalidInputError, NotFoundError
+from chatbox.domain.errors import (
+    ConflictError,
+    ConnectorError,
+    ConnectorUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+    UnknownOutcomeError,
+)
 from chatbox.domain.ids import new_id
 from chatbox.domain.settings import Settings
 from chatbox.domain.vault import Vault
@@ -38,9 +47,19 @@ from chatbox.ports.media import (
 from chatbox.ports.platforms import PlatformRegistry
 from chatbox.services.connections import connection_context, report_connection_error
 from chatbox.services.mailboxes import get_mailbox_any_account, require_live_mailbox
-from chatbox.services.sending import _carrying_connection, _target_chat
+from chatbox.services.sending import (
+    IN_FLIGHT_WAIT,
+    MAX_IDEMPOTENCY_KEY,
+    SendStatus,
+    _carrying_connection,
+    _claim,
+    _record_failure,
+    _settled,
+    _take_over,
+    _target_chat,
+)
 from chatbox.store.database import release_before_network_call
-from chatbox.store.models import Chat, Connection, Message
+from chatbox.store.models import Chat, Connection, Message, OutboundSend
 from chatbox.store.types import utcnow
 
 MAX_FILENAME = 255
@@ -133,6 +152,7 @@ class FileReceipt:
     external_id: str
     chat_id: str
     attachment_id: str
+    replayed: bool = False  # an earlier send with the same idempotency key answered, nothing new was posted
 
 
 def check_file_arguments(filename: str, caption: str | None) -> None:
@@ -167,19 +187,33 @@ def send_file(
     mime_type: str,
     caption: str | None = None,
     reply_to: str | None = None,
+    idempotency_key: str | None = None,
+    source_url: str | None = None,
+    in_flight_wait: float = IN_FLIGHT_WAIT,
 ) -> FileReceipt:
     """Send a file to the chat at address `chat` (default: the focal chat) and store it as an outbound message
     with its attachment.
 
+    Recorded first as an `OutboundSend` like `chatbox.services.sending.send_message`, so `idempotency_key`
+    makes retries safe: within 24 h the same key on the mailbox answers the first file's result with nothing
+    posted, waits (bounded) while that send is in flight, and retries one that failed. `source_url` (the url
+    the bytes were downloaded from) stands for the bytes in the key's fingerprint: a retry names the same url,
+    and a url that serves other bytes on the second download (a dated report, a resized image) is still the
+    same file the agent asked for.
+
     Raises:
-        InvalidInputError: a bad filename or caption, an empty file.
+        InvalidInputError: a bad filename or caption, an empty file, a key reused for another file.
         AttachmentTooLargeError: over the platform's limit (nothing was sent).
         NoFocusError, NotFoundError, ConflictError: as `chatbox.services.sending.send_message`.
+        UnknownOutcomeError: the upload left and got no answer (or an earlier one with the same key did, or it
+            is still in flight): the file may or may not have been posted.
         ConnectorUnavailableError, PlatformRefusedError, RateLimitedError: from the connector.
     """
     check_file_arguments(filename, caption)
     if not data:
         raise InvalidInputError("the file is empty")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidInputError(f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     mailbox = get_mailbox_any_account(db, mailbox_id)
     require_live_mailbox(mailbox)
     target = _target_chat(db, mailbox, chat)
@@ -188,12 +222,40 @@ def send_file(
     ctx = connection_context(db, vault, connection)
     limit = media.upload_limit(ctx, mime_type)
     check_declared_size(len(data), limit.max_bytes, f"{filename} ({target.platform}{limit.note})")
+    source = {"url": source_url} if source_url is not None else {"sha256": hashlib.sha256(data).hexdigest()}
+    fingerprint = {"filename": filename, "mime_type": mime_type, **source}
+    record, fresh = _claim(
+        db,
+        mailbox,
+        idempotency_key,
+        _file_digest(target.id, caption, reply_to, fingerprint),
+        target,
+        connection,
+        caption or "",
+        reply_to,
+        {"file": fingerprint},
+        compared="file (chat, filename, file contents or url, mime_type, caption or reply_to differ)",
+    )
+    while not fresh:
+        record = _settled(db, record, in_flight_wait)
+        if record.status == SendStatus.sent:
+            return _replayed(db, record, target)
+        if record.status != SendStatus.failed:
+            # `unknown`, or `sending` with no live attempt behind it: no platform lets chatbox look an upload up.
+            raise UnknownOutcomeError(
+                f"the file sent with idempotency_key {record.idempotency_key!r} got no answer from "
+                f"{target.platform}: it may or may not have been posted, and chatbox cannot tell; check the chat "
+                "(read_chat) before sending it again under a new key"
+            )
+        fresh = _take_over(db, record, connection)
     release_before_network_call(db)
     file = OutboundFile(target.external_id, filename, data, mime_type, caption or None, reply_to)
     try:
         sent = media.send_file(ctx, file)
-    except ConnectorUnavailableError as exc:
-        report_connection_error(db, connection, exc.message)
+    except ConnectorError as exc:
+        _record_failure(db, record, exc)
+        if isinstance(exc, ConnectorUnavailableError):
+            report_connection_error(db, connection, exc.message)
         raise
     now = utcnow()
     attachment: dict[str, Any] = {
@@ -225,6 +287,11 @@ def send_file(
         received_at=now,
     )
     db.add(message)
+    record.status = SendStatus.sent
+    record.message_id = message.id
+    record.parts_sent = [sent.external_id]
+    record.parts_total = 1
+    record.error_code = record.error = None
     target.last_activity_at = now
     target.connection_id = connection.id
     try:
@@ -237,3 +304,16 @@ def send_file(
         ) from exc
     shown = present_attachment(message.id, 0, attachment, None, 0)
     return FileReceipt(message.id, sent.external_id, target.address, shown["id"])
+
+
+def _file_digest(chat_id: str, caption: str | None, reply_to: str | None, fingerprint: Mapping[str, Any]) -> str:
+    """What "the same arguments" means for a reused key on a file; tagged, so a send_message never matches it."""
+    canonical = json.dumps(["file", chat_id, caption or None, reply_to, fingerprint], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replayed(db: Session, record: OutboundSend, chat: Chat) -> FileReceipt:
+    message = db.get(Message, record.message_id) if record.message_id else None
+    assert message is not None and record.parts_sent  # a `sent` record names its stored message
+    shown = present_attachment(message.id, 0, message.attachments[0], None, 0)
+    return FileReceipt(message.id, record.parts_sent[0], chat.address, shown["id"], replayed=True)

@@ -212,8 +212,11 @@ def _claim(
     text: str,
     reply_to: str | None,
     options: dict[str, Any],
+    *,
+    compared: str = "message (chat, text, reply_to or options differ)",
 ) -> tuple[OutboundSend, bool]:
     """The send record for this call: a new one committed as `sending` (True), or the key's earlier one (False).
+    `compared` says, in the error for a reused key, what differs.
 
     Raises:
         InvalidInputError: the key was used on this mailbox within 24 h for other arguments.
@@ -230,8 +233,8 @@ def _claim(
             if earlier is not None:
                 if earlier.request_digest != digest:
                     raise InvalidInputError(
-                        f"idempotency_key {key!r} was already used on this mailbox for a different message "
-                        "(chat, text, reply_to or options differ); use a new key for a new message"
+                        f"idempotency_key {key!r} was already used on this mailbox for a different {compared}; "
+                        "use a new key for a new message"
                     )
                 return earlier, False
         now = utcnow()
