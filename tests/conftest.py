@@ -32,6 +32,10 @@ from tests.support.postgres import PostgresServer, start_postgres
 BACKENDS = ("sqlite", "postgres")
 
 
+# From the start (collection imports every module of chatbox, its dependencies and the tests), as below.
+gc.set_threshold(20_000, 20, 20)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:  # noqa: ARG001
     """Move what collection imported (every module of chatbox, its dependencies and the tests) out of the cyclic
     collector's reach, and collect the young generation less often: the suite is CPU-bound on 2 cores, and the
