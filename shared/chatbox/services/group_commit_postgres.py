@@ -117,6 +117,9 @@ class PostgresGroupCommit:
         """Accept `requests` as one batch on this thread (blocking); each one's outcome once committed.
 
         What `accept` runs on the database thread; callable directly from a thread with no event loop."""
+        if len(requests) == 1 and len(requests[0].messages) == 1:
+            # Alone, the autocommit statement is the whole transaction: no BEGIN and COMMIT to send or run.
+            return [self._alone(_Prepared(requests[0]))]
         started = time.perf_counter()
         batch = [_Prepared(request) for request in requests]
         for item in batch:
