@@ -5,6 +5,9 @@
 writes, COMMIT). A connection the server dropped (a restart, `pg_terminate_backend`) surfaces here as an
 invalidated connection; the pool then discards the connections it had, and the accept runs once more on a
 fresh one, which is why the engine needs no ping per checkout.
+
+Group commit (`chatbox.services.group_commit_postgres`) sends the same statement for a batch of accepts in one
+transaction; it builds each one's values with `accept_input` and reads its answer with `answer_of`, as here.
 """
 
 from __future__ import annotations
