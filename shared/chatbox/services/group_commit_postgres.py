@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 
 from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.normalized import AcceptResult, InboundMessage
@@ -42,6 +43,10 @@ from chatbox.store.postgres_accept import AcceptInput, AcceptRow, accept_batch_o
 from chatbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# A backlog beyond this is written in several transactions: each holds its chats' row locks for less time, and the
+# first callers are answered sooner.
+_LARGEST_BATCH = 256
 
 
 @dataclass
@@ -101,7 +106,7 @@ class PostgresGroupCommit:
     def _drain(self) -> None:
         while True:
             with self._lock:
-                batch, self._pending = self._pending, []
+                batch, self._pending = self._pending[:_LARGEST_BATCH], self._pending[_LARGEST_BATCH:]
                 if not batch:
                     self._draining = False
                     return
@@ -202,11 +207,15 @@ class PostgresGroupCommit:
         except QueueError:
             log.warning("queue send failed for %d deliveries; the sweeper will re-send them", len(jobs), exc_info=True)
             return
-        with self.db.session() as session:
-            session.execute(
-                update(Delivery).where(Delivery.id.in_([job.delivery_id for job in jobs])).values(enqueued_at=utcnow())
-            )
-            session.commit()
+        try:
+            with self.db.session() as session:
+                sent = [job.delivery_id for job in jobs]
+                session.execute(update(Delivery).where(Delivery.id.in_(sent)).values(enqueued_at=utcnow()))
+                session.commit()
+        except SQLAlchemyError:
+            # The messages are committed and their jobs sent: the callers get their answers; the sweeper sends
+            # these again later, and the queue's deduplication (or the receiver's, by delivery id) drops the copy.
+            log.warning("could not mark %d sent deliveries as enqueued", len(jobs), exc_info=True)
 
 
 def _roll_back(pooled: Any, connection: psycopg.Connection[Any]) -> None:
