@@ -4,8 +4,8 @@ batch, sent as the one-statement accept per message on ONE connection in ONE tra
 On Postgres an accept alone is one autocommit statement, and around it chatbox pays a thread hop, a session, a
 pool checkout and the server a commit (a WAL flush) per message. Batched, a process pays each once per batch,
 and psycopg's pipeline mode sends the batch's statements and its COMMIT without waiting for each answer (one
-round trip). One batch is in flight per process at a time: nothing waits for a timer, an idle server commits
-each accept alone, and a busy one commits whatever arrived meanwhile. A caller is answered only after the
+round trip). Up to `IN_FLIGHT` batches are written at once per process: nothing waits for a timer, an idle server
+commits each accept alone, and a busy one commits whatever arrived meanwhile. A caller is answered only after the
 commit that holds its message returned (a 202 means committed); the local queue's rows are in the batch's
 transaction (the statement writes them) and its consumer is woken after the commit; an external queue (SQS) is
 sent the batch's jobs after the commit, and the sweeper re-sends what that send missed.
@@ -13,9 +13,9 @@ sent the batch's jobs after the commit, and the sweeper re-sends what that send 
 The statements run in an order sorted by chat, so two processes' batches take the chats' row locks in the same
 order instead of deadlocking on them. A copy of a message later in the same batch sees the first one stored and
 answers as a duplicate. Anything else that fails in the batch (a copy or a new chat stored meanwhile by another
-process, which aborts a Postgres transaction; a connection the server dropped; a message the server refuses)
-rolls the whole batch back, and its accepts run again one by one in autocommit as they would alone
-(`chatbox.services.inbound_postgres`), so each gets its own answer or its own error.
+process or by this process's other batch in flight, which aborts a Postgres transaction; a connection the server
+dropped; a message the server refuses) rolls the whole batch back, and its accepts run again one by one in
+autocommit as they would alone (`chatbox.services.inbound_postgres`), so each gets its own answer or its own error.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ from chatbox.store.postgres_accept import AcceptInput, AcceptRow, accept_batch_o
 from chatbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# Batches written at once, each on its own connection: while one waits for the server, the next is gathered and
+# sent, so neither the server nor this process idles on the other (measured: with 1 in flight, Postgres/SQLite req/s
+# 0.89x; with 2, 1.53x, at the cost of smaller batches: 0.41 ms of server CPU per accept instead of 0.25). Two
+# batches of one process that touch one chat queue on its row lock, in the same (sorted) order: no deadlock.
+IN_FLIGHT = 2
 
 # A backlog beyond this is written in several transactions: each holds its chats' row locks for less time, and the
 # first callers are answered sooner.
@@ -81,14 +87,18 @@ class PostgresGroupCommit:
 
     Thread-safe; `accept` is called from event loops, the batches run on `Database.executor`."""
 
-    def __init__(self, db: Database, queue: DeliveryQueue, *, pipelined: bool = True) -> None:
-        """`pipelined=False` sends each statement after the previous one's answer (measured in `bench/`)."""
+    def __init__(
+        self, db: Database, queue: DeliveryQueue, *, pipelined: bool = True, in_flight: int = IN_FLIGHT
+    ) -> None:
+        """`pipelined=False` sends each statement after the previous one's answer; `in_flight` batches may be
+        written at once, each on its own connection (both measured in `bench/`)."""
         self.db = db
         self.queue = queue
         self.pipelined = pipelined
+        self.in_flight = in_flight
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
-        self._draining = False
+        self._drains = 0
 
     async def accept(
         self, connection_id: str, messages: Sequence[InboundMessage], *, token: str | None = None
@@ -97,8 +107,9 @@ class PostgresGroupCommit:
         future: asyncio.Future[list[AcceptResult]] = loop.create_future()
         with self._lock:
             self._pending.append(_Pending(AcceptRequest(connection_id, messages, token), future, loop))
-            start = not self._draining
-            self._draining = True
+            start = self._drains < self.in_flight
+            if start:
+                self._drains += 1
         if start:
             self.db.executor.submit(self._drain)
         return await future
@@ -108,7 +119,7 @@ class PostgresGroupCommit:
             with self._lock:
                 batch, self._pending = self._pending[:_LARGEST_BATCH], self._pending[_LARGEST_BATCH:]
                 if not batch:
-                    self._draining = False
+                    self._drains -= 1
                     return
             outcomes: list[Outcome]
             try:
