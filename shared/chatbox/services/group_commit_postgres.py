@@ -26,9 +26,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,6 +40,9 @@ from chatbox.store.database import Database
 from chatbox.store.models import Delivery
 from chatbox.store.postgres_accept import AcceptInput, AcceptRow, accept_batch_on_postgres
 from chatbox.store.types import utcnow
+
+if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite process never loads it
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +237,8 @@ def _roll_back(pooled: Any, connection: psycopg.Connection[Any]) -> None:
         try:
             connection.rollback()
             return
-        except psycopg.Error:
-            pass
+        except Exception:  # noqa: BLE001 - a connection that cannot roll back is not reused either
+            log.warning("rolling back a failed batch failed; dropping its connection", exc_info=True)
     pooled.invalidate()
 
 

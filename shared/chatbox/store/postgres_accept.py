@@ -22,14 +22,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.exc import IntegrityError
 
 from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, EventType, MailboxStatus
+
+if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite process never loads it
+    import psycopg
 
 # The statuses are constants of the schema, written into the text so the planner sees them.
 _ACCEPT = text(
