@@ -2,11 +2,13 @@
 
 - SQLite: group commit (`chatbox.services.group_commit`). Every write already goes through the one database
   thread, so accepts queued behind each other share a transaction and a commit.
+- Postgres through psycopg 3: group commit too (`chatbox.services.group_commit_postgres`): the accepts queued
+  while a batch is written are the next batch, the one-statement accept per message on one connection in one
+  transaction (psycopg's pipeline mode), one commit.
 - any other dialect: each accept in its own transaction on the database threads (`Database.run`), committed on
   its own.
 
-A dialect-specific accept (Postgres's one-statement accept, say) is another `Accepts` returned here for its
-dialect; callers (`chatbox.services.ingest`) see only `Accepts.accept`.
+Callers (`chatbox.services.ingest`) see only `Accepts.accept`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.ports.queue import DeliveryQueue
 from chatbox.services.group_commit import GroupCommitter
+from chatbox.services.group_commit_postgres import PostgresGroupCommit
 from chatbox.services.inbound import accept_inbound, finish_batch
 from chatbox.store.database import Database
 
@@ -34,8 +37,11 @@ class Accepts(Protocol):
 
 
 def accepts_for(db: Database, queue: DeliveryQueue) -> Accepts:
-    if db.engine.dialect.name == "sqlite":
+    dialect = db.engine.dialect
+    if dialect.name == "sqlite":
         return GroupCommitAccepts(db, queue)
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return PostgresGroupCommit(db, queue)
     return OneByOneAccepts(db, queue)
 
 

@@ -5,12 +5,16 @@
 writes, COMMIT). A connection the server dropped (a restart, `pg_terminate_backend`) surfaces here as an
 invalidated connection; the pool then discards the connections it had, and the accept runs once more on a
 fresh one, which is why the engine needs no ping per checkout.
+
+Group commit (`chatbox.services.group_commit_postgres`) sends the same statement for a batch of accepts in one
+transaction; it builds each one's values with `accept_input` and reads its answer with `answer_of`, as here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import DBAPIError
@@ -36,11 +40,28 @@ def accept_in_one_statement(
 ) -> AcceptResult:
     """`accept_inbound` on Postgres: the same answers and errors, one round trip."""
     started = time.perf_counter()
+    values = accept_input(queue, connection_id, inbound, inbound_token=inbound_token)
+    row = _run(_engine_of(db), values)
+    answer = answer_of(values, row, inbound, inbound_token=inbound_token)
+    if answer.job is not None:
+        if isinstance(queue, InDatabaseQueue):
+            queue.wake()
+        else:
+            _send_after_commit(db, queue, answer.job)
+    count_accept(answer, started)
+    return answer.result
+
+
+def accept_input(
+    queue: DeliveryQueue, connection_id: str, inbound: InboundMessage, *, inbound_token: str | None
+) -> AcceptInput:
+    """The statement's values for one accept, with fresh ids; AuthenticationError for an id that is no
+    connection's."""
     if not is_valid_id("connection", connection_id):
         raise AuthenticationError(_INVALID)
     queue_name = queue.queue if isinstance(queue, InDatabaseQueue) else None
     delivery_id = new_id("delivery")
-    values = AcceptInput(
+    return AcceptInput(
         connection_id=connection_id,
         # Compared in SQL only to decide whether to write (hashes of a 256-bit token); the answer below
         # comes from the constant-time comparison.
@@ -68,7 +89,22 @@ def accept_in_one_statement(
         queue=queue_name,
         queue_body=DeliveryJob(delivery_id=delivery_id, group_id="").body(),
     )
-    row = _run(_engine_of(db), values)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A committed accept's answer; `job` is the delivery to hand to the queue (None: a copy, or held)."""
+
+    result: AcceptResult
+    platform: str
+    job: DeliveryJob | None
+
+
+def answer_of(
+    values: AcceptInput, row: AcceptRow | None, inbound: InboundMessage, *, inbound_token: str | None
+) -> Answer:
+    """What the statement's row answers. Raises AuthenticationError (unknown or archived connection, a token
+    that is not its) or ConflictError (an archived mailbox): the statement wrote nothing then."""
     if row is None or row.status != ConnectionStatus.active:
         raise AuthenticationError(_INVALID)
     if inbound_token is not None and not token_matches(inbound_token, row.inbound_token_hash):
@@ -78,16 +114,16 @@ def accept_in_one_statement(
     address = f"{row.platform}:{inbound.external_chat_id}"
     if row.chat_id is None:
         result = AcceptResult(message_id=row.existing_id or "", chat_id=address, duplicate=True)
-    else:
-        result = AcceptResult(message_id=values.message_id, chat_id=address, duplicate=False)
-        if row.delivery_status == DeliveryStatus.pending.value:
-            if isinstance(queue, InDatabaseQueue):
-                queue.wake()
-            else:
-                _send_after_commit(db, queue, DeliveryJob(delivery_id=delivery_id, group_id=row.chat_id))
-    metrics.count(metrics.INBOUND_MESSAGES, (row.platform, "duplicate" if result.duplicate else "accepted"))
-    metrics.observe(metrics.ACCEPT_SECONDS, time.perf_counter() - started, (row.platform,))
-    return result
+        return Answer(result, row.platform, None)
+    result = AcceptResult(message_id=values.message_id, chat_id=address, duplicate=False)
+    pending = row.delivery_status == DeliveryStatus.pending.value
+    job = DeliveryJob(delivery_id=values.delivery_id, group_id=row.chat_id) if pending else None
+    return Answer(result, row.platform, job)
+
+
+def count_accept(answer: Answer, started: float) -> None:
+    metrics.count(metrics.INBOUND_MESSAGES, (answer.platform, "duplicate" if answer.result.duplicate else "accepted"))
+    metrics.observe(metrics.ACCEPT_SECONDS, time.perf_counter() - started, (answer.platform,))
 
 
 def _engine_of(db: Session) -> Engine:

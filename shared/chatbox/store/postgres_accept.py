@@ -1,4 +1,5 @@
-"""The accept of one inbound message on Postgres as a single statement: one round trip, its own transaction.
+"""The accept of one inbound message on Postgres as a single statement: one round trip, its own transaction
+(`accept_on_postgres`), or one of a batch sharing a transaction and a commit (`accept_batch_on_postgres`).
 
 Data-modifying CTEs read the connection and its mailbox, upsert the chat, insert the message, the `new_chat`
 service event (when this message created the chat), the delivery and the local queue's row, and return what
@@ -18,14 +19,19 @@ Semantics equal the SQLite path's (`chatbox.services.inbound`):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.exc import IntegrityError
 
 from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, EventType, MailboxStatus
+
+if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite process never loads it
+    import psycopg
 
 # The statuses are constants of the schema, written into the text so the planner sees them.
 _ACCEPT = text(
@@ -175,9 +181,9 @@ class AcceptRow:
     delivery_status: str | None
 
 
-def accept_on_postgres(connection: Connection, values: AcceptInput) -> AcceptRow | None:
-    """Run the accept statement on an autocommit `connection`; None when the connection id is unknown."""
-    params = {
+def parameters_of(values: AcceptInput) -> dict[str, Any]:
+    """The statement's bound parameters for one accept."""
+    return {
         "connection_id": values.connection_id,
         "token_hash": values.token_hash,
         "external_chat_id": values.external_chat_id,
@@ -203,6 +209,11 @@ def accept_on_postgres(connection: Connection, values: AcceptInput) -> AcceptRow
         "queue": values.queue,
         "queue_body": values.queue_body,
     }
+
+
+def accept_on_postgres(connection: Connection, values: AcceptInput) -> AcceptRow | None:
+    """Run the accept statement on an autocommit `connection`; None when the connection id is unknown."""
+    params = parameters_of(values)
     for attempt in range(_ATTEMPTS):
         try:
             row = connection.execute(_ACCEPT, params).first()
@@ -213,3 +224,30 @@ def accept_on_postgres(connection: Connection, values: AcceptInput) -> AcceptRow
             continue
         return None if row is None else AcceptRow(*row)
     raise AssertionError("unreachable")
+
+
+# The same text in psycopg's own placeholders, for a batch sent on the driver's connection (pipeline mode is
+# psycopg's, below SQLAlchemy). Same text as the one-by-one accept's, so the server prepares it once per connection.
+_ACCEPT_FOR_DRIVER = str(_ACCEPT.compile(dialect=psycopg_dialect.dialect()))  # type: ignore[no-untyped-call]
+
+
+def accept_batch_on_postgres(
+    connection: psycopg.Connection[Any], batch: Sequence[AcceptInput], *, pipelined: bool = True
+) -> list[AcceptRow | None]:
+    """Run the accept statement once per input in ONE transaction on a psycopg `connection` (not in autocommit),
+    then commit; the rows once committed, in `batch`'s order (None for an unknown connection id).
+
+    Pipelined, the statements and the COMMIT go to the server without waiting for each answer: one round trip
+    for the batch. A later input that copies an earlier one (same connection and external id) sees it stored and
+    answers it as existing. Any error (a copy or a new chat stored meanwhile by another process, which aborts
+    the transaction, a dropped connection) raises with nothing committed; the caller rolls back.
+    """
+    if pipelined:
+        with connection.pipeline():
+            cursors = [connection.execute(_ACCEPT_FOR_DRIVER, parameters_of(values)) for values in batch]
+            connection.commit()
+        found = [cursor.fetchone() for cursor in cursors]
+    else:
+        found = [connection.execute(_ACCEPT_FOR_DRIVER, parameters_of(values)).fetchone() for values in batch]
+        connection.commit()
+    return [None if row is None else AcceptRow(*row) for row in found]
