@@ -1,7 +1,8 @@
 """How this process runs its durable accepts, chosen once per database dialect: `accepts_for` is the one place.
 
 - SQLite: group commit (`chatbox.services.group_commit`). Every write already goes through the one database
-  thread, so accepts queued behind each other share a transaction and a commit.
+  thread, so accepts queued behind each other share a transaction and a commit; the batch is written at once on
+  the raw connection (`chatbox.services.sqlite_batch_accept`).
 - any other dialect: each accept in its own transaction on the database threads (`Database.run`), committed on
   its own.
 
@@ -12,14 +13,16 @@ dialect; callers (`chatbox.services.ingest`) see only `Accepts.accept`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from chatbox.domain.normalized import AcceptResult, InboundMessage
-from chatbox.ports.queue import DeliveryQueue
-from chatbox.services.group_commit import GroupCommitter
-from chatbox.services.inbound import accept_inbound, finish_batch
+from chatbox.ports.queue import DeliveryQueue, InDatabaseQueue
+from chatbox.services.group_commit import AcceptWork, GroupCommitter
+from chatbox.services.inbound import accept_inbound
+from chatbox.services.sqlite_batch_accept import AcceptRequest, accept_batch
 from chatbox.store.database import Database
 
 
@@ -69,18 +72,38 @@ class OneByOneAccepts:
             return _accept_all(session, self.queue, connection_id, messages, token, True)
 
 
+@dataclass(frozen=True)
+class _BatchedAccept:
+    """One caller's accept in a group commit: the batch writer reads its request; called, it runs alone (the
+    one-by-one fallback of a batch that failed)."""
+
+    queue: DeliveryQueue
+    request: AcceptRequest
+
+    def __call__(self, session: Session, commit: bool) -> list[AcceptResult]:
+        request = self.request
+        return _accept_all(session, self.queue, request.connection_id, request.messages, request.token, commit)
+
+
 class GroupCommitAccepts:
     """Calls that arrive while a batch is written form the next batch, committed once (SQLite)."""
 
     def __init__(self, db: Database, queue: DeliveryQueue) -> None:
         self.queue = queue
-        self._committer = GroupCommitter(db, before_commit=lambda session: finish_batch(session, queue))
+        # The batch writes the local queue's rows itself; its consumer is woken once the batch is committed.
+        wake = queue.wake if isinstance(queue, InDatabaseQueue) else None
+        self._committer = GroupCommitter(db, write_batch=self._write_batch, after_commit=wake)
 
     async def accept(
         self, connection_id: str, messages: Sequence[InboundMessage], *, token: str | None = None
     ) -> list[AcceptResult]:
-        queue = self.queue
         results: list[AcceptResult] = await self._committer.submit(
-            lambda session, commit: _accept_all(session, queue, connection_id, messages, token, commit)
+            _BatchedAccept(self.queue, AcceptRequest(connection_id, messages, token))
         )
         return results
+
+    def _write_batch(self, session: Session, works: Sequence[AcceptWork]) -> list[tuple[bool, Any]]:
+        requests = [work.request for work in works if isinstance(work, _BatchedAccept)]
+        if len(requests) != len(works):
+            raise TypeError("a group commit of accepts holds only accepts")
+        return accept_batch(session, self.queue, requests)
