@@ -43,16 +43,9 @@ def accepts_for(db: Database, queue: DeliveryQueue) -> Accepts:
 
 
 def _accept_all(
-    db: Session,
-    queue: DeliveryQueue,
-    connection_id: str,
-    messages: Sequence[InboundMessage],
-    token: str | None,
-    commit: bool,
+    db: Session, queue: DeliveryQueue, connection_id: str, messages: Sequence[InboundMessage], token: str | None
 ) -> list[AcceptResult]:
-    return [
-        accept_inbound(db, queue, connection_id, message, inbound_token=token, commit=commit) for message in messages
-    ]
+    return [accept_inbound(db, queue, connection_id, message, inbound_token=token) for message in messages]
 
 
 class OneByOneAccepts:
@@ -69,7 +62,7 @@ class OneByOneAccepts:
 
     def _accept(self, connection_id: str, messages: Sequence[InboundMessage], token: str | None) -> list[AcceptResult]:
         with self.db.session() as session:
-            return _accept_all(session, self.queue, connection_id, messages, token, True)
+            return _accept_all(session, self.queue, connection_id, messages, token)
 
 
 @dataclass(frozen=True)
@@ -81,8 +74,10 @@ class _BatchedAccept:
     request: AcceptRequest
 
     def __call__(self, session: Session, commit: bool) -> list[AcceptResult]:
+        if not commit:
+            raise ValueError("a batch of accepts is written by `accept_batch`; alone, an accept commits")
         request = self.request
-        return _accept_all(session, self.queue, request.connection_id, request.messages, request.token, commit)
+        return _accept_all(session, self.queue, request.connection_id, request.messages, request.token)
 
 
 class GroupCommitAccepts:

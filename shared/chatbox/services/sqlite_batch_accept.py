@@ -32,7 +32,6 @@ from chatbox.domain.normalized import AcceptResult, ChatType, InboundMessage
 from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, MailboxStatus
 from chatbox.ports import metrics
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, InDatabaseQueue
-from chatbox.services.inbound import BatchConflictError
 from chatbox.store.sqlite_accept import (
     ChatTouch,
     DeliveryRow,
@@ -65,6 +64,11 @@ _ARCHIVED = MailboxStatus.archived.value
 _HELD = DeliveryStatus.held.value
 _PENDING = DeliveryStatus.pending.value
 _DIRECT = ChatType.direct.value
+
+
+class BatchConflictError(Exception):
+    """An accept cannot finish inside the batch (an external queue's send must follow its commit): the batch is
+    rolled back and its accepts run one by one."""
 
 
 @dataclass(frozen=True)
