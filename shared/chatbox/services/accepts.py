@@ -22,7 +22,7 @@ from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.ports.queue import DeliveryQueue, InDatabaseQueue
 from chatbox.services.group_commit import AcceptWork, GroupCommitter
 from chatbox.services.inbound import accept_inbound
-from chatbox.services.sqlite_batch_accept import AcceptRequest, accept_batch
+from chatbox.services.sqlite_batch_accept import AcceptRequest, accept_batch, table_queue_of
 from chatbox.store.database import Database
 
 
@@ -86,6 +86,7 @@ class GroupCommitAccepts:
     def __init__(self, db: Database, queue: DeliveryQueue) -> None:
         self.queue = queue
         # The batch writes the local queue's rows itself; its consumer is woken once the batch is committed.
+        self._table_queue = table_queue_of(queue)
         wake = queue.wake if isinstance(queue, InDatabaseQueue) else None
         self._committer = GroupCommitter(db, write_batch=self._write_batch, after_commit=wake)
 
@@ -101,4 +102,4 @@ class GroupCommitAccepts:
         requests = [work.request for work in works if isinstance(work, _BatchedAccept)]
         if len(requests) != len(works):
             raise TypeError("a group commit of accepts holds only accepts")
-        return accept_batch(session, self.queue, requests)
+        return accept_batch(session, self.queue, requests, table_queue=self._table_queue)

@@ -117,10 +117,17 @@ class _Plan:
     platforms: list[tuple[str, bool]] = field(default_factory=list)  # per message: platform, duplicate
 
 
-def accept_batch(db: Session, queue: DeliveryQueue, requests: Sequence[AcceptRequest]) -> list[Outcome]:
+def accept_batch(
+    db: Session, queue: DeliveryQueue, requests: Sequence[AcceptRequest], *, table_queue: str | None
+) -> list[Outcome]:
     """Write the accepts of `requests` in `db`'s transaction (the caller holds the write lock and commits);
-    one outcome per request, in order. Raises BatchConflictError when a queue outside the database must send
-    the jobs after the commit."""
+    one outcome per request, in order.
+
+    Args:
+        table_queue: the name of `queue` when it keeps its jobs in the database's `queue_messages` table (an
+            `InDatabaseQueue`, `table_queue_of`): their rows are written here, and the caller wakes the queue
+            after the commit. None: `queue.stage` is asked, and BatchConflictError raised when it cannot stage.
+    """
     started = time.perf_counter()
     raw = raw_connection(db)
     now = sqlite_datetime(utcnow())
@@ -133,7 +140,7 @@ def accept_batch(db: Session, queue: DeliveryQueue, requests: Sequence[AcceptReq
     jobs = [
         None if item.held else DeliveryJob(delivery_id=new_id("delivery"), group_id=item.chat.id) for item in plan.new
     ]
-    staged = _stage(db, raw, queue, [job for job in jobs if job is not None], now)
+    staged = _stage(db, raw, queue, table_queue, [job for job in jobs if job is not None], now)
     insert_deliveries(raw, [_delivery_row(item, job, staged, now) for item, job in zip(plan.new, jobs, strict=True)])
     insert_new_chat_events(raw, [_event_row(chat, now) for chat in plan.chats.values() if chat.created])
     _count(plan, time.perf_counter() - started)
@@ -285,13 +292,21 @@ def _message_row(item: _New, now: str, previous_text: str | None) -> MessageRow:
     )
 
 
-def _stage(db: Session, raw: Any, queue: DeliveryQueue, jobs: list[DeliveryJob], now: str) -> bool:
+def table_queue_of(queue: DeliveryQueue) -> str | None:
+    """The queue's name when it keeps its jobs in the database's own table (ask once: a runtime protocol check
+    costs more than a small batch's statements)."""
+    return queue.queue if isinstance(queue, InDatabaseQueue) else None
+
+
+def _stage(
+    db: Session, raw: Any, queue: DeliveryQueue, table_queue: str | None, jobs: list[DeliveryJob], now: str
+) -> bool:
     """Put the jobs in the queue within the transaction; True when they are (their deliveries are enqueued)."""
     if not jobs:
         return False
-    if isinstance(queue, InDatabaseQueue):
+    if table_queue is not None:
         # The local queue's rows, written here as its `stage` would (its consumer is woken after the commit).
-        rows: list[QueueRow] = [(queue.queue, job.group_id, job.delivery_id, job.body(), now, now) for job in jobs]
+        rows: list[QueueRow] = [(table_queue, job.group_id, job.delivery_id, job.body(), now, now) for job in jobs]
         insert_queue_rows(raw, rows)
         return True
     if not queue.stage(db, jobs):
