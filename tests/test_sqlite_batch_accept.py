@@ -230,3 +230,47 @@ def test_a_batch_that_fails_is_accepted_one_by_one_so_one_bad_message_fails_alon
     assert _count(runtime, Delivery) == 4
     assert _count(runtime, QueueMessage) == 4
     assert _count(runtime, ServiceEvent) == 1
+
+
+def test_callers_on_two_event_loops_in_one_batch_are_each_answered_on_their_own_loop(
+    runtime: Runtime, connection: dict[str, Any]
+) -> None:
+    release = threading.Event()
+    queued = threading.Barrier(3, timeout=30)
+    answers: dict[str, list[Any]] = {}
+
+    def caller(name: str) -> None:
+        async def accept_three() -> list[Any]:
+            tasks = [
+                asyncio.ensure_future(
+                    runtime.ingest.accept_posted(
+                        connection["id"], _text("c-1", f"{name}-{n}", "hi"), token=connection["inbound_token"]
+                    )
+                )
+                for n in range(3)
+            ]
+            await asyncio.sleep(0)
+            queued.wait()
+            return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+
+        answers[name] = asyncio.run(accept_three())
+
+    holding = runtime.db.executor.submit(release.wait, 30)
+    threads = [threading.Thread(target=caller, args=(name,)) for name in ("left", "right")]
+    for thread in threads:
+        thread.start()
+    try:
+        queued.wait()
+    finally:
+        release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    holding.result(timeout=30)
+
+    assert sorted(answers) == ["left", "right"]
+    for results in answers.values():
+        assert all(isinstance(result, AcceptResult) and not result.duplicate for result in results), results
+    with runtime.db.session() as db:
+        received = set(db.scalars(select(Message.received_at)))
+    assert _count(runtime, Message) == 6
+    assert len(received) == 1  # one batch
