@@ -19,6 +19,7 @@ Whatever else goes wrong raises, and the group commit rolls the batch back and r
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,7 +161,8 @@ def _plan(raw: Any, requests: Sequence[AcceptRequest]) -> _Plan:
         if admission is None:
             admission = admissions[key] = _admit(raw, targets, request.connection_id, request.token)
         if isinstance(admission, Exception):
-            plan.outcomes.append((False, admission))
+            # Each caller raises an error of its own (one raised in two tasks would share its traceback).
+            plan.outcomes.append((False, copy.copy(admission)))
             continue
         results: list[AcceptResult] = []
         admitted.append((request, admission, results))
