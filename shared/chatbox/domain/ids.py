@@ -17,6 +17,9 @@ import threading
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Two digits per 10 bits: 13 lookups spell an id body instead of 26 (the accept path makes three ids a message).
+_DIGIT_PAIRS = tuple(_CROCKFORD[pair >> 5] + _CROCKFORD[pair & 31] for pair in range(1024))
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 _ID_BODY = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 PREFIXES = {
@@ -51,9 +54,13 @@ def _next_value() -> int:
 
 def new_id(kind: str) -> str:
     """A fresh, time-ordered id such as `mbx_01JD3…`; strictly increasing within a process."""
-    value = _next_value()
-    body = "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-    return f"{PREFIXES[kind]}_{body}"
+    return f"{PREFIXES[kind]}_{encode_id_body(_next_value())}"
+
+
+def encode_id_body(value: int) -> str:
+    """The 26 Crockford base32 digits of `value`'s low 130 bits, most significant first."""
+    pairs = _DIGIT_PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def is_valid_id(kind: str, value: str) -> bool:

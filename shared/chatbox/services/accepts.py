@@ -1,7 +1,8 @@
 """How this process runs its durable accepts, chosen once per database dialect: `accepts_for` is the one place.
 
 - SQLite: group commit (`chatbox.services.group_commit`). Every write already goes through the one database
-  thread, so accepts queued behind each other share a transaction and a commit.
+  thread, so accepts queued behind each other share a transaction and a commit; the batch is written at once on
+  the raw connection (`chatbox.services.sqlite_batch_accept`).
 - Postgres through psycopg 3: group commit too (`chatbox.services.group_commit_postgres`): the accepts queued
   while a batch is written are the next batch, the one-statement accept per message on one connection in one
   transaction (psycopg's pipeline mode), one commit.
@@ -14,15 +15,17 @@ Callers (`chatbox.services.ingest`) see only `Accepts.accept`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from chatbox.domain.normalized import AcceptResult, InboundMessage
-from chatbox.ports.queue import DeliveryQueue
-from chatbox.services.group_commit import GroupCommitter
+from chatbox.ports.queue import DeliveryQueue, InDatabaseQueue
+from chatbox.services.group_commit import AcceptWork, GroupCommitter
 from chatbox.services.group_commit_postgres import PostgresGroupCommit
-from chatbox.services.inbound import accept_inbound, finish_batch
+from chatbox.services.inbound import accept_inbound
+from chatbox.services.sqlite_batch_accept import AcceptRequest, accept_batch, table_queue_of
 from chatbox.store.database import Database
 
 
@@ -46,16 +49,9 @@ def accepts_for(db: Database, queue: DeliveryQueue) -> Accepts:
 
 
 def _accept_all(
-    db: Session,
-    queue: DeliveryQueue,
-    connection_id: str,
-    messages: Sequence[InboundMessage],
-    token: str | None,
-    commit: bool,
+    db: Session, queue: DeliveryQueue, connection_id: str, messages: Sequence[InboundMessage], token: str | None
 ) -> list[AcceptResult]:
-    return [
-        accept_inbound(db, queue, connection_id, message, inbound_token=token, commit=commit) for message in messages
-    ]
+    return [accept_inbound(db, queue, connection_id, message, inbound_token=token) for message in messages]
 
 
 class OneByOneAccepts:
@@ -72,7 +68,22 @@ class OneByOneAccepts:
 
     def _accept(self, connection_id: str, messages: Sequence[InboundMessage], token: str | None) -> list[AcceptResult]:
         with self.db.session() as session:
-            return _accept_all(session, self.queue, connection_id, messages, token, True)
+            return _accept_all(session, self.queue, connection_id, messages, token)
+
+
+@dataclass(frozen=True)
+class _BatchedAccept:
+    """One caller's accept in a group commit: the batch writer reads its request; called, it runs alone (the
+    one-by-one fallback of a batch that failed)."""
+
+    queue: DeliveryQueue
+    request: AcceptRequest
+
+    def __call__(self, session: Session, commit: bool) -> list[AcceptResult]:
+        if not commit:
+            raise ValueError("a batch of accepts is written by `accept_batch`; alone, an accept commits")
+        request = self.request
+        return _accept_all(session, self.queue, request.connection_id, request.messages, request.token)
 
 
 class GroupCommitAccepts:
@@ -80,13 +91,21 @@ class GroupCommitAccepts:
 
     def __init__(self, db: Database, queue: DeliveryQueue) -> None:
         self.queue = queue
-        self._committer = GroupCommitter(db, before_commit=lambda session: finish_batch(session, queue))
+        # The batch writes the local queue's rows itself; its consumer is woken once the batch is committed.
+        self._table_queue = table_queue_of(queue)
+        wake = queue.wake if isinstance(queue, InDatabaseQueue) else None
+        self._committer = GroupCommitter(db, write_batch=self._write_batch, after_commit=wake)
 
     async def accept(
         self, connection_id: str, messages: Sequence[InboundMessage], *, token: str | None = None
     ) -> list[AcceptResult]:
-        queue = self.queue
         results: list[AcceptResult] = await self._committer.submit(
-            lambda session, commit: _accept_all(session, queue, connection_id, messages, token, commit)
+            _BatchedAccept(self.queue, AcceptRequest(connection_id, messages, token))
         )
         return results
+
+    def _write_batch(self, session: Session, works: Sequence[AcceptWork]) -> list[tuple[bool, Any]]:
+        requests = [work.request for work in works if isinstance(work, _BatchedAccept)]
+        if len(requests) != len(works):
+            raise TypeError("a group commit of accepts holds only accepts")
+        return accept_batch(session, self.queue, requests, table_queue=self._table_queue)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,9 @@ from chatbox.store.database import Database
 
 # One accept: given a session and whether to commit it, returns the caller's result (or raises its error).
 AcceptWork = Callable[[Session, bool], Any]
+# A whole batch's accepts written at once in the session (uncommitted): per work, in order, (True, its result) or
+# (False, the AuthenticationError or ConflictError it raises); anything it raises runs the batch one by one.
+BatchWrite = Callable[[Session, Sequence[AcceptWork]], list[tuple[bool, Any]]]
 _EXPECTED = (AuthenticationError, ConflictError)  # raised before anything is written
 
 
@@ -36,13 +39,28 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
 
 
+_Settled = tuple[_Pending, bool, Any]  # a caller and its answer: (True, result) or (False, error)
+
+
 class GroupCommitter:
     """Runs accepts on the database thread, many to a commit. Thread-safe; `submit` is called from event loops."""
 
-    def __init__(self, db: Database, *, before_commit: Callable[[Session], None] | None = None) -> None:
-        """`before_commit` finishes a batch's writes in its session (an error there runs the batch one by one)."""
+    def __init__(
+        self,
+        db: Database,
+        *,
+        before_commit: Callable[[Session], None] | None = None,
+        write_batch: BatchWrite | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """`before_commit` finishes a batch's writes in its session (an error there runs the batch one by one).
+        `write_batch`, when given, writes a batch (of any size, one included) instead of calling each work with
+        `commit=False`; the works still run alone with `commit=True` when the batch fails. `after_commit` runs
+        once a batch is committed, before its callers are answered."""
         self.db = db
         self.before_commit = before_commit
+        self.write_batch = write_batch
+        self.after_commit = after_commit
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
         self._scheduled = False
@@ -65,47 +83,60 @@ class GroupCommitter:
             self._scheduled = False
         if not batch:
             return
-        if len(batch) == 1:
-            self._run_alone(batch[0])
+        if len(batch) == 1 and self.write_batch is None:
+            _settle([self._run_alone(batch[0])])
             return
-        outcomes: list[tuple[bool, Any]] = []
         try:
             with self.db.session() as session, Database.write_lock_for(session):
-                for item in batch:
-                    try:
-                        outcomes.append((True, item.work(session, False)))
-                    except _EXPECTED as exc:
-                        outcomes.append((False, exc))
+                outcomes = self._write(session, batch)
                 if self.before_commit is not None:
                     self.before_commit(session)
                 session.commit()
         except Exception:  # noqa: BLE001 - whatever it was, each accept is tried again on its own
-            for item in batch:
-                self._run_alone(item)
+            _settle([self._run_alone(item) for item in batch])
             return
-        for item, (ok, value) in zip(batch, outcomes, strict=True):
-            _settle(item, ok, value)
+        if self.after_commit is not None:
+            self.after_commit()
+        _settle([(item, ok, value) for item, (ok, value) in zip(batch, outcomes, strict=True)])
 
-    def _run_alone(self, item: _Pending) -> None:
+    def _write(self, session: Session, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        if self.write_batch is not None:
+            return self.write_batch(session, [item.work for item in batch])
+        outcomes: list[tuple[bool, Any]] = []
+        for item in batch:
+            try:
+                outcomes.append((True, item.work(session, False)))
+            except _EXPECTED as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
+    def _run_alone(self, item: _Pending) -> _Settled:
         try:
             with self.db.session() as session:
                 value = item.work(session, True)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
-            _settle(item, False, exc)
-            return
-        _settle(item, True, value)
+            return item, False, exc
+        return item, True, value
 
 
-def _settle(item: _Pending, ok: bool, value: Any) -> None:
-    def resolve() -> None:
+def _settle(settled: list[_Settled]) -> None:
+    """Answer the callers: one callback per event loop, which wakes it once for all of its callers in the batch
+    (a wake-up per caller costs the loop a self-pipe write and a pass of its own)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+    for entry in settled:
+        by_loop.setdefault(entry[0].loop, []).append(entry)
+    for loop, entries in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, entries)
+        except RuntimeError:  # the caller's loop closed (shutdown): its accept stands, nobody waits for the answer
+            pass
+
+
+def _resolve(entries: list[_Settled]) -> None:
+    for item, ok, value in entries:
         if item.future.done():  # the caller went away (a cancelled request); its accept stands
-            return
+            continue
         if ok:
             item.future.set_result(value)
         else:
             item.future.set_exception(value)
-
-    try:
-        item.loop.call_soon_threadsafe(resolve)
-    except RuntimeError:  # the caller's loop closed (shutdown): its accept stands, nobody waits for the answer
-        pass

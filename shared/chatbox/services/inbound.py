@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -90,52 +90,6 @@ def authenticate_inbound(db: Session, connection_id: str, presented: str) -> str
     return platform
 
 
-@dataclass
-class _Batch:
-    """What a batch of uncommitted accepts shares in its session: each connection read once, and the deliveries
-    and queue jobs written together by `finish_batch` (one statement each instead of one per message)."""
-
-    targets: dict[str, Any] = field(default_factory=dict)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    jobs: list[DeliveryJob] = field(default_factory=list)
-
-
-_BATCH = "chatbox.inbound.batch"
-
-
-def _batch_of(db: Session) -> _Batch:
-    batch: _Batch = db.info.setdefault(_BATCH, _Batch())
-    return batch
-
-
-def _read_target_in_batch(db: Session, connection_id: str) -> Any:
-    # One transaction under the write lock: the connection cannot change between the batch's messages.
-    targets = _batch_of(db).targets
-    if connection_id not in targets:
-        targets[connection_id] = _read_target(db, connection_id)
-    return targets[connection_id]
-
-
-def finish_batch(db: Session, queue: DeliveryQueue) -> None:
-    """Write the deliveries and queue rows the batch's accepts deferred; the caller commits next.
-
-    Raises BatchConflictError when the queue cannot stage its jobs in the transaction (an external queue, whose
-    send must follow the commit): the batch is then rolled back and its accepts run one by one."""
-    batch: _Batch | None = db.info.pop(_BATCH, None)
-    if batch is None or not batch.deliveries:
-        return
-    if batch.jobs and not queue.stage(db, batch.jobs):
-        raise BatchConflictError("an external queue's send waits for the commit: accept alone")
-    connection = db.connection()
-    connection.execute(_statements(connection.dialect.name).insert_delivery, batch.deliveries)
-
-
-class BatchConflictError(Exception):
-    """An accept cannot finish inside an uncommitted batch (a concurrent copy of its message was stored by another
-    process, or an external queue's send must follow its commit): the batch is rolled back and its accepts run one
-    by one."""
-
-
 def accept_inbound(
     db: Session,
     queue: DeliveryQueue,
@@ -143,7 +97,6 @@ def accept_inbound(
     inbound: InboundMessage,
     *,
     inbound_token: str | None = None,
-    commit: bool = True,
 ) -> AcceptResult:
     """Store one inbound event for an authenticated connection and hand its delivery to the queue.
 
@@ -152,14 +105,13 @@ def accept_inbound(
     connection raises AuthenticationError and an archived mailbox ConflictError; so does an `inbound_token`
     (when given) that is no longer the connection's, however recently it was proven (a rotated token).
 
-    With `commit=False` (group commit, `chatbox.services.group_commit`) the message is only written: the caller
-    holds the write lock and commits; a copy of the message is found by a read first (a rollback would undo the
-    batch), and what cannot finish inside the batch raises BatchConflictError.
+    Each call commits its message. SQLite's group commit writes many accepts in one transaction instead
+    (`chatbox.services.sqlite_batch_accept`), and runs them through here one by one when a batch fails.
     """
     if db.get_bind().dialect.name == "postgresql":
         return accept_in_one_statement(db, queue, connection_id, inbound, inbound_token=inbound_token)
     started = time.perf_counter()
-    row = _read_target(db, connection_id) if commit else _read_target_in_batch(db, connection_id)
+    row = _read_target(db, connection_id)
     if row is None or row.status != ConnectionStatus.active:
         raise AuthenticationError("invalid inbound token for this connection")
     if inbound_token is not None and not token_matches(inbound_token, row.inbound_token_hash):
@@ -170,12 +122,9 @@ def accept_inbound(
     if target.mailbox_status == MailboxStatus.archived.value:
         raise ConflictError(f"mailbox {target.mailbox_id} is archived; it accepts no messages")
     address = f"{target.platform}:{inbound.external_chat_id}"
-    if not commit:
-        result, _ = _store_uncommitted(db, queue, target, inbound, address)
-    else:
-        result, job = _store_retrying_a_concurrent_chat(db, queue, target, inbound, address)
-        if job is not None:
-            _send_after_commit(db, queue, job)
+    result, job = _store_retrying_a_concurrent_chat(db, queue, target, inbound, address)
+    if job is not None:
+        _send_after_commit(db, queue, job)
     metrics.count(metrics.INBOUND_MESSAGES, (target.platform, "duplicate" if result.duplicate else "accepted"))
     metrics.observe(metrics.ACCEPT_SECONDS, time.perf_counter() - started, (target.platform,))
     return result
@@ -246,23 +195,12 @@ def _store_retrying_a_concurrent_chat(
     raise AssertionError("unreachable: the second attempt returned or raised")
 
 
-def _store_uncommitted(
-    db: Session, queue: DeliveryQueue, target: InboundTarget, inbound: InboundMessage, address: str
-) -> tuple[AcceptResult, DeliveryJob | None]:
-    existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
-    if existing is not None:
-        return AcceptResult(message_id=existing, chat_id=address, duplicate=True), None
-    return _store(db, queue, target, inbound, address, commit=False)
-
-
 def _store(
     db: Session,
     queue: DeliveryQueue,
     target: InboundTarget,
     inbound: InboundMessage,
     address: str,
-    *,
-    commit: bool = True,
 ) -> tuple[AcceptResult, DeliveryJob | None]:
     connection = db.connection()
     statements = _statements(connection.dialect.name)
@@ -311,8 +249,6 @@ def _store(
         },
     ).scalar_one_or_none()
     if inserted is None:
-        if not commit:
-            raise BatchConflictError(f"message {inbound.external_message_id} was stored concurrently")
         # Seen before: undo the chat touch and answer with the message first accepted.
         db.rollback()
         existing = _existing_message_id(db, target.connection_id, inbound.external_message_id)
@@ -343,13 +279,6 @@ def _store(
         "updated_at": now,
     }
     result = AcceptResult(message_id=message_id, chat_id=address, duplicate=False)
-    if not commit:
-        # Written with the batch's others by `finish_batch` (staged there, or the batch is run one by one).
-        batch = _batch_of(db)
-        batch.deliveries.append({**delivery, "enqueued_at": None if job is None else now})
-        if job is not None:
-            batch.jobs.append(job)
-        return result, None
     staged = job is not None and queue.stage(db, [job])
     connection.execute(statements.insert_delivery, {**delivery, "enqueued_at": now if staged else None})
     db.commit()
