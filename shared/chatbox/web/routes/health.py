@@ -11,7 +11,7 @@ import hmac
 import ipaddress
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,10 +22,11 @@ from chatbox.adapters.prometheus_metrics import scrape
 from chatbox.domain.errors import AuthenticationError, ForbiddenError
 from chatbox.services.mailboxes import delivery_counts, paused_mailbox_count
 from chatbox.store.schema_version import SCHEMA_HEAD, database_revision
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import RuntimeDep
 from chatbox.web.errors import error_responses
 
-router = APIRouter(tags=["operations"])
+router = declared_router(tags=["operations"])
 
 # Headers a reverse proxy adds: a request carrying one came from further away than the loopback peer it arrived from.
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
