@@ -11,6 +11,7 @@ import gc
 # schemas) and no garbage: the collector's passes over them while importing, and the full collections they set off
 # during the first requests, are about a quarter of the cold start (bench/README.md). Collection is off while the
 # function is composed, and what composing built is frozen (never scanned again) before it is turned back on.
+collecting = gc.isenabled()
 gc.disable()
 try:
     from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
@@ -25,4 +26,5 @@ try:
     handler = http_handler(app, logger, settings)
 finally:
     gc.freeze()
-    gc.enable()
+    if collecting:
+        gc.enable()
