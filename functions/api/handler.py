@@ -9,7 +9,7 @@ import gc
 
 # A cold start creates hundreds of thousands of long-lived objects (modules, classes, pydantic and SQLAlchemy
 # schemas) and no garbage: the collector's passes over them while importing, and the full collections they set off
-# during the first requests, are about a quarter of the cold start (bench/README.md). Collection is off while the
+# during the first requests, are about a tenth of the cold start (bench/README.md). Collection is off while the
 # function is composed, and what composing built is frozen (never scanned again) before it is turned back on.
 collecting = gc.isenabled()
 gc.disable()
