@@ -472,9 +472,17 @@ MANAGEMENT_ROUTERS = tuple(
 # Powertools imports the bare `botocore` package, which is cheap).
 LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3transfer", "botocore.client")
 # What each function must not load at cold start (`mcp` alone costs about a second).
+# prometheus_client: only `/metrics` (never served on Lambda) and a process recording into Prometheus import it.
 NOT_IMPORTED_AT_COLD_START: dict[str, tuple[str, ...]] = {
-    "api": ("mcp", "chatbox.mcp", *LOADED_WHEN_USED),
-    "inbound": ("mcp", "chatbox.mcp", "chatbox.web.api_routers", *MANAGEMENT_ROUTERS, *LOADED_WHEN_USED),
+    "api": ("mcp", "chatbox.mcp", "prometheus_client", *LOADED_WHEN_USED),
+    "inbound": (
+        "mcp",
+        "chatbox.mcp",
+        "chatbox.web.api_routers",
+        "prometheus_client",
+        *MANAGEMENT_ROUTERS,
+        *LOADED_WHEN_USED,
+    ),
     "delivery": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web", "prometheus_client", *LOADED_WHEN_USED),
     "mcp": ("chatbox.web.api_routers", *MANAGEMENT_ROUTERS, *LOADED_WHEN_USED),
 }

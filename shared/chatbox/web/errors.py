@@ -95,13 +95,25 @@ ERROR_MEANINGS: dict[int, str] = {
 }
 
 
+ERROR_BODY_REF = "#/components/schemas/ErrorBody"
+
+
+def _error_content() -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": ERROR_BODY_REF}}}
+
+
 def error_responses(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route answering these error statuses, each with the `ErrorBody` schema.
 
     `meanings` overrides a status's description for one route: `error_responses(401, s401="...")`.
+
+    The schema is a reference rather than `"model": ErrorBody`: FastAPI builds a pydantic `TypeAdapter` per
+    documented model response of every route when it analyses the route (a third of the API function's route
+    set-up, for a document built once), and the document is the same (`chatbox.web.openapi` adds `ErrorBody`
+    to its components).
     """
     return {
-        status: {"model": ErrorBody, "description": meanings.get(f"s{status}", ERROR_MEANINGS[status])}
+        status: {"description": meanings.get(f"s{status}", ERROR_MEANINGS[status]), "content": _error_content()}
         for status in statuses
     }
 
@@ -110,7 +122,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"ty
 
 # OpenAPI `responses=` of every route a client authenticates on: failed attempts are throttled (a router's default).
 THROTTLED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    429: {**error_responses(429)[429], "headers": _RETRY_AFTER},
+    429: {"description": ERROR_MEANINGS[429], "headers": _RETRY_AFTER, "content": _error_content()},
 }
 
 

@@ -4,7 +4,8 @@ FastAPI builds the document from static route declarations; which platforms exis
 at composition, so the platform enums and the ingest route's proof-of-origin headers are filled in
 here from the runtime's `PlatformRegistry`. FastAPI also documents a 422 of its own shape
 (`HTTPValidationError`) on every route with parameters, while chatbox answers every error as
-`ErrorBody` (`chatbox.web.errors`): those 422s are re-pointed at it.
+`ErrorBody` (`chatbox.web.errors`): those 422s are re-pointed at it. Routes refer to `ErrorBody` by reference
+(`chatbox.web.errors.error_responses`), so its schema is added to the components here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.models import Schema
 from fastapi.openapi.utils import get_openapi
 
 from chatbox.ports.platforms import PlatformRegistry
-from chatbox.web.errors import ERROR_MEANINGS
+from chatbox.web.errors import ERROR_BODY_REF, ERROR_MEANINGS, ErrorBody
 
 INGEST_PATH = "/v1/ingest/{platform}/{connection_id}"
 
@@ -28,6 +31,7 @@ def install_platform_openapi(app: FastAPI, platforms: PlatformRegistry) -> None:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             add_platforms(document, platforms)
             describe_validation_errors_as_answered(document)
+            add_error_body_schema(document)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -68,8 +72,7 @@ def add_platforms(document: dict[str, Any], platforms: PlatformRegistry) -> None
 
 
 def describe_validation_errors_as_answered(document: dict[str, Any]) -> None:
-    """Every 422 documented with FastAPI's `HTTPValidationError` becomes the `ErrorBody` chatbox answers (the
-    routes declare it with `error_responses`, so it is among the components)."""
+    """Every 422 documented with FastAPI's `HTTPValidationError` becomes the `ErrorBody` chatbox answers."""
     fastapi_shape = "#/components/schemas/HTTPValidationError"
     for item in document.get("paths", {}).values():
         for operation in item.values():
@@ -81,3 +84,30 @@ def describe_validation_errors_as_answered(document: dict[str, Any]) -> None:
     schemas = document.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+
+
+def add_error_body_schema(document: dict[str, Any]) -> None:
+    """`ErrorBody` and what it refers to among the components, as FastAPI would have generated them from a
+    `"model": ErrorBody` response, when an operation refers to it (each such response's `content` placed last, as
+    FastAPI places it). The components stay sorted, as FastAPI sorts them."""
+    referred = False
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if any(media.get("schema", {}).get("$ref") == ERROR_BODY_REF for media in content.values()):
+                    referred = True
+                    # Last, where FastAPI puts the content it generates from a response's model.
+                    response["content"] = response.pop("content")
+    if not referred:
+        return
+    schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    generated = {**schema.pop("$defs", {}), ErrorBody.__name__: schema}
+    # Through FastAPI's own OpenAPI model, as `get_openapi` passes the whole document (key order, no nulls).
+    definitions = {
+        name: jsonable_encoder(Schema.model_validate(definition), by_alias=True, exclude_none=True)
+        for name, definition in generated.items()
+    }
+    components = document.setdefault("components", {})
+    merged = {**components.get("schemas", {}), **definitions}
+    components["schemas"] = {name: merged[name] for name in sorted(merged)}

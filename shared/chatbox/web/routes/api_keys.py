@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from chatbox.domain.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, Page
 from chatbox.services import accounts
 from chatbox.store.models import ApiKey
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, SessionDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 from chatbox.web.presenters import api_key_public
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], responses=THROTTLED_RESPONSES)
+router = declared_router(prefix="/v1/api-keys", tags=["api-keys"], responses=THROTTLED_RESPONSES)
 
 
 @router.post(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -22,10 +22,11 @@ from chatbox.ports.media import FetchedFile
 from chatbox.services.attachments import locate_attachment, open_attachment
 from chatbox.services.focus import authenticate_mailbox
 from chatbox.services.throttle import Attempt
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import ClientAddress, RuntimeDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 
-router = APIRouter(prefix="/v1", tags=["attachments"], responses=THROTTLED_RESPONSES)
+router = declared_router(prefix="/v1", tags=["attachments"], responses=THROTTLED_RESPONSES)
 
 _mcp_bearer = HTTPBearer(
     auto_error=False,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from chatbox.domain.schemas import (
     ConnectionCreate,
     ConnectionCreated,
@@ -13,11 +11,12 @@ from chatbox.domain.schemas import (
     Page,
 )
 from chatbox.services import connections
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 from chatbox.web.presenters import connection_public
 
-router = APIRouter(prefix="/v1", tags=["connections"], responses=THROTTLED_RESPONSES)
+router = declared_router(prefix="/v1", tags=["connections"], responses=THROTTLED_RESPONSES)
 
 
 @router.post(

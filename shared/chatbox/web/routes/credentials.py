@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from chatbox.domain.schemas import CredentialCreate, CredentialPublic, CredentialUpdate, Page
 from chatbox.services import credentials
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 from chatbox.web.presenters import credential_public
 
-router = APIRouter(prefix="/v1/credentials", tags=["credentials"], responses=THROTTLED_RESPONSES)
+router = declared_router(prefix="/v1/credentials", tags=["credentials"], responses=THROTTLED_RESPONSES)
 
 
 @router.post(

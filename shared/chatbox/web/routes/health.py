@@ -11,21 +11,24 @@ import hmac
 import ipaddress
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from chatbox.adapters.prometheus_metrics import scrape
 from chatbox.domain.errors import AuthenticationError, ForbiddenError
 from chatbox.services.mailboxes import delivery_counts, paused_mailbox_count
 from chatbox.store.schema_version import SCHEMA_HEAD, database_revision
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import RuntimeDep
 from chatbox.web.errors import error_responses
 
-router = APIRouter(tags=["operations"])
+router = declared_router(tags=["operations"])
+
+# The media type of Prometheus' text exposition, as documented; the route answers prometheus_client's exact content
+# type. prometheus_client itself is imported by the route (it costs a Lambda cold start that never serves /metrics).
+METRICS_MEDIA_TYPE = "text/plain"
 
 # Headers a reverse proxy adds: a request carrying one came from further away than the loopback peer it arrived from.
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
@@ -99,7 +102,7 @@ def require_metrics_access(
     summary="Prometheus metrics (loopback clients, or `Authorization: Bearer <CHATBOX_METRICS_TOKEN>`)",
     response_class=Response,
     responses={
-        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+        200: {"content": {METRICS_MEDIA_TYPE: {"schema": {"type": "string"}}}},
         **error_responses(
             401,
             403,
@@ -112,6 +115,10 @@ def require_metrics_access(
     openapi_extra={"security": [{}]},
 )
 def prometheus_metrics(runtime: RuntimeDep) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from chatbox.adapters.prometheus_metrics import scrape
+
     def read_deliveries() -> dict[str, int]:
         with runtime.db.session() as db:
             return delivery_counts(db)

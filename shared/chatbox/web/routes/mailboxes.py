@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from chatbox.domain.schemas import (
     ChatList,
@@ -17,11 +17,12 @@ from chatbox.domain.schemas import (
     RedriveResult,
 )
 from chatbox.services import focus, mailboxes
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import DEFAULT_PAGE, CurrentAccount, Cursor, Limit, RuntimeDep, SessionDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 from chatbox.web.presenters import chat_public, mailbox_public
 
-router = APIRouter(prefix="/v1/mailboxes", tags=["mailboxes"], responses=THROTTLED_RESPONSES)
+router = declared_router(prefix="/v1/mailboxes", tags=["mailboxes"], responses=THROTTLED_RESPONSES)
 
 
 @router.post(

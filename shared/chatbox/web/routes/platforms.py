@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from chatbox.domain.schemas import ConnectionFieldPublic, PlatformPublic
 from chatbox.ports.platforms import ConnectionField, PlatformSpec
+from chatbox.web.declared_routes import declared_router
 from chatbox.web.deps import CurrentAccount, RuntimeDep
 from chatbox.web.errors import THROTTLED_RESPONSES, error_responses
 
-router = APIRouter(prefix="/v1", tags=["platforms"], responses=THROTTLED_RESPONSES)
+router = declared_router(prefix="/v1", tags=["platforms"], responses=THROTTLED_RESPONSES)
 
 
 def _fields(fields: tuple[ConnectionField, ...]) -> list[ConnectionFieldPublic]:
