@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from chatbox import __version__
@@ -27,23 +26,26 @@ class ChatboxAPI(FastAPI):
     """A FastAPI app whose hot routes, when it serves them, are taken by the fast lane (`chatbox.web.fast_ingest`)
     in front of its middleware, exception handlers and router; everything else goes through those as before."""
 
-    def __init__(self, runtime: Runtime, *, fast_lane: bool, **options: Any) -> None:
+    def __init__(self, runtime: Runtime, *, ingest: bool, inbound: bool, **options: Any) -> None:
         super().__init__(**options)
         self.state.runtime = runtime
-        self.fast_lane = fast_lane
+        self.fast_routes = (ingest, inbound)
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        if not self.fast_lane:
-            return stack
-        ingest, inbound = _serves(self.router.routes, INGEST_ROUTE), _serves(self.router.routes, INBOUND_ROUTE)
+        ingest, inbound = self.fast_routes
         if not (ingest or inbound):
             return stack
         return FastIngest(stack, self.state.runtime, ingest=ingest, inbound=inbound)
 
 
-def _serves(routes: Sequence[BaseRoute], template: str) -> bool:
-    return any(getattr(route, "path", None) == template and "POST" in getattr(route, "methods", ()) for route in routes)
+def _serves(routers: Sequence[APIRouter], template: str) -> bool:
+    """Whether one of `routers` declares `POST template` (the lane takes only routes the app serves)."""
+    return any(
+        getattr(route, "path", None) == template and "POST" in getattr(route, "methods", ())
+        for router in routers
+        for route in router.routes
+    )
 
 
 def create_api(runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, fast_lane: bool = True) -> FastAPI:
@@ -55,7 +57,14 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, 
         from chatbox.web.api_routers import API_ROUTERS
 
         routers = API_ROUTERS
-    app = ChatboxAPI(runtime, fast_lane=fast_lane, title="chatbox", version=__version__, description=DESCRIPTION)
+    app = ChatboxAPI(
+        runtime,
+        ingest=fast_lane and _serves(routers, INGEST_ROUTE),
+        inbound=fast_lane and _serves(routers, INBOUND_ROUTE),
+        title="chatbox",
+        version=__version__,
+        description=DESCRIPTION,
+    )
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
