@@ -150,9 +150,9 @@ def stored(runtime: Runtime) -> list[Message]:
 
 
 def test_every_root_composes_the_lane_in_front_of_fastapi(client: TestClient, signal: Json) -> None:
-    client.get("/health")  # the middleware stack is built on the first request
+    client.get("/health")  # the lane is composed on the first request
 
-    assert isinstance(client.app.middleware_stack, FastIngest)  # type: ignore[attr-defined]
+    assert isinstance(client.app.served, FastIngest)  # type: ignore[attr-defined]
 
 
 # --- POST /v1/connections/{connection_id}/messages ---------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatbox import __version__
 from chatbox.runtime import Runtime
@@ -24,19 +24,22 @@ Lists paginate with `limit` and `cursor` (pass back `next_cursor`).
 
 class ChatboxAPI(FastAPI):
     """A FastAPI app whose hot routes, when it serves them, are taken by the fast lane (`chatbox.web.fast_ingest`)
-    in front of its middleware, exception handlers and router; everything else goes through those as before."""
+    before FastAPI sees the request (its per-request telemetry check, middleware, exception handlers and router);
+    everything else goes through FastAPI as before."""
 
     def __init__(self, runtime: Runtime, *, ingest: bool, inbound: bool, **options: Any) -> None:
         super().__init__(**options)
         self.state.runtime = runtime
         self.fast_routes = (ingest, inbound)
+        self.served: ASGIApp | None = None
 
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        ingest, inbound = self.fast_routes
-        if not (ingest or inbound):
-            return stack
-        return FastIngest(stack, self.state.runtime, ingest=ingest, inbound=inbound)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.served is None:
+            ingest, inbound = self.fast_routes
+            behind = super().__call__
+            lane = ingest or inbound
+            self.served = FastIngest(behind, self.state.runtime, ingest=ingest, inbound=inbound) if lane else behind
+        await self.served(scope, receive, send)
 
 
 def _serves(routers: Sequence[APIRouter], template: str) -> bool:
