@@ -22,15 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chatbox.domain.errors import InvalidInputError
-from chatbox.domain.normalized import (
-    EARLIEST_SENT_AT,
-    LATEST_SENT_AT,
-    MAX_TEXT,
-    Attachment,
-    ChatType,
-    InboundMessage,
-    Reaction,
-)
+from chatbox.domain.normalized import Attachment, ChatType, InboundMessage, Reaction
 from chatbox.domain.untrusted import load_platform_json
 from chatbox.ports.ingest import IngestOutcome
 from connectors.telegram.updates import PRIVATE, Chat, Message, MessageReactionUpdated, ReactionType, Update, User
@@ -101,33 +93,20 @@ def message_to_inbound(message: Message, *, update_id: int, edit: bool) -> Inbou
     chat = message.chat
     message_key = message_external_id(chat.id, message.message_id)
     reply = message.reply_to_message
-    fields: dict[str, Any] = {
-        "external_chat_id": str(chat.id),
-        "external_message_id": f"{message_key}:edit:{update_id}" if edit else message_key,
-        "text": text,
-        "sender_id": _sender_id(message),
-        "sender_name": _clip(_sender_name(message)),
-        "chat_name": _clip(_chat_name(chat, message.from_user)),
-        "chat_type": _CHAT_TYPES.get(chat.type),
-        "sent_at": _time((message.edit_date or message.date) if edit else message.date),
-        "attachments": attachments,
-        "reply_to_external_id": message_external_id(chat.id, reply.message_id) if reply is not None else None,
-        "event_type": "edit" if edit else "message",
-        "target_external_id": message_key if edit else None,
-    }
-    if _valid_as_built(fields):
-        # Every field is already what InboundMessage's validators would make of it (ids from integers, names
-        # clipped, NULs removed from the body, attachments validated): validating again cost more than the rest of
-        # the translation.
-        return InboundMessage.model_construct(**fields)
-    return InboundMessage(**fields)
-
-
-def _valid_as_built(fields: Mapping[str, Any]) -> bool:
-    """Whether the two fields a Telegram message can carry out of InboundMessage's bounds are within them."""
-    text = fields["text"]
-    sent_at = fields["sent_at"]
-    return (text is None or len(text) <= MAX_TEXT) and EARLIEST_SENT_AT <= sent_at < LATEST_SENT_AT
+    return InboundMessage(
+        external_chat_id=str(chat.id),
+        external_message_id=f"{message_key}:edit:{update_id}" if edit else message_key,
+        text=text,
+        sender_id=_sender_id(message),
+        sender_name=_clip(_sender_name(message)),
+        chat_name=_clip(_chat_name(chat, message.from_user)),
+        chat_type=_CHAT_TYPES.get(chat.type),
+        sent_at=_time((message.edit_date or message.date) if edit else message.date),
+        attachments=attachments,
+        reply_to_external_id=message_external_id(chat.id, reply.message_id) if reply is not None else None,
+        event_type="edit" if edit else "message",
+        target_external_id=message_key if edit else None,
+    )
 
 
 def _emoji_of(reaction: ReactionType) -> str | None:
