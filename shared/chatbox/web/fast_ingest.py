@@ -2,7 +2,7 @@
 
 `POST /v1/ingest/{platform}/{connection_id}` (webhook platforms) and `POST /v1/connections/{connection_id}/messages`
 (container connectors) are most of what a deployment serves. Through FastAPI each paid for seven middleware
-layers, route matching over every router and dependency solving, several times the cost of the accept itself.
+layers, route matching over every router and dependency solving: more main-thread time than the accept itself.
 Here they are matched with string operations and answered in two ASGI messages, calling the same core
 (`IngestDispatcher`) and rendering errors with the same renderer (`chatbox.web.problems`) as the FastAPI routes,
 which stay declared for the OpenAPI spec and serve whatever this lane hands on.
@@ -15,7 +15,6 @@ FastAPI app with the body read so far replayed, and gets exactly today's answer 
 from __future__ import annotations
 
 import json
-import logging
 import time
 
 from pydantic import ValidationError
@@ -35,8 +34,6 @@ from chatbox.web.problems import (
     database_unavailable_answer,
     validation_answer,
 )
-
-log = logging.getLogger(__name__)
 
 # The FastAPI routes' templates: the request metrics' route labels.
 INGEST_ROUTE = "/v1/ingest/{platform}/{connection_id}"
