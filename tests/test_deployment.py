@@ -475,7 +475,15 @@ LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3tra
 NOT_IMPORTED_AT_COLD_START: dict[str, tuple[str, ...]] = {
     "api": ("mcp", "chatbox.mcp", *LOADED_WHEN_USED),
     # The fast lane serves the POST routes; FastAPI and its routes load on the first request it hands on.
-    "inbound": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web.app", "chatbox.web.routes", *LOADED_WHEN_USED),
+    "inbound": (
+        "mcp",
+        "chatbox.mcp",
+        "fastapi",
+        "chatbox.web.app",
+        "chatbox.web.api_routers",
+        "chatbox.web.routes",
+        *LOADED_WHEN_USED,
+    ),
     "delivery": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web", "prometheus_client", *LOADED_WHEN_USED),
     "mcp": ("chatbox.web.api_routers", *MANAGEMENT_ROUTERS, *LOADED_WHEN_USED),
 }
