@@ -475,12 +475,15 @@ LOADED_WHEN_USED = ("telegram", "slack_sdk", "discord", "httpx", "boto3", "s3tra
 # prometheus_client: only `/metrics` (never served on Lambda) and a process recording into Prometheus import it.
 NOT_IMPORTED_AT_COLD_START: dict[str, tuple[str, ...]] = {
     "api": ("mcp", "chatbox.mcp", "prometheus_client", *LOADED_WHEN_USED),
+    # The fast lane serves the POST routes; FastAPI and its routes load on the first request it hands on.
     "inbound": (
         "mcp",
         "chatbox.mcp",
+        "fastapi",
+        "chatbox.web.app",
         "chatbox.web.api_routers",
+        "chatbox.web.routes",
         "prometheus_client",
-        *MANAGEMENT_ROUTERS,
         *LOADED_WHEN_USED,
     ),
     "delivery": ("mcp", "chatbox.mcp", "fastapi", "chatbox.web", "prometheus_client", *LOADED_WHEN_USED),
@@ -544,6 +547,9 @@ FIRST_REQUEST: dict[str, str] = {
     f"functions.{name}.handler.runtime.queue.client"  # the SQS client, built on first use
     for name in ("api", "inbound", "mcp")
 } | {
+    # The FastAPI app behind inbound's fast lane, composed on the first request the lane hands on.
+    "inbound": f"{FIRST_USE}, connectors.telegram.connector, connectors.slack.connector\n"
+    "functions.inbound.handler.runtime.queue.client\nfunctions.inbound.handler.inbound_api()",
     "delivery": f"{FIRST_USE}\nfunctions.delivery.handler.runtime.queue.client",
     "migrate": f"{FIRST_USE}\nfunctions.migrate.handler._set_up()",
 }

@@ -158,6 +158,21 @@ def test_wrong_inbound_token_is_a_json_401(inbound_handler: LoadedInbound) -> No
     assert inbound_handler.queued_bodies() == []
 
 
+def test_the_fast_lane_serves_posts_and_fastapi_is_composed_only_for_what_it_hands_on(
+    inbound_handler: LoadedInbound,
+) -> None:
+    behind = inbound_handler.module.app.app  # the lazily composed FastAPI app behind the lane
+
+    accepted = inbound_handler(inbound_handler.message_event())
+    composed_by_post = behind.app is not None
+    health = inbound_handler(recorded_event("apigw_v2_get_health.json"))
+
+    assert accepted["statusCode"] == 202, accepted["body"]
+    assert not composed_by_post
+    assert health["statusCode"] == 200
+    assert behind.app is not None
+
+
 def test_inbound_function_serves_no_management_routes(inbound_handler: LoadedInbound) -> None:
     event = copy.deepcopy(recorded_event("apigw_v2_get_health.json"))
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/mailboxes"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chatbox.domain.errors import InvalidInputError
-from chatbox.domain.normalized import ChatType
+from chatbox.domain.normalized import MAX_TEXT, ChatType
 from connectors.telegram.translate import parse_update_body, reply_message_id, update_to_outcome
 from tests.support.payloads import load_payload
 
@@ -178,3 +178,18 @@ def test_a_date_out_of_range_is_invalid_input() -> None:
 
     with pytest.raises(InvalidInputError):
         update_to_outcome(data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"date": -86_400}, {"date": 253_380_000_000}, {"text": "x" * (MAX_TEXT + 1)}],
+    ids=["before-1970", "year-9999", "text-too-long"],
+)
+def test_a_message_beyond_inbound_bounds_is_ignored_not_stored(change: dict[str, object]) -> None:
+    data = load_payload("telegram", "private_text")
+    data["message"] = {**data["message"], **change}
+
+    outcome = update_to_outcome(data)
+
+    assert outcome.messages == ()
+    assert outcome.ignored == "a message chatbox cannot represent"

@@ -78,7 +78,7 @@ class Message(_Shape):
     text: str | None = None
     caption: str | None = None
     reply_to_message: RepliedMessage | None = None
-    photo: list[PhotoSize] = []
+    photo: list[PhotoSize] = Field(default_factory=list)  # a factory: a `[]` default is deep-copied per update
     document: File | None = None
     voice: File | None = None
     audio: File | None = None
@@ -102,8 +102,8 @@ class MessageReactionUpdated(_Shape):
     date: int  # Unix time, seconds
     user: User | None = None
     actor_chat: Chat | None = None
-    old_reaction: list[ReactionType] = []
-    new_reaction: list[ReactionType] = []
+    old_reaction: list[ReactionType] = Field(default_factory=list)
+    new_reaction: list[ReactionType] = Field(default_factory=list)
 
 
 class Update(_Shape):

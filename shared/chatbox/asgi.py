@@ -18,10 +18,13 @@ from chatbox.web.app import create_api
 from chatbox.web.middleware import MetricsMiddleware
 
 
-def create_app(runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, mcp: bool = True) -> FastAPI:
+def create_app(
+    runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, mcp: bool = True, fast_lane: bool = True
+) -> FastAPI:
     """The REST app of `routers` (all of them by default), plus the MCP endpoints (`/mcp/{mailbox_id}`,
-    `/mcp/admin/{account_id}`) unless `mcp=False`."""
-    app = create_api(runtime, routers)
+    `/mcp/admin/{account_id}`) unless `mcp=False`; the hot ingest routes in the fast lane
+    (`chatbox.web.fast_ingest`) unless `fast_lane=False`."""
+    app = create_api(runtime, routers, fast_lane=fast_lane)
     if mcp:
         # Imported here so an API-only composition never loads the MCP SDK.
         from chatbox.mcp.routes import mcp_routes

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatbox import __version__
 from chatbox.runtime import Runtime
 from chatbox.web.errors import install_error_handlers
+from chatbox.web.fast_ingest import INBOUND_ROUTE, INGEST_ROUTE, FastIngest
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from chatbox.web.openapi import install_platform_openapi
 
@@ -19,16 +22,52 @@ Lists paginate with `limit` and `cursor` (pass back `next_cursor`).
 """
 
 
-def create_api(runtime: Runtime, routers: Sequence[APIRouter] | None = None) -> FastAPI:
+class ChatboxAPI(FastAPI):
+    """A FastAPI app whose hot routes, when it serves them, are taken by the fast lane (`chatbox.web.fast_ingest`)
+    before FastAPI sees the request (its per-request telemetry check, middleware, exception handlers and router);
+    everything else goes through FastAPI as before."""
+
+    def __init__(self, runtime: Runtime, *, ingest: bool, inbound: bool, **options: Any) -> None:
+        super().__init__(**options)
+        self.state.runtime = runtime
+        self.fast_routes = (ingest, inbound)
+        self.served: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.served is None:
+            ingest, inbound = self.fast_routes
+            behind = super().__call__
+            lane = ingest or inbound
+            self.served = FastIngest(behind, self.state.runtime, ingest=ingest, inbound=inbound) if lane else behind
+        await self.served(scope, receive, send)
+
+
+def _serves(routers: Sequence[APIRouter], template: str) -> bool:
+    """Whether one of `routers` declares `POST template` (the lane takes only routes the app serves)."""
+    return any(
+        getattr(route, "path", None) == template and "POST" in getattr(route, "methods", ())
+        for router in routers
+        for route in router.routes
+    )
+
+
+def create_api(runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, fast_lane: bool = True) -> FastAPI:
     """The REST app of `routers` (all of `API_ROUTERS` by default), with JSON errors, the body-size limit and
-    request metrics."""
+    request metrics; its hot routes in the fast lane unless `fast_lane=False` (what the lane's tests compare
+    it with)."""
     if routers is None:
         # Imported here so a function that serves a few routes (inbound) never loads the management routers.
         from chatbox.web.api_routers import API_ROUTERS
 
         routers = API_ROUTERS
-    app = FastAPI(title="chatbox", version=__version__, description=DESCRIPTION)
-    app.state.runtime = runtime
+    app = ChatboxAPI(
+        runtime,
+        ingest=fast_lane and _serves(routers, INGEST_ROUTE),
+        inbound=fast_lane and _serves(routers, INBOUND_ROUTE),
+        title="chatbox",
+        version=__version__,
+        description=DESCRIPTION,
+    )
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)

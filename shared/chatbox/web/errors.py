@@ -2,54 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatbox.domain.attachments import AttachmentTooLargeError
-from chatbox.domain.errors import (
-    AuthenticationError,
-    ChatboxError,
-    ConflictError,
-    ConnectorUnavailableError,
-    ForbiddenError,
-    InvalidInputError,
-    NotFoundError,
-    PlatformRefusedError,
-    RateLimitedError,
-    ThrottledError,
-    VaultError,
+from chatbox.domain.errors import ChatboxError
+from chatbox.web.problems import (
+    ErrorAnswer,
+    chatbox_error_answer,
+    database_unavailable_answer,
+    error_body,
+    validation_answer,
 )
-from chatbox.domain.untrusted import shown_name
-
-log = logging.getLogger(__name__)
-
-# Where FastAPI says the error is; the parts after it are field names, indexes or keys of the input.
-_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie", "[key]"})
-
-STATUS_BY_ERROR: dict[type[ChatboxError], int] = {
-    AuthenticationError: 401,
-    ForbiddenError: 403,
-    NotFoundError: 404,
-    ConflictError: 409,
-    InvalidInputError: 422,
-    ThrottledError: 429,
-    VaultError: 503,
-    # Creating a telegram/slack connection calls the platform (chatbox.ports.ingest.WebhookPlatform.provision).
-    ConnectorUnavailableError: 502,
-    # Attachments (`GET /v1/attachments/{id}`) are fetched from the platform.
-    AttachmentTooLargeError: 413,
-    PlatformRefusedError: 502,
-    RateLimitedError: 502,
-}
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -126,46 +95,18 @@ THROTTLED_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "message": message, **extra}
-
-
-def _status_for(exc: ChatboxError) -> int:
-    for error_type in type(exc).__mro__:
-        if error_type in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[error_type]
-    return 400
+def _json(answer: ErrorAnswer) -> JSONResponse:
+    return JSONResponse(answer.content, status_code=answer.status, headers=answer.headers)
 
 
 async def _on_chatbox_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ChatboxError)
-    status = _status_for(exc)
-    if status >= 500:
-        log.error("service error: %s", exc.message)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if isinstance(exc, ThrottledError):
-        headers = {"Retry-After": str(exc.retry_after)}
-    return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
-
-
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-    return f"{where}: {error.get('msg', 'invalid')}"
-
-
-def _public_error(error: Mapping[str, Any]) -> dict[str, Any]:
-    """Where and what, never the input: no `input` or `ctx`, and a key of the body (an unknown field, a template
-    name) is named only when it looks like a name (`chatbox.domain.untrusted.shown_name`)."""
-    location = [part if part in _LOCATIONS else shown_name(part) for part in error.get("loc", ())]
-    return {"loc": location, "msg": error.get("msg", "invalid"), "type": error.get("type", "invalid")}
+    return _json(chatbox_error_answer(exc))
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    # Never echo the offending input back: it may be a secret.
-    errors = [_public_error(e) for e in exc.errors()]
-    message = "; ".join(_describe(e) for e in errors[:5]) or "invalid request"
-    return JSONResponse(error_body("invalid_request", message, errors=jsonable_encoder(errors)), status_code=422)
+    return _json(validation_answer(exc.errors()))
 
 
 async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -178,14 +119,7 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OperationalError)
-    # The database is restarting, unreachable or busy (the driver's OperationalError): nothing was committed,
-    # so the caller may retry the same request.
-    log.warning("database unavailable: %s", type(exc.orig).__name__)
-    return JSONResponse(
-        error_body("unavailable", "the database is unavailable; retry shortly"),
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
+    return _json(database_unavailable_answer(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -53,7 +53,7 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(send, self.max_bytes)
+            await too_large(send, self.max_bytes)
             return
         received = 0
 
@@ -69,7 +69,7 @@ class BodySizeLimitMiddleware:
         try:
             await self.app(scope, counting_receive, send)
         except _BodyTooLarge:
-            await _too_large(send, self.max_bytes)
+            await too_large(send, self.max_bytes)
 
 
 class _BodyTooLarge(HTTPException):
@@ -79,7 +79,7 @@ class _BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail=f"request body over {limit} bytes")
 
 
-async def _too_large(send: Send, limit: int) -> None:
+async def too_large(send: Send, limit: int) -> None:
     body: dict[str, Any] = {"code": "payload_too_large", "message": f"request body over {limit} bytes"}
     payload = json.dumps(body).encode()
     await send(
