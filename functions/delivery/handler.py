@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatbox.adapters.aws_lambda import flushes_metrics, lambda_logger, lambda_settings
-from chatbox.adapters.sqs_queue import record_from_lambda
-from chatbox.compose import build_runtime
-from chatbox.ports.queue import QueueRecord
-from chatbox.services.delivery_batch import deliver_batch
-from chatbox.services.delivery_requeue import sweep_unenqueued
+from chatbox.adapters.cold_start import composing
 
-logger = lambda_logger("chatbox-delivery")
-# Within the function's 180 s timeout, with room for the last event POST's own timeout.
-EVENT_BUDGET_SECONDS = 120.0
-runtime = build_runtime(lambda_settings())
+with composing():
+    from chatbox.adapters.aws_lambda import flushes_metrics, lambda_logger, lambda_settings
+    from chatbox.adapters.sqs_queue import record_from_lambda
+    from chatbox.compose import build_runtime
+    from chatbox.ports.queue import QueueRecord
+    from chatbox.services.delivery_batch import deliver_batch
+    from chatbox.services.delivery_requeue import sweep_unenqueued
+
+    logger = lambda_logger("chatbox-delivery")
+    # Within the function's 180 s timeout, with room for the last event POST's own timeout.
+    EVENT_BUDGET_SECONDS = 120.0
+    runtime = build_runtime(lambda_settings())
 
 
 def _correlate(record: QueueRecord) -> None:

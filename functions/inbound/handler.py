@@ -10,25 +10,26 @@ declarations nor the management API's routes nor the MCP SDK.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp
+from chatbox.adapters.cold_start import composing
 
-from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
-from chatbox.compose import build_runtime
-from chatbox.web.fast_ingest import FastIngest
-from chatbox.web.lazy import LazyApp
-from connectors import builtin_platforms
+with composing():
+    from starlette.types import ASGIApp
 
+    from chatbox.adapters.aws_lambda import http_handler, lambda_logger, lambda_settings
+    from chatbox.compose import build_runtime
+    from chatbox.web.fast_ingest import FastIngest
+    from chatbox.web.lazy import LazyApp
+    from connectors import builtin_platforms
 
-def inbound_api() -> ASGIApp:
-    """The FastAPI app of the routes this function serves (health, inbound, ingest), without a lane of its own."""
-    from chatbox.asgi import create_app
-    from chatbox.web.routes import health, inbound, ingest
+    def inbound_api() -> ASGIApp:
+        """The FastAPI app of the routes this function serves (health, inbound, ingest), without a lane of its own."""
+        from chatbox.asgi import create_app
+        from chatbox.web.routes import health, inbound, ingest
 
-    return create_app(runtime, (health.router, inbound.router, ingest.router), mcp=False, fast_lane=False)
+        return create_app(runtime, (health.router, inbound.router, ingest.router), mcp=False, fast_lane=False)
 
-
-logger = lambda_logger("chatbox-inbound")
-settings = lambda_settings()
-runtime = build_runtime(settings, platforms=builtin_platforms())
-app = FastIngest(LazyApp(inbound_api), runtime)
-handler = http_handler(app, logger, settings)
+    logger = lambda_logger("chatbox-inbound")
+    settings = lambda_settings()
+    runtime = build_runtime(settings, platforms=builtin_platforms())
+    app = FastIngest(LazyApp(inbound_api), runtime)
+    handler = http_handler(app, logger, settings)

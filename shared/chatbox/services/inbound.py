@@ -7,6 +7,7 @@ and the delivery (plus, for the local queue, its queue row) in the same commit.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -14,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -145,7 +145,10 @@ def _statements(dialect: str) -> _Statements:
     compiled cache serves every request (building `.values(...)` per call costs more than SQLite)."""
     if dialect in _STATEMENTS:
         return _STATEMENTS[dialect]
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # Imported for the dialect in use only: a Lambda function on Postgres never loads SQLite's dialect.
+    dialect_insert: Any = importlib.import_module(
+        "sqlalchemy.dialects.postgresql" if dialect == "postgresql" else "sqlalchemy.dialects.sqlite"
+    ).insert
     chats, messages = table_of(Chat), table_of(Message)
     chat_insert = dialect_insert(chats)
     upsert_chat = chat_insert.on_conflict_do_update(
