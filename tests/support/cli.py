@@ -60,8 +60,7 @@ def invoke_chatbox(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.
     overrides: dict[str, str | None] = {name: None for name in os.environ if name not in env}
     overrides.update(env)
     root = logging.getLogger()
-    handlers, level, factory = root.handlers[:], root.level, logging.getLogRecordFactory()
-    quieted = {name: logging.getLogger(name).level for name in _CLI_QUIETED_LOGGERS}
+    handlers, factory, levels = root.handlers[:], logging.getLogRecordFactory(), _logger_levels()
     here = Path.cwd()
     root.handlers.clear()
     os.chdir(cwd)
@@ -72,12 +71,14 @@ def invoke_chatbox(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.
         for added in root.handlers:
             added.close()
         root.handlers[:] = handlers
-        root.setLevel(level)
         logging.setLogRecordFactory(factory)
-        for name, old in quieted.items():
-            logging.getLogger(name).setLevel(old)
+        # The levels the command set for its process (the root's, the libraries' it quiets) are put back.
+        for name in _logger_levels():
+            logging.getLogger(name or None).setLevel(levels.get(name, logging.NOTSET))
     return subprocess.CompletedProcess(["chatbox", *args], result.exit_code, result.stdout, result.stderr)
 
 
-# What `chatbox.cli.main` quiets for its process; a test process gets them back after each command.
-_CLI_QUIETED_LOGGERS = ("alembic",)
+def _logger_levels() -> dict[str, int]:
+    """Every logger's own level, by name ("" for the root)."""
+    found = logging.Logger.manager.loggerDict.items()
+    return {"": logging.getLogger().level} | {n: lg.level for n, lg in found if isinstance(lg, logging.Logger)}
