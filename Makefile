@@ -36,13 +36,17 @@ types: $(STAMP)
 	$(VENV)/bin/mypy
 
 # pytest-xdist workers. The suite mostly waits (subprocess CLIs, servers, bounded polling), but each
-# worker also collects the suite and starts its own Postgres. On an otherwise idle 2-core machine
-# pytest took 86 s on 2 workers, 79 s on 3 and 90 s on 4 (`-n auto` is 2 there). Worksteal evens
-# out the slow tests. `make test PYTEST_WORKERS=0` runs the suite in one process.
-PYTEST_WORKERS ?= 3
+# worker also collects the suite and starts its own Postgres. Once the CLI tests ran in-process (a third less CPU),
+# 3 workers left a core idle about half the time: on a 2-core machine at load 3, `make test` took 2m35 on 4
+# workers and 4m08 on 3 (main then: 3m17 on 4, 3m49 on 3). Worksteal evens out the slow tests.
+# `make test PYTEST_WORKERS=0` runs the suite in one process.
+PYTEST_WORKERS ?= 4
 
+# The suite starts hundreds of Python processes (workers, `chatbox` commands, connector programs): with
+# PYTHONDONTWRITEBYTECODE set (this machine's environment sets it), each compiled chatbox and the tests from source again
+# (collection alone took 4.3 s of CPU per worker instead of 2.3 s). Bytecode goes to the ignored __pycache__/.
 test: $(STAMP) postgres-binaries lint types
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 lock: | $(PY)

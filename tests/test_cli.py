@@ -1,4 +1,5 @@
-"""The `chatbox` command, run as a real subprocess against both database backends."""
+"""The `chatbox` command against both database backends: its commands in-process (`invoke_chatbox`), the entry
+point and what only a process shows (logging quieted, an unreachable database) as a real subprocess."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from chatbox.store.database import Database
 from chatbox.store.models import Base, Credential, Delivery, Mailbox
 from tests.conftest import AccountKey
 from tests.support.api import SIGNING_SECRET
-from tests.support.cli import clean_env, run_chatbox
+from tests.support.cli import clean_env, invoke_chatbox, run_chatbox
 
 CHOSEN_KEY = "cbk_chosen-by-the-operator-0123456789abcdef"
 
@@ -37,7 +38,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 
 def chatbox(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run_chatbox(*args, env=env, cwd=cwd)
+    return invoke_chatbox(*args, env=env, cwd=cwd)
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], message: str) -> None:
@@ -74,7 +75,7 @@ def test_migrate_builds_a_fresh_database_and_stays_quiet(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     env = clean_env(home=str(tmp_path / "home"), db_url=url)  # migrating needs no vault key
 
-    result = chatbox("migrate", env=env, cwd=tmp_path)
+    result = run_chatbox("migrate", env=env, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert "database is up to date" in result.stdout
@@ -95,7 +96,7 @@ def test_migrate_is_idempotent(cli_env: dict[str, str], tmp_path: Path) -> None:
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     env = clean_env(db_url="postgresql://nobody@127.0.0.1:9/chatbox", vault_key=generate_key())
 
-    result = chatbox("migrate", env=env, cwd=tmp_path)
+    result = run_chatbox("migrate", env=env, cwd=tmp_path)
 
     assert_clean_failure(result, "database unavailable")
 

@@ -1,5 +1,6 @@
-"""The operator CLI (`doctor`, `status`, `keys`, `account`, home discovery, tables), run as a real subprocess
-against both database backends and the platform stand-ins."""
+"""The operator CLI (`doctor`, `status`, `keys`, `account`, home discovery, tables) against both database backends
+and the platform stand-ins: its commands in-process (`invoke_chatbox`); a real subprocess where only a process
+shows it (a terminal's width, `--follow` until terminated, the entry point finding no home)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from chatbox.services import accounts, connections, mailboxes
 from chatbox.services.inbound import accept_inbound
 from chatbox.store.models import Delivery, Mailbox
 from tests.conftest import AccountKey
-from tests.support.cli import CHATBOX, clean_env, run_chatbox, wait_for
+from tests.support.cli import CHATBOX, clean_env, invoke_chatbox, run_chatbox, wait_for
 from tests.support.platforms import SlackWebApi, TelegramBotApi, running_slack, running_telegram
 from tests.support.signal_cli import running_signal_cli
 from tests.support.signal_program import ACCOUNT as SIGNAL_ACCOUNT
@@ -76,7 +77,7 @@ def _connection(runtime: Runtime, account: AccountKey, mailbox_id: str, platform
 
 
 def _doctor(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_chatbox("doctor", *args, env=env, cwd=cwd)
+    return invoke_chatbox("doctor", *args, env=env, cwd=cwd)
 
 
 def _lines_with(status: str, output: str) -> list[str]:
@@ -298,7 +299,7 @@ def project(tmp_path: Path) -> Path:
     home = tmp_path / "project" / ".chatbox"
     home.mkdir(parents=True)
     (home / "vault.key").write_text(generate_key() + "\n")
-    migrated = run_chatbox("migrate", env=clean_env(home=str(home)), cwd=tmp_path)
+    migrated = invoke_chatbox("migrate", env=clean_env(home=str(home)), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     return home.parent
 
@@ -307,8 +308,8 @@ def test_commands_find_the_home_from_a_subdirectory(project: Path) -> None:
     deeper = project / "src" / "agent"
     deeper.mkdir(parents=True)
 
-    created = run_chatbox("account", "create", "acme", "--json", env=clean_env(), cwd=deeper)
-    listed = run_chatbox("account", "list", env=clean_env(), cwd=project)
+    created = invoke_chatbox("account", "create", "acme", "--json", env=clean_env(), cwd=deeper)
+    listed = invoke_chatbox("account", "list", env=clean_env(), cwd=project)
 
     assert created.returncode == 0, created.stderr
     account_id = json.loads(created.stdout)["account_id"]
@@ -319,7 +320,7 @@ def test_chatbox_home_wins_over_the_working_directory(project: Path, tmp_path: P
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
-    result = run_chatbox("status", env=clean_env(home=str(project / ".chatbox")), cwd=elsewhere)
+    result = invoke_chatbox("status", env=clean_env(home=str(project / ".chatbox")), cwd=elsewhere)
 
     assert result.returncode == 0, result.stderr
     assert "accounts:      0" in result.stdout
@@ -346,9 +347,9 @@ def test_listings_need_no_vault_key(
     mailbox_id = _mailbox(runtime, account)
     env = {name: value for name, value in cli_env.items() if name != "CHATBOX_VAULT_KEY"}
 
-    listed = run_chatbox("operator", "mailbox-list", env=env, cwd=tmp_path)
-    status = run_chatbox("status", env=env, cwd=tmp_path)
-    needs_key = run_chatbox("vault", "rotate", env=env, cwd=tmp_path)
+    listed = invoke_chatbox("operator", "mailbox-list", env=env, cwd=tmp_path)
+    status = invoke_chatbox("status", env=env, cwd=tmp_path)
+    needs_key = invoke_chatbox("vault", "rotate", env=env, cwd=tmp_path)
 
     assert listed.returncode == 0, listed.stderr
     assert mailbox_id in listed.stdout
@@ -359,7 +360,7 @@ def test_listings_need_no_vault_key(
 def test_a_database_never_migrated_says_to_migrate(tmp_path: Path) -> None:
     env = clean_env(db_url=f"sqlite:///{tmp_path / 'empty.db'}")
 
-    result = run_chatbox("status", env=env, cwd=tmp_path)
+    result = invoke_chatbox("status", env=env, cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: the database has no chatbox schema yet")
@@ -417,8 +418,8 @@ def test_tables_fit_80_columns_and_keep_ids_and_headers_whole(
 def test_account_create_prints_a_working_key_and_list_shows_it(
     cli_env: dict[str, str], tmp_path: Path, client: TestClient
 ) -> None:
-    created = run_chatbox("account", "create", "Acme Corp", env=cli_env, cwd=tmp_path)
-    listed = run_chatbox("account", "list", env=cli_env, cwd=tmp_path)
+    created = invoke_chatbox("account", "create", "Acme Corp", env=cli_env, cwd=tmp_path)
+    listed = invoke_chatbox("account", "list", env=cli_env, cwd=tmp_path)
 
     assert created.returncode == 0, created.stderr
     account_id = created.stdout.splitlines()[0].removeprefix("Created account ").rstrip(".")
@@ -430,14 +431,14 @@ def test_account_create_prints_a_working_key_and_list_shows_it(
 def test_keys_create_list_revoke(
     cli_env: dict[str, str], tmp_path: Path, account: AccountKey, client: TestClient
 ) -> None:
-    created = run_chatbox(
+    created = invoke_chatbox(
         "keys", "create", "--account", account.account_id, "--name", "ci", "--json", env=cli_env, cwd=tmp_path
     )
     issued = json.loads(created.stdout)
-    listed = run_chatbox("keys", "list", "--account", account.account_id, env=cli_env, cwd=tmp_path)
+    listed = invoke_chatbox("keys", "list", "--account", account.account_id, env=cli_env, cwd=tmp_path)
     auth = {"Authorization": f"Bearer {issued['key']}"}
     before = client.get("/v1/mailboxes", headers=auth).status_code
-    revoked = run_chatbox("keys", "revoke", issued["id"], env=cli_env, cwd=tmp_path)
+    revoked = invoke_chatbox("keys", "revoke", issued["id"], env=cli_env, cwd=tmp_path)
 
     assert created.returncode == 0, created.stderr
     assert issued["account_id"] == account.account_id
@@ -460,7 +461,7 @@ def test_keys_create_list_revoke(
     ids=["create", "list", "revoke"],
 )
 def test_keys_of_unknown_ids_are_a_clear_error(cli_env: dict[str, str], tmp_path: Path, args: tuple[str, ...]) -> None:
-    result = run_chatbox(*args, env=cli_env, cwd=tmp_path)
+    result = invoke_chatbox(*args, env=cli_env, cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "not found" in result.stderr
@@ -495,8 +496,8 @@ def test_status_counts_queue_dead_letters_and_paused(
 ) -> None:
     mailbox_id = _paused_with_dead_letter(runtime, account)
 
-    text = run_chatbox("status", env=cli_env, cwd=tmp_path)
-    as_json = run_chatbox("status", "--json", env=cli_env, cwd=tmp_path)
+    text = invoke_chatbox("status", env=cli_env, cwd=tmp_path)
+    as_json = invoke_chatbox("status", "--json", env=cli_env, cwd=tmp_path)
 
     assert text.returncode == 0, text.stderr
     assert f"paused:        {mailbox_id}" in text.stdout

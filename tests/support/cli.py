@@ -1,7 +1,8 @@
-"""Running the real `chatbox` executable of this virtualenv as a subprocess."""
+"""Running the real `chatbox` executable of this virtualenv as a subprocess, or its commands in this process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -40,3 +41,44 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def invoke_chatbox(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`chatbox ARGS` run in this process by typer's CliRunner, answering as `run_chatbox` does.
+
+    For tests of what a command does (its output, exit code and effect on the database): a `chatbox` process
+    spends about 0.6 s of CPU importing before it does anything. What only a process shows stays with
+    `run_chatbox`: the entry point, signals, a terminal's width and colours (rich reads them when the CLI is
+    imported). The command sees `env` as its whole environment, `cwd` as its working directory, and a root
+    logger without handlers (as a fresh process has), so its own logging set-up writes to the stderr it
+    answers; all of it is put back afterwards. An exception that would print a traceback fails the test.
+    """
+    from typer.testing import CliRunner
+
+    from chatbox.cli.main import app
+
+    overrides: dict[str, str | None] = {name: None for name in os.environ if name not in env}
+    overrides.update(env)
+    root = logging.getLogger()
+    handlers, factory, levels = root.handlers[:], logging.getLogRecordFactory(), _logger_levels()
+    here = Path.cwd()
+    root.handlers.clear()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args), env=overrides, catch_exceptions=False, prog_name="chatbox")
+    finally:
+        os.chdir(here)
+        for added in root.handlers:
+            added.close()
+        root.handlers[:] = handlers
+        logging.setLogRecordFactory(factory)
+        # The levels the command set for its process (the root's, the libraries' it quiets) are put back.
+        for name in _logger_levels():
+            logging.getLogger(name or None).setLevel(levels.get(name, logging.NOTSET))
+    return subprocess.CompletedProcess(["chatbox", *args], result.exit_code, result.stdout, result.stderr)
+
+
+def _logger_levels() -> dict[str, int]:
+    """Every logger's own level, by name ("" for the root)."""
+    found = logging.Logger.manager.loggerDict.items()
+    return {"": logging.getLogger().level} | {n: lg.level for n, lg in found if isinstance(lg, logging.Logger)}

@@ -345,7 +345,7 @@ def worker(
     ] = False,
 ) -> None:
     """Consume the local delivery queue: POST webhooks, retry, dead-letter, sweep (`chatbox dev` starts one)."""
-    from chatbox.local.serve import run_worker
+    from chatbox.local.worker import run_worker
 
     settings = _settings(dev=dev)
     if settings.queue != "local":

@@ -5,12 +5,10 @@ from __future__ import annotations
 import copy
 import gc
 import logging
-import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from types import FrameType, TracebackType
 from typing import Any
@@ -18,11 +16,9 @@ from typing import Any
 import uvicorn
 import uvicorn.config
 
-from chatbox.adapters.local_queue import LocalQueue
 from chatbox.adapters.prometheus_metrics import enable_multiprocess, multiprocess_enabled
 from chatbox.asgi import create_app
 from chatbox.domain.redaction import RedactingFilter
-from chatbox.local.consumer import LocalConsumer
 from chatbox.runtime import Runtime
 from chatbox.services import accounts
 from chatbox.store.migrate import upgrade_to_head
@@ -100,41 +96,6 @@ def freeze_startup_objects() -> None:
 def access_log_enabled(log_level: str) -> bool:
     """uvicorn's access log is on only at DEBUG."""
     return log_level.upper() == "DEBUG"
-
-
-def run_worker(runtime: Runtime) -> None:
-    """Run the local queue consumer until SIGTERM or SIGINT, finishing deliveries in flight."""
-    queue = runtime.queue
-    assert isinstance(queue, LocalQueue)
-    settings = runtime.settings
-    consumer = LocalConsumer(
-        queue,
-        runtime.deliverer,
-        webhook_timeout=settings.delivery_timeout_seconds,
-        sweep_grace=settings.sweep_grace_seconds,
-    )
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        consumer.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    threading.Thread(target=_stop_when_orphaned, args=(consumer,), daemon=True).start()
-    log.info("delivery worker consuming the local queue")
-    # Service events go out on a thread of their own, so no subscriber ever waits in line with message deliveries.
-    events_stop = threading.Event()
-    threading.Thread(target=runtime.event_dispatcher.run, args=(events_stop,), name="events", daemon=True).start()
-    consumer.run()
-    events_stop.set()
-
-
-def _stop_when_orphaned(consumer: LocalConsumer, interval: float = 1.0) -> None:
-    """A worker started by `chatbox dev` stops when its parent is gone, even if the parent was killed."""
-    parent = os.getppid()
-    while os.getppid() == parent:
-        time.sleep(interval)
-    log.warning("parent process %d is gone; stopping the delivery worker", parent)
-    consumer.stop()
 
 
 class WorkerProcess:

@@ -1,14 +1,20 @@
-"""Apply the migration history to a database (what `chatbox migrate` runs)."""
+"""Apply the migration history to a database (what `chatbox migrate` runs).
+
+Alembic (with mako and pygments) is imported by the functions that run it: it is about a tenth of every `chatbox`
+command's start, and most commands (and every request) never migrate.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+
+from chatbox.store.schema_version import SCHEMA_HEAD, database_revision
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # A Postgres advisory lock key of chatbox's own ("chatbox" in ASCII): concurrent migrations (a deploy's
@@ -17,6 +23,8 @@ MIGRATION_LOCK_KEY = 0x63686174626F78
 
 
 def alembic_config(url: str = "") -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if url:
@@ -26,6 +34,13 @@ def alembic_config(url: str = "") -> Config:
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema to the newest revision in one transaction; safe to run on every start."""
+    # At head (every start but the first after a deploy) there is nothing to run: alembic would load every
+    # revision script to find that out.
+    with engine.connect() as connection:
+        if database_revision(connection) == SCHEMA_HEAD:
+            return
+    from alembic import command
+
     config = alembic_config()
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
@@ -43,14 +58,3 @@ def upgrade_to_head(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None for an empty one)."""
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
-
-
-def head_revision() -> str | None:
-    """The newest revision this code ships."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
