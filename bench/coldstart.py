@@ -12,8 +12,11 @@
    it, so part of the app's set-up is paid here): the api function answers `GET /v1/mailboxes` with an API
    key, inbound `GET /health`, mcp an MCP `initialize` for a mailbox, delivery an empty SQS batch. The
    baseline is a FastAPI app with one route answering the same `GET /v1/mailboxes` behind Mangum (plus
-   `import mcp` for the MCP baseline). The database is a SQLite file in a scratch home, migrated, with
-   one account, its key and a mailbox.
+   `import mcp` for the MCP baseline). The database is Postgres, as the template's always is: a throwaway server
+   (tests/support/postgres.py), migrated, with one account, its key and a mailbox. `--import-only` needs no server
+   (nothing connects at import) and configures a Postgres URL like the template's. `--db sqlite` measures on a
+   SQLite file in a scratch home instead (what runs before this change measured: it loads SQLite's dialect, which
+   no deployed function does).
 3. Package size, unzipped, with `--layers`: each function's folder plus the layers infra/layers.toml gives it,
    as built, bytecode included.
 
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +58,8 @@ BASELINE = "import fastapi, mangum, sqlalchemy, psycopg"
 BASELINE_MCP = BASELINE + ", mcp"
 EVENTS = ROOT / "tests" / "events"
 API_KEY = "cbk_" + "coldstart" * 5  # the bench account's key (a scratch database)
+# The kind of URL the template's database secret gives the functions; nothing connects to it at import.
+TEMPLATE_DB_URL = "postgresql+psycopg://chatbox:secret@chatbox-db.cluster-abc.eu-west-1.rds.amazonaws.com:5432/chatbox"
 
 # One invocation as the Lambda runtime makes it: `handler(event, context)`, the answer checked.
 INVOKE = """
@@ -99,7 +105,7 @@ class Candidate:
     path: tuple[Path, ...] = ()  # PYTHONPATH, when not the environment's
 
 
-def lambda_environment(home: Path) -> dict[str, str]:
+def lambda_environment(home: Path, db_url: str) -> dict[str, str]:
     """What the template sets, with values that work offline (the SQS client is built, never called)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOX_", "AWS_"))}
     env.update(
@@ -107,7 +113,9 @@ def lambda_environment(home: Path) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "shared")]),
             "PYTHONDONTWRITEBYTECODE": "",
             "CHATBOX_HOME": str(home),
-            "CHATBOX_DB_URL": f"sqlite:///{home / 'chatbox.db'}",
+            "CHATBOX_DB_URL": db_url,
+            "CHATBOX_DB_POOL_SIZE": "1",
+            "CHATBOX_DB_MAX_OVERFLOW": "1",
             "CHATBOX_VAULT_KEY": "A" * 43 + "=",
             "CHATBOX_PUBLIC_URL": "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
             "CHATBOX_QUEUE": "sqs",
@@ -257,6 +265,31 @@ def with_first_request(candidates: list[Candidate], requests: FirstRequests, lay
     ]
 
 
+def bench_database(stack: ExitStack, kind: str, home: Path, needs_server: bool) -> str:
+    """The URL the functions are configured with: a throwaway Postgres with a database of its own when the first
+    requests read it, the template's kind of URL when only imports are measured, or a SQLite file (`--db sqlite`)."""
+    if kind == "sqlite":
+        return f"sqlite:///{home / 'chatbox.db'}"
+    if not needs_server:
+        return TEMPLATE_DB_URL
+    # tests/ is not installed; its helper starts a throwaway server (as the postgres user when run as root).
+    sys.path.insert(0, str(ROOT))
+    from sqlalchemy import create_engine, text
+
+    from tests.support.postgres import start_postgres
+
+    server = start_postgres("coldstart")
+    stack.callback(server.stop)
+    admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text('CREATE DATABASE "coldstart"'))
+    finally:
+        admin.dispose()
+    url: str = server.url_for("coldstart")
+    return url
+
+
 def report_ratios(wall: dict[str, float], cpu: dict[str, float], suffix: str = "") -> None:
     say(f"   {'':<36} {'wall ms':>8} {'ratio':>6} {'CPU ms':>8} {'ratio':>6}  target (wall)")
     for name in ("baseline", "baseline+mcp", *FUNCTIONS):
@@ -313,6 +346,12 @@ def main() -> None:
     parser.add_argument("--python", help="the interpreter for --layers (python3.12, as on Lambda)")
     parser.add_argument("--runtime", type=Path, help="what the Lambda runtime adds for --layers: a folder with boto3")
     parser.add_argument("--import-only", action="store_true", help="skip the import + first request measurement")
+    parser.add_argument(
+        "--db",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="the functions' database: Postgres as deployed (a throwaway server for the first requests), or SQLite",
+    )
     args = parser.parse_args()
     if args.layers:
         INTERPRETER[:] = [args.python or "python3.12"]
@@ -320,9 +359,11 @@ def main() -> None:
         say(f"measuring the built layers in {args.layers} with {version} (no bytecode written)")
 
     say(f"chatbox cold start, {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores")
-    with tempfile.TemporaryDirectory(prefix="chatbox-coldstart-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="chatbox-coldstart-") as scratch, ExitStack() as stack:
         home = Path(scratch)
-        env = lambda_environment(home)
+        db_url = bench_database(stack, args.db, home, needs_server=not args.import_only)
+        say(f"database: {args.db}" + ("" if args.import_only or args.db == "sqlite" else " (a throwaway server)"))
+        env = lambda_environment(home, db_url)
         if args.layers:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
             candidates = layered_candidates(args.layers, [args.runtime.resolve()] if args.runtime else [])
