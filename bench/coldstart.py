@@ -28,7 +28,8 @@ machine build the same layers (same pins, same bytecode) for x86_64:
 `make layer LAYER_DIR=build/layers-x86_64 LAYER_PLATFORMS="manylinux_2_34_x86_64 manylinux_2_28_x86_64
 manylinux_2_17_x86_64 manylinux2014_x86_64"`, then
 `.venv/bin/python bench/coldstart.py --layers build/layers-x86_64 --python python3.12 --runtime DIR`
-(DIR: boto3 installed for python3.12 with its bytecode, which the Lambda runtime provides).
+(DIR: boto3 installed for python3.12 with its bytecode, which the Lambda runtime provides). `--before FUNCTIONS LAYERS`
+adds another checkout's handlers on its own built layers to the same rounds (before/after at the same machine load).
 
 Run by hand: `.venv/bin/python bench/coldstart.py` (about 1-2 min with the default 15 runs).
 """
@@ -57,6 +58,7 @@ FUNCTIONS = ("api", "inbound", "delivery", "mcp")
 BASELINE = "import fastapi, mangum, sqlalchemy, psycopg"
 BASELINE_MCP = BASELINE + ", mcp"
 EVENTS = ROOT / "tests" / "events"
+BEFORE = " (before)"  # the label suffix of the --before build's handlers
 API_KEY = "cbk_" + "coldstart" * 5  # the bench account's key (a scratch database)
 # The kind of URL the template's database secret gives the functions; nothing connects to it at import.
 TEMPLATE_DB_URL = "postgresql+psycopg://chatbox:secret@chatbox-db.cluster-abc.eu-west-1.rds.amazonaws.com:5432/chatbox"
@@ -197,6 +199,7 @@ class FirstRequests:
 
     def code(self, label: str, entry: str) -> str:
         """`label`'s first invocation; `entry`: the module its Lambda handler is imported from."""
+        label = label.removesuffix(BEFORE)
         if label.startswith("baseline"):
             return BASELINE_APP + self.invocation(label)
         return f"from {entry} import handler as lambda_handler\n" + self.invocation(label)
@@ -292,14 +295,15 @@ def bench_database(stack: ExitStack, kind: str, home: Path, needs_server: bool) 
 
 def report_ratios(wall: dict[str, float], cpu: dict[str, float], suffix: str = "") -> None:
     say(f"   {'':<36} {'wall ms':>8} {'ratio':>6} {'CPU ms':>8} {'ratio':>6}  target (wall)")
-    for name in ("baseline", "baseline+mcp", *FUNCTIONS):
+    before = [name + BEFORE for name in FUNCTIONS if name + BEFORE + suffix in wall]
+    for name in ("baseline", "baseline+mcp", *FUNCTIONS, *before):
         key = name + suffix
-        base = ("baseline+mcp" if name in ("mcp", "baseline+mcp") else "baseline") + suffix
+        base = ("baseline+mcp" if name.removesuffix(BEFORE) in ("mcp", "baseline+mcp") else "baseline") + suffix
         ratio = wall[key] / wall[base]
         label = {"baseline": "fastapi+mangum+sqlalchemy+psycopg", "baseline+mcp": "  ... + mcp"}.get(name)
         if label is None:
             verdict = f"<= {TARGET_IMPORT_RATIO}: " + ("ok" if ratio <= TARGET_IMPORT_RATIO else "MISSED")
-            label = f"functions/{name}" + (" (vs baseline+mcp)" if name == "mcp" else "")
+            label = f"functions/{name}" + (" (vs baseline+mcp)" if name.startswith("mcp") else "")
         else:
             verdict = ""
         say(
@@ -312,19 +316,22 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def layered_candidates(layers: Path, runtime: list[Path]) -> list[Candidate]:
+def layered_candidates(
+    layers: Path, runtime: list[Path], functions: Path = ROOT / "functions", suffix: str = "", baselines: bool = True
+) -> list[Candidate]:
     """The baselines and handlers, each with only the built layers a function gets (infra/layers.toml) on its path,
-    imported as Lambda imports them: `handler` from the function's own folder."""
+    imported as Lambda imports them: `handler` from the function's own folder (in `functions`)."""
     config = build_layers.load()
 
     def path(names: list[str], folder: Path | None = None) -> tuple[Path, ...]:
         return (*([folder] if folder else []), *((layers / name / "python").resolve() for name in names), *runtime)
 
-    return [
+    base = [
         Candidate("baseline", BASELINE, path(["base", "web"])),
         Candidate("baseline+mcp", BASELINE_MCP, path(["base", "web", "mcp"])),
-    ] + [
-        Candidate(name, "import handler", path(config["functions"][name], ROOT / "functions" / name))
+    ]
+    return (base if baselines else []) + [
+        Candidate(name + suffix, "import handler", path(config["functions"][name], functions.resolve() / name))
         for name in FUNCTIONS
     ]
 
@@ -345,6 +352,14 @@ def main() -> None:
     parser.add_argument("--layers", type=Path, help="the built layers' folder to import from (make layer)")
     parser.add_argument("--python", help="the interpreter for --layers (python3.12, as on Lambda)")
     parser.add_argument("--runtime", type=Path, help="what the Lambda runtime adds for --layers: a folder with boto3")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        nargs=2,
+        metavar=("FUNCTIONS", "LAYERS"),
+        help="with --layers: also measure the handlers in FUNCTIONS (another checkout's functions/) on LAYERS (its "
+        "built layers) in the same rounds, against the same baseline: before and after at the same machine load",
+    )
     parser.add_argument("--import-only", action="store_true", help="skip the import + first request measurement")
     parser.add_argument(
         "--db",
@@ -366,7 +381,11 @@ def main() -> None:
         env = lambda_environment(home, db_url)
         if args.layers:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
-            candidates = layered_candidates(args.layers, [args.runtime.resolve()] if args.runtime else [])
+            runtime = [args.runtime.resolve()] if args.runtime else []
+            candidates = layered_candidates(args.layers, runtime)
+            if args.before:
+                functions, layers = args.before
+                candidates += layered_candidates(layers, runtime, functions, suffix=BEFORE, baselines=False)
         else:
             candidates = [Candidate("baseline", BASELINE), Candidate("baseline+mcp", BASELINE_MCP)] + [
                 Candidate(name, f"import functions.{name}.handler") for name in FUNCTIONS
