@@ -12,8 +12,11 @@
    it, so part of the app's set-up is paid here): the api function answers `GET /v1/mailboxes` with an API
    key, inbound `GET /health`, mcp an MCP `initialize` for a mailbox, delivery an empty SQS batch. The
    baseline is a FastAPI app with one route answering the same `GET /v1/mailboxes` behind Mangum (plus
-   `import mcp` for the MCP baseline). The database is a SQLite file in a scratch home, migrated, with
-   one account, its key and a mailbox.
+   `import mcp` for the MCP baseline). The database is Postgres, as the template's always is: a throwaway server
+   (tests/support/postgres.py), migrated, with one account, its key and a mailbox. `--import-only` needs no server
+   (nothing connects at import) and configures a Postgres URL like the template's. `--db sqlite` measures on a
+   SQLite file in a scratch home instead (what runs before this change measured: it loads SQLite's dialect, which
+   no deployed function does).
 3. Package size, unzipped, with `--layers`: each function's folder plus the layers infra/layers.toml gives it,
    as built, bytecode included.
 
@@ -25,7 +28,8 @@ machine build the same layers (same pins, same bytecode) for x86_64:
 `make layer LAYER_DIR=build/layers-x86_64 LAYER_PLATFORMS="manylinux_2_34_x86_64 manylinux_2_28_x86_64
 manylinux_2_17_x86_64 manylinux2014_x86_64"`, then
 `.venv/bin/python bench/coldstart.py --layers build/layers-x86_64 --python python3.12 --runtime DIR`
-(DIR: boto3 installed for python3.12 with its bytecode, which the Lambda runtime provides).
+(DIR: boto3 installed for python3.12 with its bytecode, which the Lambda runtime provides). `--before FUNCTIONS LAYERS`
+adds another checkout's handlers on its own built layers to the same rounds (before/after at the same machine load).
 
 Run by hand: `.venv/bin/python bench/coldstart.py` (about 1-2 min with the default 15 runs).
 """
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +58,10 @@ FUNCTIONS = ("api", "inbound", "delivery", "mcp")
 BASELINE = "import fastapi, mangum, sqlalchemy, psycopg"
 BASELINE_MCP = BASELINE + ", mcp"
 EVENTS = ROOT / "tests" / "events"
+BEFORE = " (before)"  # the label suffix of the --before build's handlers
 API_KEY = "cbk_" + "coldstart" * 5  # the bench account's key (a scratch database)
+# The kind of URL the template's database secret gives the functions; nothing connects to it at import.
+TEMPLATE_DB_URL = "postgresql+psycopg://chatbox:secret@chatbox-db.cluster-abc.eu-west-1.rds.amazonaws.com:5432/chatbox"
 
 # One invocation as the Lambda runtime makes it: `handler(event, context)`, the answer checked.
 INVOKE = """
@@ -99,7 +107,7 @@ class Candidate:
     path: tuple[Path, ...] = ()  # PYTHONPATH, when not the environment's
 
 
-def lambda_environment(home: Path) -> dict[str, str]:
+def lambda_environment(home: Path, db_url: str) -> dict[str, str]:
     """What the template sets, with values that work offline (the SQS client is built, never called)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOX_", "AWS_"))}
     env.update(
@@ -107,7 +115,9 @@ def lambda_environment(home: Path) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "shared")]),
             "PYTHONDONTWRITEBYTECODE": "",
             "CHATBOX_HOME": str(home),
-            "CHATBOX_DB_URL": f"sqlite:///{home / 'chatbox.db'}",
+            "CHATBOX_DB_URL": db_url,
+            "CHATBOX_DB_POOL_SIZE": "1",
+            "CHATBOX_DB_MAX_OVERFLOW": "1",
             "CHATBOX_VAULT_KEY": "A" * 43 + "=",
             "CHATBOX_PUBLIC_URL": "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
             "CHATBOX_QUEUE": "sqs",
@@ -189,6 +199,7 @@ class FirstRequests:
 
     def code(self, label: str, entry: str) -> str:
         """`label`'s first invocation; `entry`: the module its Lambda handler is imported from."""
+        label = label.removesuffix(BEFORE)
         if label.startswith("baseline"):
             return BASELINE_APP + self.invocation(label)
         return f"from {entry} import handler as lambda_handler\n" + self.invocation(label)
@@ -257,16 +268,42 @@ def with_first_request(candidates: list[Candidate], requests: FirstRequests, lay
     ]
 
 
+def bench_database(stack: ExitStack, kind: str, home: Path, needs_server: bool) -> str:
+    """The URL the functions are configured with: a throwaway Postgres with a database of its own when the first
+    requests read it, the template's kind of URL when only imports are measured, or a SQLite file (`--db sqlite`)."""
+    if kind == "sqlite":
+        return f"sqlite:///{home / 'chatbox.db'}"
+    if not needs_server:
+        return TEMPLATE_DB_URL
+    # tests/ is not installed; its helper starts a throwaway server (as the postgres user when run as root).
+    sys.path.insert(0, str(ROOT))
+    from sqlalchemy import create_engine, text
+
+    from tests.support.postgres import start_postgres
+
+    server = start_postgres("coldstart")
+    stack.callback(server.stop)
+    admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text('CREATE DATABASE "coldstart"'))
+    finally:
+        admin.dispose()
+    url: str = server.url_for("coldstart")
+    return url
+
+
 def report_ratios(wall: dict[str, float], cpu: dict[str, float], suffix: str = "") -> None:
     say(f"   {'':<36} {'wall ms':>8} {'ratio':>6} {'CPU ms':>8} {'ratio':>6}  target (wall)")
-    for name in ("baseline", "baseline+mcp", *FUNCTIONS):
+    before = [name + BEFORE for name in FUNCTIONS if name + BEFORE + suffix in wall]
+    for name in ("baseline", "baseline+mcp", *FUNCTIONS, *before):
         key = name + suffix
-        base = ("baseline+mcp" if name in ("mcp", "baseline+mcp") else "baseline") + suffix
+        base = ("baseline+mcp" if name.removesuffix(BEFORE) in ("mcp", "baseline+mcp") else "baseline") + suffix
         ratio = wall[key] / wall[base]
         label = {"baseline": "fastapi+mangum+sqlalchemy+psycopg", "baseline+mcp": "  ... + mcp"}.get(name)
         if label is None:
             verdict = f"<= {TARGET_IMPORT_RATIO}: " + ("ok" if ratio <= TARGET_IMPORT_RATIO else "MISSED")
-            label = f"functions/{name}" + (" (vs baseline+mcp)" if name == "mcp" else "")
+            label = f"functions/{name}" + (" (vs baseline+mcp)" if name.startswith("mcp") else "")
         else:
             verdict = ""
         say(
@@ -279,19 +316,22 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def layered_candidates(layers: Path, runtime: list[Path]) -> list[Candidate]:
+def layered_candidates(
+    layers: Path, runtime: list[Path], functions: Path = ROOT / "functions", suffix: str = "", baselines: bool = True
+) -> list[Candidate]:
     """The baselines and handlers, each with only the built layers a function gets (infra/layers.toml) on its path,
-    imported as Lambda imports them: `handler` from the function's own folder."""
+    imported as Lambda imports them: `handler` from the function's own folder (in `functions`)."""
     config = build_layers.load()
 
     def path(names: list[str], folder: Path | None = None) -> tuple[Path, ...]:
         return (*([folder] if folder else []), *((layers / name / "python").resolve() for name in names), *runtime)
 
-    return [
+    base = [
         Candidate("baseline", BASELINE, path(["base", "web"])),
         Candidate("baseline+mcp", BASELINE_MCP, path(["base", "web", "mcp"])),
-    ] + [
-        Candidate(name, "import handler", path(config["functions"][name], ROOT / "functions" / name))
+    ]
+    return (base if baselines else []) + [
+        Candidate(name + suffix, "import handler", path(config["functions"][name], functions.resolve() / name))
         for name in FUNCTIONS
     ]
 
@@ -312,7 +352,21 @@ def main() -> None:
     parser.add_argument("--layers", type=Path, help="the built layers' folder to import from (make layer)")
     parser.add_argument("--python", help="the interpreter for --layers (python3.12, as on Lambda)")
     parser.add_argument("--runtime", type=Path, help="what the Lambda runtime adds for --layers: a folder with boto3")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        nargs=2,
+        metavar=("FUNCTIONS", "LAYERS"),
+        help="with --layers: also measure the handlers in FUNCTIONS (another checkout's functions/) on LAYERS (its "
+        "built layers) in the same rounds, against the same baseline: before and after at the same machine load",
+    )
     parser.add_argument("--import-only", action="store_true", help="skip the import + first request measurement")
+    parser.add_argument(
+        "--db",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="the functions' database: Postgres as deployed (a throwaway server for the first requests), or SQLite",
+    )
     args = parser.parse_args()
     if args.layers:
         INTERPRETER[:] = [args.python or "python3.12"]
@@ -320,12 +374,18 @@ def main() -> None:
         say(f"measuring the built layers in {args.layers} with {version} (no bytecode written)")
 
     say(f"chatbox cold start, {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores")
-    with tempfile.TemporaryDirectory(prefix="chatbox-coldstart-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="chatbox-coldstart-") as scratch, ExitStack() as stack:
         home = Path(scratch)
-        env = lambda_environment(home)
+        db_url = bench_database(stack, args.db, home, needs_server=not args.import_only)
+        say(f"database: {args.db}" + ("" if args.import_only or args.db == "sqlite" else " (a throwaway server)"))
+        env = lambda_environment(home, db_url)
         if args.layers:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
-            candidates = layered_candidates(args.layers, [args.runtime.resolve()] if args.runtime else [])
+            runtime = [args.runtime.resolve()] if args.runtime else []
+            candidates = layered_candidates(args.layers, runtime)
+            if args.before:
+                functions, layers = args.before
+                candidates += layered_candidates(layers, runtime, functions, suffix=BEFORE, baselines=False)
         else:
             candidates = [Candidate("baseline", BASELINE), Candidate("baseline+mcp", BASELINE_MCP)] + [
                 Candidate(name, f"import functions.{name}.handler") for name in FUNCTIONS

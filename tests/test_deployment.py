@@ -491,10 +491,11 @@ NOT_IMPORTED_AT_COLD_START: dict[str, tuple[str, ...]] = {
 }
 
 
-def lambda_probe(probe: str, home: Path) -> set[str]:
+def lambda_probe(probe: str, home: Path, db_url: str | None = None) -> set[str]:
     """The modules loaded after `probe` runs in a fresh interpreter configured as the template configures a
-    function (the SQS queue: its client is built)."""
-    return set(json.loads(_run_probe(f"import json, sys\n{probe}\nprint(json.dumps(sorted(sys.modules)))", home)))
+    function (the SQS queue: its client is built); `db_url`, when given, instead of a SQLite file."""
+    code = f"import json, sys\n{probe}\nprint(json.dumps(sorted(sys.modules)))"
+    return set(json.loads(_run_probe(code, home, db_url)))
 
 
 def loaded_files(probe: str, home: Path) -> set[Path]:
@@ -504,10 +505,10 @@ def loaded_files(probe: str, home: Path) -> set[Path]:
     return {Path(file).resolve() for file in found if file}
 
 
-def _run_probe(code: str, home: Path) -> str:
+def _run_probe(code: str, home: Path, db_url: str | None = None) -> str:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CHATBOX_", "AWS_"))},
-        "CHATBOX_DB_URL": f"sqlite:///{home / 'cold.db'}",
+        "CHATBOX_DB_URL": db_url or f"sqlite:///{home / 'cold.db'}",
         "CHATBOX_VAULT_KEY": "A" * 43 + "=",
         "CHATBOX_HOME": str(home),
         "CHATBOX_QUEUE": "sqs",
@@ -533,6 +534,29 @@ def test_each_function_imports_only_what_its_cold_start_needs(function: str, tmp
     assert f"functions.{function}.handler" in loaded
     assert {"sqlalchemy", "chatbox.adapters.sqs_queue"} <= loaded  # the probe sees what the handler imports
     assert sorted(m for m in NOT_IMPORTED_AT_COLD_START[function] if m in loaded) == []
+
+
+# The database the template gives every function: Postgres (a URL from its secret). Nothing connects at import.
+TEMPLATE_DB_URL = "postgresql+psycopg://chatbox:secret@chatbox-db.cluster-abc.eu-west-1.rds.amazonaws.com:5432/chatbox"
+# What no function loads on Postgres: SQLite's dialect and driver. What the api and mcp functions do not load at cold
+# start on any database: the ingest path (its accepts for each database), which they document but never serve.
+SQLITE_ONLY = ("sqlalchemy.dialects.sqlite", "sqlite3", "chatbox.store.sqlite_accept")
+INGEST_PATH = ("chatbox.services.ingest", "chatbox.services.accepts", "chatbox.store.postgres_accept")
+
+
+@pytest.mark.parametrize("function", ["api", "delivery", "inbound"])
+def test_no_function_on_postgres_loads_sqlite_at_cold_start(function: str, tmp_path: Path) -> None:
+    loaded = lambda_probe(f"import functions.{function}.handler", tmp_path, TEMPLATE_DB_URL)
+
+    assert {f"functions.{function}.handler", "sqlalchemy.dialects.postgresql"} <= loaded
+    assert sorted(m for m in SQLITE_ONLY if m in loaded) == []
+
+
+def test_the_api_function_loads_no_ingest_path_at_cold_start(tmp_path: Path) -> None:
+    loaded = lambda_probe("import functions.api.handler", tmp_path, TEMPLATE_DB_URL)
+
+    assert {"chatbox.web.routes.ingest", "chatbox.web.routes.inbound"} <= loaded  # documented, not served
+    assert sorted(m for m in INGEST_PATH if m in loaded) == []
 
 
 # What a first request loads beyond the cold start: the HTTP adapters build_runtime's factories import, boto3 and

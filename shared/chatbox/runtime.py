@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from chatbox.domain.addresses import AddressPolicy, Resolver
 from chatbox.domain.attachments import LinkSigner
@@ -21,10 +22,14 @@ from chatbox.services.attachments import link_signer
 from chatbox.services.connector_programs import PortPicker
 from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
 from chatbox.services.event_dispatch import EventDispatcher
-from chatbox.services.ingest import IngestDispatcher
 from chatbox.services.quotas import AccountLimits
 from chatbox.services.throttle import AuthThrottle, ThrottlePolicy
 from chatbox.store.database import Database
+
+if TYPE_CHECKING:
+    # The ingest path (its accept statements for each database) loads with the first ingest: the api and mcp
+    # functions' cold starts never serve one.
+    from chatbox.services.ingest import IngestDispatcher
 
 
 @dataclass
@@ -102,6 +107,8 @@ class Runtime:
     def ingest(self) -> IngestDispatcher:
         """The ingest dispatcher (and its caches), built on first use."""
         if self._ingest is None:
+            from chatbox.services.ingest import IngestDispatcher
+
             self._ingest = IngestDispatcher(self.db, self.vault, self.queue, self.platforms, self.auth_throttle)
         return self._ingest
 

@@ -122,7 +122,19 @@ RecapSize = Annotated[
 
 
 class StrictModel(BaseModel):
+    """A request body. Built at import, not deferred: FastAPI validates a body through a `TypeAdapter` of
+    `Annotated[Model, Field(alias=<parameter name>)]`, and a deferred model defers that adapter too, so it would be
+    built on the first request, outside the `warnings.catch_warnings` FastAPI builds it in, and pydantic would warn
+    that the alias (FastAPI's own, which FastAPI applies itself) has no effect there."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class ResponseModel(BaseModel):
+    """What the API answers. Its validator and serializer are built when first used (`defer_build`): a cold start
+    builds only those of the responses it sends, not those of every route's (the api function's import)."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class MailboxCreate(StrictModel):
@@ -145,7 +157,7 @@ class MailboxUpdate(StrictModel):
     recap_messages: RecapSize | None = None
 
 
-class MailboxPublic(BaseModel):
+class MailboxPublic(ResponseModel):
     id: str
     name: str
     webhook_url: str | None
@@ -172,7 +184,7 @@ class ConnectionCreate(StrictModel):
     secrets: dict[SecretName, SecretValue] = Field(default_factory=dict, max_length=16)
 
 
-class ConnectionPublic(BaseModel):
+class ConnectionPublic(ResponseModel):
     id: str
     mailbox_id: str
     platform: str
@@ -199,7 +211,7 @@ class CredentialUpdate(StrictModel):
     value: SecretValue | None = None
 
 
-class CredentialPublic(BaseModel):
+class CredentialPublic(ResponseModel):
     id: str
     name: str
     kind: CredentialKind
@@ -207,7 +219,7 @@ class CredentialPublic(BaseModel):
     updated_at: datetime
 
 
-class MailboxHealth(BaseModel):
+class MailboxHealth(ResponseModel):
     status: MailboxStatus
     consecutive_failures: int
     delivered: int
@@ -218,22 +230,22 @@ class MailboxHealth(BaseModel):
     last_error_at: datetime | None
 
 
-class RedriveResult(BaseModel):
+class RedriveResult(ResponseModel):
     requeued: int = Field(description="Dead deliveries put back on the queue")
 
 
-class Page(BaseModel, Generic[T]):
+class Page(ResponseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class ConnectionFieldPublic(BaseModel):
+class ConnectionFieldPublic(ResponseModel):
     name: str
     description: str
     required: bool
 
 
-class PlatformPublic(BaseModel):
+class PlatformPublic(ResponseModel):
     """A platform this deployment serves, and what a connection to it takes."""
 
     name: str
@@ -264,7 +276,7 @@ class EventSubscriptionCreate(StrictModel):
     )
 
 
-class EventSubscriptionPublic(BaseModel):
+class EventSubscriptionPublic(ResponseModel):
     id: str
     url: str
     events: list[EventType]
@@ -277,7 +289,7 @@ class ApiKeyCreate(StrictModel):
     name: Name
 
 
-class ApiKeyPublic(BaseModel):
+class ApiKeyPublic(ResponseModel):
     id: str
     name: str
     prefix: str = Field(description="The key's first characters, to tell keys apart")
@@ -296,12 +308,12 @@ class ConnectionUpdate(StrictModel):
     secrets: dict[SecretName, SecretValue] = Field(default_factory=dict, max_length=16)
 
 
-class InboundTokenRotated(BaseModel):
+class InboundTokenRotated(ResponseModel):
     id: str = Field(description="The connection's id")
     inbound_token: str = Field(description="Shown once; the previous token stopped working.")
 
 
-class ChatPublic(BaseModel):
+class ChatPublic(ResponseModel):
     """A chat as the API and the mailbox MCP server's list_chats both name it."""
 
     id: str = Field(description="`<platform>:<external_id>`, e.g. `telegram:123`: the chat_id of MCP tools")
@@ -314,5 +326,5 @@ class ChatPublic(BaseModel):
     last_activity_at: datetime | None
 
 
-class ChatList(BaseModel):
+class ChatList(ResponseModel):
     items: list[ChatPublic] = Field(description="Most recently active first (at most 200); muted chats included")

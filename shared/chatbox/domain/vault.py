@@ -15,9 +15,6 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from chatbox.domain.errors import VaultError
 from chatbox.domain.redaction import register_secret
 
@@ -79,7 +76,11 @@ class Vault:
     def from_strings(cls, current_key: str, old_keys: str) -> Vault:
         return cls(current_key, [k for k in old_keys.split(",") if k.strip()])
 
+    # cryptography loads with the first value sealed or opened, not with the vault every process builds at start:
+    # most cold starts of the functions (an API request that reads no credential) never use it.
     def seal(self, plaintext: str, *, credential_id: str, account_id: str) -> Sealed:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         register_secret(plaintext)
         nonce = os.urandom(_NONCE_BYTES)
         aead = AESGCM(self._keys[self.current_key_id])
@@ -91,6 +92,9 @@ class Vault:
         key = self._keys.get(sealed.key_id)
         if key is None:
             raise VaultError(f"credential {credential_id} was sealed with key {sealed.key_id}, which is not configured")
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         try:
             plaintext = AESGCM(key).decrypt(
                 sealed.nonce, sealed.ciphertext, _associated_data(credential_id, account_id)

@@ -8,15 +8,17 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -140,6 +142,10 @@ class Database:
         """Threads for hot-path database work from async code. One on SQLite, its single writer,
         so requests queue in order instead of contending for the lock; more elsewhere."""
         if self._executor is None:
+            # Imported here: a process that never bridges async code to the database (most of the Lambda
+            # functions' cold starts) does not load the thread pool's modules.
+            from concurrent.futures import ThreadPoolExecutor
+
             workers = 1 if self.engine.dialect.name == "sqlite" else 16
             self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
         return self._executor

@@ -101,14 +101,16 @@ class Mailbox(Base):
 class Connection(Base):
     __tablename__ = "connections"
     __table_args__ = (
-        # At most one active connection per platform per mailbox; archived ones are history.
+        # At most one active connection per platform per mailbox; archived ones are history. SQLite's copy has the
+        # same WHERE (migration 0001 creates both; test_store.py's archived-connection tests hold it) but is not
+        # declared here: a `sqlite_*` option makes SQLAlchemy import its SQLite dialect to check it, in every
+        # process, Postgres deployments (the api function's cold start) included. No code creates tables from models.
         Index(
             "uq_connections_active_platform",
             "mailbox_id",
             "platform",
             unique=True,
             postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
         ),
     )
 

@@ -7,13 +7,19 @@ origin, come from the registered platform specs (see `chatbox.web.openapi`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Request, Response
 
 from chatbox.ports.ingest import WebhookRequest
 from chatbox.runtime import Runtime
-from chatbox.services.ingest import IngestReply
 from chatbox.services.throttle import client_address
 from chatbox.web.errors import error_responses
+
+if TYPE_CHECKING:
+    # Only named here; the ingest path loads with the runtime's dispatcher, on the first push (not on the api
+    # function's cold start, which documents this route but serves none).
+    from chatbox.services.ingest import IngestReply
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
