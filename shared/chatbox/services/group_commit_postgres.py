@@ -39,6 +39,7 @@ from chatbox.services.inbound_postgres import accept_input, answer_of, count_acc
 from chatbox.store.database import Database
 from chatbox.store.models import Delivery
 from chatbox.store.postgres_accept import AcceptInput, AcceptRow, accept_batch_on_postgres
+from chatbox.store.postgres_batch_accept import accept_rows_on_postgres
 from chatbox.store.types import utcnow
 
 if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite process never loads it
@@ -90,13 +91,21 @@ class PostgresGroupCommit:
     Thread-safe; `accept` is called from event loops, the batches run on `Database.executor`."""
 
     def __init__(
-        self, db: Database, queue: DeliveryQueue, *, pipelined: bool = True, in_flight: int = IN_FLIGHT
+        self,
+        db: Database,
+        queue: DeliveryQueue,
+        *,
+        pipelined: bool = True,
+        in_flight: int = IN_FLIGHT,
+        set_wise: bool = True,
     ) -> None:
         """`pipelined=False` sends each statement after the previous one's answer; `in_flight` batches may be
-        written at once, each on its own connection (both measured in `bench/`)."""
+        written at once, each on its own connection; `set_wise=False` runs the one-message statement per message
+        instead of the multi-row one (all measured in `bench/`)."""
         self.db = db
         self.queue = queue
         self.pipelined = pipelined
+        self.set_wise = set_wise
         self.in_flight = in_flight
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
@@ -189,7 +198,8 @@ class PostgresGroupCommit:
             if connection.autocommit:
                 connection.autocommit = False
             try:
-                return accept_batch_on_postgres(connection, inputs, pipelined=self.pipelined)
+                write = accept_rows_on_postgres if self.set_wise else accept_batch_on_postgres
+                return write(connection, inputs, pipelined=self.pipelined)
             except BaseException:
                 _roll_back(pooled, connection)
                 raise

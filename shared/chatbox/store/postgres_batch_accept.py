@@ -1,0 +1,245 @@
+"""A group commit's batch of accepts on Postgres in a few statements: the batch's values as one array per column,
+`unnest`-ed server side by ONE multi-row statement, instead of the one-message statement once per message
+(`chatbox.store.postgres_accept`).
+
+Per message, the one-message statement costs chatbox the adaptation of ~25 parameters and the server the planning
+and run of a statement of eight CTEs; here each is paid once per batch, and psycopg adapts each column's list in C.
+What the statement does for a row equals what the one-message statement does for it, run in the batch's order:
+- the connection, its mailbox and the token are checked per row; a refused row writes nothing;
+- a copy of a stored message (same connection, direction `in`, external id) writes nothing and answers with the
+  stored one's id;
+- the chats of the admitted rows are upserted once each (a statement may not update a row twice): a new chat gets
+  its first message's fresh id, type and creation time, and one `new_chat` event (the first message's); every chat
+  ends with what the rows' upserts in order would have left: the last row's connection and time, the last name
+  given, the last type given, the unread counts added up (none on the mailbox's focal chat);
+- each admitted row gets its message, its delivery (held while the mailbox is paused) and the local queue's row.
+
+Split into several statements, sent in order in the same transaction (each sees what the previous ones wrote):
+- an edit or a deletion, which reads and changes the message it names, runs the one-message statement where it
+  stands in the batch, so a message and its edit in one batch are written in that order;
+- a second copy of a message in the batch starts a new statement, which sees the first one stored and answers it
+  as a duplicate.
+A copy stored meanwhile by another transaction still fails the statement on the messages' unique key (the
+caller rolls the batch back and accepts one by one, as before).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from chatbox.domain.schemas import ConnectionStatus, DeliveryStatus, EventType, MailboxStatus
+from chatbox.store.postgres_accept import ACCEPT_FOR_DRIVER, AcceptInput, AcceptRow, parameters_of
+
+if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite process never loads it
+    import psycopg
+
+# Written by the one-message statement, where they stand in the batch: they read and change another message.
+_IN_PLACE = frozenset({"edit", "delete"})
+
+_PENDING = DeliveryStatus.pending.value
+_PAUSED = MailboxStatus.paused.value
+
+# The statuses are constants of the schema, written into the text so the planner sees them. `n` is a row's place
+# in the batch: "first" and "last" below are by it.
+ACCEPT_ROWS = f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        %(connection_id)s::text[], %(token_hash)s::text[], %(external_chat_id)s::text[], %(chat_name)s::text[],
+        %(chat_type)s::text[], %(type_given)s::bool[], %(unread)s::int[], %(external_message_id)s::text[],
+        %(sender_id)s::text[], %(sender_name)s::text[], %(text)s::text[], %(attachments)s::text[],
+        %(reply_to_external_id)s::text[], %(event_type)s::text[], %(sent_at)s::timestamptz[], %(now)s::timestamptz[],
+        %(target_external_id)s::text[], %(reaction)s::text[], %(fresh_chat_id)s::text[], %(message_id)s::text[],
+        %(event_id)s::text[], %(delivery_id)s::text[], %(queue_body)s::text[]
+    ) WITH ORDINALITY AS i(
+        connection_id, token_hash, external_chat_id, chat_name, chat_type, type_given, unread, external_message_id,
+        sender_id, sender_name, text, attachments, reply_to_external_id, event_type, sent_at, now,
+        target_external_id, reaction, fresh_chat_id, message_id, event_id, delivery_id, queue_body, n
+    )
+),
+target AS (
+    SELECT c.id, c.account_id, c.platform, c.mailbox_id, c.status, c.inbound_token_hash,
+           m.status AS mailbox_status, m.focal_chat_id
+    FROM connections c JOIN mailboxes m ON m.id = c.mailbox_id
+    WHERE c.id IN (SELECT connection_id FROM input)
+),
+existing AS (
+    SELECT i.n, e.id
+    FROM input i JOIN messages e
+      ON e.connection_id = i.connection_id AND e.direction = 'in' AND e.external_id = i.external_message_id
+),
+admitted AS (
+    SELECT i.*, t.account_id, t.platform, t.mailbox_id, t.mailbox_status, t.focal_chat_id
+    FROM input i JOIN target t ON t.id = i.connection_id
+    WHERE t.status = '{ConnectionStatus.active.value}' AND t.mailbox_status <> '{MailboxStatus.archived.value}'
+      AND (i.token_hash IS NULL OR t.inbound_token_hash = i.token_hash)
+      AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.n = i.n)
+),
+chat_rows AS (
+    SELECT mailbox_id, platform, external_chat_id,
+           (array_agg(fresh_chat_id ORDER BY n))[1] AS fresh_chat_id,
+           (array_agg(connection_id ORDER BY n DESC))[1] AS connection_id,
+           (array_agg(chat_name ORDER BY n DESC) FILTER (WHERE chat_name IS NOT NULL))[1] AS name,
+           (array_agg(chat_type ORDER BY n DESC) FILTER (WHERE type_given))[1] AS type_given,
+           (array_agg(chat_type ORDER BY n))[1] AS first_type,
+           sum(unread)::int AS unread,
+           (array_agg(now ORDER BY n))[1] AS created_at,
+           (array_agg(now ORDER BY n DESC))[1] AS last_activity_at,
+           min(focal_chat_id) AS focal_chat_id
+    FROM admitted
+    GROUP BY mailbox_id, platform, external_chat_id
+),
+chat AS (
+    INSERT INTO chats AS c
+        (id, connection_id, mailbox_id, platform, external_id, name, type, muted, unread_count,
+         last_activity_at, created_at)
+    SELECT fresh_chat_id, connection_id, mailbox_id, platform, external_chat_id, name,
+           coalesce(type_given, first_type), false, unread, last_activity_at, created_at
+    FROM chat_rows
+    ON CONFLICT (mailbox_id, platform, external_id) DO UPDATE SET
+        connection_id = excluded.connection_id,
+        last_activity_at = excluded.last_activity_at,
+        unread_count = c.unread_count + CASE
+            WHEN c.id = (SELECT r.focal_chat_id FROM chat_rows r
+                         WHERE r.mailbox_id = c.mailbox_id AND r.platform = c.platform
+                           AND r.external_chat_id = c.external_id)
+            THEN 0 ELSE excluded.unread_count END,
+        name = coalesce(excluded.name, c.name),
+        type = coalesce(
+            (SELECT r.type_given FROM chat_rows r
+             WHERE r.mailbox_id = c.mailbox_id AND r.platform = c.platform AND r.external_chat_id = c.external_id),
+            c.type)
+    RETURNING c.id, c.mailbox_id, c.platform, c.external_id
+),
+placed AS (
+    SELECT a.*, chat.id AS chat_id
+    FROM admitted a JOIN chat
+      ON chat.mailbox_id = a.mailbox_id AND chat.platform = a.platform AND chat.external_id = a.external_chat_id
+),
+message AS (
+    INSERT INTO messages
+        (id, chat_id, connection_id, direction, external_id, sender_id, sender_name, text, attachments,
+         reply_to_external_id, event_type, sent_at, received_at, target_external_id, reaction, previous_text)
+    SELECT message_id, chat_id, connection_id, 'in', external_message_id, sender_id, sender_name, text,
+           CAST(attachments AS jsonb), reply_to_external_id, event_type, sent_at, now, target_external_id,
+           CAST(reaction AS jsonb), NULL
+    FROM placed
+),
+new_chat_event AS (
+    INSERT INTO service_events (id, account_id, mailbox_id, type, data, occurred_at, fanned_out_at)
+    SELECT event_id, account_id, mailbox_id, '{EventType.new_chat.value}',
+           jsonb_build_object('chat_id', platform || ':' || external_chat_id, 'name', chat_name,
+                              'connection_id', connection_id),
+           now, NULL
+    FROM placed WHERE chat_id = fresh_chat_id
+),
+delivery AS (
+    INSERT INTO deliveries
+        (id, message_id, mailbox_id, chat_id, status, attempts, attempt_log, enqueued_at, created_at, updated_at)
+    SELECT delivery_id, message_id, mailbox_id, chat_id,
+           CASE WHEN mailbox_status = '{_PAUSED}' THEN '{DeliveryStatus.held.value}' ELSE '{_PENDING}' END,
+           0, CAST('[]' AS jsonb),
+           CASE WHEN mailbox_status = '{_PAUSED}' OR CAST(%(queue)s AS text) IS NULL THEN NULL ELSE now END,
+           now, now
+    FROM placed
+    RETURNING id, chat_id, status
+),
+queued AS (
+    INSERT INTO queue_messages (queue, group_id, deduplication_id, body, visible_at, receive_count, created_at)
+    SELECT CAST(%(queue)s AS text), d.chat_id, d.id, p.queue_body, p.now, 0, p.now
+    FROM delivery d JOIN placed p ON p.delivery_id = d.id
+    WHERE d.status = '{_PENDING}' AND CAST(%(queue)s AS text) IS NOT NULL
+)
+SELECT t.status, t.inbound_token_hash, t.platform, t.account_id, t.mailbox_id, t.mailbox_status,
+       e.id AS existing_id, d.chat_id, d.status AS delivery_status
+FROM input i
+LEFT JOIN target t ON t.id = i.connection_id
+LEFT JOIN existing e ON e.n = i.n
+LEFT JOIN delivery d ON d.id = i.delivery_id
+ORDER BY i.n
+"""
+
+
+def _columns_of(batch: Sequence[AcceptInput]) -> dict[str, Any]:
+    """The statement's parameters: one list per column, in `batch`'s order."""
+    return {
+        "connection_id": [values.connection_id for values in batch],
+        "token_hash": [values.token_hash for values in batch],
+        "external_chat_id": [values.external_chat_id for values in batch],
+        "chat_name": [values.chat_name for values in batch],
+        "chat_type": [values.chat_type for values in batch],
+        "type_given": [values.type_given for values in batch],
+        "unread": [values.unread for values in batch],
+        "external_message_id": [values.external_message_id for values in batch],
+        "sender_id": [values.sender_id for values in batch],
+        "sender_name": [values.sender_name for values in batch],
+        "text": [values.text for values in batch],
+        "attachments": [json.dumps(values.attachments) if values.attachments else "[]" for values in batch],
+        "reply_to_external_id": [values.reply_to_external_id for values in batch],
+        "event_type": [values.event_type for values in batch],
+        "sent_at": [values.sent_at for values in batch],
+        "now": [values.now for values in batch],
+        "target_external_id": [values.target_external_id for values in batch],
+        "reaction": [None if values.reaction is None else json.dumps(values.reaction) for values in batch],
+        "fresh_chat_id": [values.fresh_chat_id for values in batch],
+        "message_id": [values.message_id for values in batch],
+        "event_id": [values.event_id for values in batch],
+        "delivery_id": [values.delivery_id for values in batch],
+        "queue_body": [values.queue_body for values in batch],
+        # One queue per process: every input names the same one.
+        "queue": batch[0].queue,
+    }
+
+
+def statements_of(batch: Sequence[AcceptInput]) -> list[tuple[bool, list[AcceptInput]]]:
+    """`batch` cut into the statements that write it, in order: (True, rows) for a multi-row statement, (False,
+    [one]) for an edit or a deletion on the one-message statement."""
+    statements: list[tuple[bool, list[AcceptInput]]] = []
+    rows: list[AcceptInput] = []
+    in_rows: set[tuple[str, str]] = set()
+    for values in batch:
+        if values.event_type in _IN_PLACE:
+            if rows:
+                statements.append((True, rows))
+                rows, in_rows = [], set()
+            statements.append((False, [values]))
+            continue
+        key = (values.connection_id, values.external_message_id)
+        if key in in_rows:  # a copy: the next statement sees the first one stored
+            statements.append((True, rows))
+            rows, in_rows = [], set()
+        rows.append(values)
+        in_rows.add(key)
+    if rows:
+        statements.append((True, rows))
+    return statements
+
+
+def accept_rows_on_postgres(
+    connection: psycopg.Connection[Any], batch: Sequence[AcceptInput], *, pipelined: bool = True
+) -> list[AcceptRow | None]:
+    """Write `batch` in ONE transaction on a psycopg `connection` (not in autocommit) in as few statements as its
+    edits, deletions and copies allow (one, for new messages), then commit; the rows once committed, in `batch`'s
+    order (None for an unknown connection id).
+
+    Pipelined, the statements and the COMMIT go to the server in one round trip. Any error raises with nothing
+    committed; the caller rolls back."""
+    statements = statements_of(batch)
+    if pipelined:
+        with connection.pipeline():
+            cursors = [_send(connection, set_wise, rows) for set_wise, rows in statements]
+            connection.commit()
+    else:
+        cursors = [_send(connection, set_wise, rows) for set_wise, rows in statements]
+        connection.commit()
+    found: list[AcceptRow | None] = []
+    for cursor in cursors:
+        found.extend(None if row[0] is None else AcceptRow(*row) for row in cursor.fetchall())
+    return found
+
+
+def _send(connection: psycopg.Connection[Any], set_wise: bool, rows: list[AcceptInput]) -> psycopg.Cursor[Any]:
+    if set_wise:
+        return connection.execute(ACCEPT_ROWS, _columns_of(rows))  # type: ignore[arg-type]
+    return connection.execute(ACCEPT_FOR_DRIVER, parameters_of(rows[0]))  # type: ignore[arg-type]
