@@ -241,5 +241,5 @@ def accept_rows_on_postgres(
 
 def _send(connection: psycopg.Connection[Any], set_wise: bool, rows: list[AcceptInput]) -> psycopg.Cursor[Any]:
     if set_wise:
-        return connection.execute(ACCEPT_ROWS, _columns_of(rows))  # type: ignore[arg-type]
-    return connection.execute(ACCEPT_FOR_DRIVER, parameters_of(rows[0]))  # type: ignore[arg-type]
+        return connection.execute(ACCEPT_ROWS, _columns_of(rows))
+    return connection.execute(ACCEPT_FOR_DRIVER, parameters_of(rows[0]))
