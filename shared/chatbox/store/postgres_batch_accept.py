@@ -62,19 +62,23 @@ target AS (
     SELECT c.id, c.account_id, c.platform, c.mailbox_id, c.status, c.inbound_token_hash,
            m.status AS mailbox_status, m.focal_chat_id
     FROM connections c JOIN mailboxes m ON m.id = c.mailbox_id
-    WHERE c.id IN (SELECT connection_id FROM input)
+    WHERE c.id = ANY(%(connection_ids)s::text[])
 ),
-existing AS (
-    SELECT i.n, e.id
-    FROM input i JOIN messages e
-      ON e.connection_id = i.connection_id AND e.direction = 'in' AND e.external_id = i.external_message_id
+checked AS (
+    -- The copy check as a subquery per row: a lookup in the messages' unique index whatever the planner guesses
+    -- of a join's sizes (a join planned on a fresh table's statistics scanned the whole table per batch).
+    SELECT i.*, t.status, t.inbound_token_hash, t.account_id, t.platform, t.mailbox_id, t.mailbox_status,
+           t.focal_chat_id,
+           (SELECT e.id FROM messages e
+            WHERE e.connection_id = i.connection_id AND e.direction = 'in'
+              AND e.external_id = i.external_message_id) AS existing_id
+    FROM input i LEFT JOIN target t ON t.id = i.connection_id
 ),
 admitted AS (
-    SELECT i.*, t.account_id, t.platform, t.mailbox_id, t.mailbox_status, t.focal_chat_id
-    FROM input i JOIN target t ON t.id = i.connection_id
-    WHERE t.status = '{ConnectionStatus.active.value}' AND t.mailbox_status <> '{MailboxStatus.archived.value}'
-      AND (i.token_hash IS NULL OR t.inbound_token_hash = i.token_hash)
-      AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.n = i.n)
+    SELECT * FROM checked
+    WHERE status = '{ConnectionStatus.active.value}' AND mailbox_status <> '{MailboxStatus.archived.value}'
+      AND (token_hash IS NULL OR inbound_token_hash = token_hash)
+      AND existing_id IS NULL
 ),
 chat_rows AS (
     SELECT mailbox_id, platform, external_chat_id,
@@ -113,7 +117,9 @@ chat AS (
     RETURNING c.id, c.mailbox_id, c.platform, c.external_id
 ),
 placed AS (
-    SELECT a.*, chat.id AS chat_id
+    SELECT a.*, chat.id AS chat_id,
+           CASE WHEN a.mailbox_status = '{_PAUSED}' THEN '{DeliveryStatus.held.value}' ELSE '{_PENDING}' END
+               AS delivery_status
     FROM admitted a JOIN chat
       ON chat.mailbox_id = a.mailbox_id AND chat.platform = a.platform AND chat.external_id = a.external_chat_id
 ),
@@ -137,27 +143,23 @@ new_chat_event AS (
 delivery AS (
     INSERT INTO deliveries
         (id, message_id, mailbox_id, chat_id, status, attempts, attempt_log, enqueued_at, created_at, updated_at)
-    SELECT delivery_id, message_id, mailbox_id, chat_id,
-           CASE WHEN mailbox_status = '{_PAUSED}' THEN '{DeliveryStatus.held.value}' ELSE '{_PENDING}' END,
-           0, CAST('[]' AS jsonb),
-           CASE WHEN mailbox_status = '{_PAUSED}' OR CAST(%(queue)s AS text) IS NULL THEN NULL ELSE now END,
+    SELECT delivery_id, message_id, mailbox_id, chat_id, delivery_status, 0, CAST('[]' AS jsonb),
+           CASE WHEN delivery_status = '{_PENDING}' AND CAST(%(queue)s AS text) IS NOT NULL THEN now END,
            now, now
     FROM placed
-    RETURNING id, chat_id, status
 ),
 queued AS (
     INSERT INTO queue_messages (queue, group_id, deduplication_id, body, visible_at, receive_count, created_at)
-    SELECT CAST(%(queue)s AS text), d.chat_id, d.id, p.queue_body, p.now, 0, p.now
-    FROM delivery d JOIN placed p ON p.delivery_id = d.id
-    WHERE d.status = '{_PENDING}' AND CAST(%(queue)s AS text) IS NOT NULL
+    SELECT CAST(%(queue)s AS text), chat_id, delivery_id, queue_body, now, 0, now
+    FROM placed
+    WHERE delivery_status = '{_PENDING}' AND CAST(%(queue)s AS text) IS NOT NULL
 )
-SELECT t.status, t.inbound_token_hash, t.platform, t.account_id, t.mailbox_id, t.mailbox_status,
-       e.id AS existing_id, d.chat_id, d.status AS delivery_status
-FROM input i
-LEFT JOIN target t ON t.id = i.connection_id
-LEFT JOIN existing e ON e.n = i.n
-LEFT JOIN delivery d ON d.id = i.delivery_id
-ORDER BY i.n
+-- Data-modifying CTEs run whether or not the answer reads them; every row that `placed` holds is written (or the
+-- statement fails), so the answer reads what was written from it.
+SELECT c.status, c.inbound_token_hash, c.platform, c.account_id, c.mailbox_id, c.mailbox_status, c.existing_id,
+       p.chat_id, p.delivery_status
+FROM checked c LEFT JOIN placed p ON p.n = c.n
+ORDER BY c.n
 """
 
 
@@ -187,6 +189,7 @@ def _columns_of(batch: Sequence[AcceptInput]) -> dict[str, Any]:
         "event_id": [values.event_id for values in batch],
         "delivery_id": [values.delivery_id for values in batch],
         "queue_body": [values.queue_body for values in batch],
+        "connection_ids": list({values.connection_id for values in batch}),
         # One queue per process: every input names the same one.
         "queue": batch[0].queue,
     }
