@@ -35,7 +35,7 @@ from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, InDatabaseQueue, QueueError
 from chatbox.services.inbound import accept_inbound
-from chatbox.services.inbound_postgres import accept_input, answer_of, count_accept
+from chatbox.services.inbound_postgres import accept_input, answer_of, count_accept, local_queue_name
 from chatbox.store.database import Database
 from chatbox.store.models import Delivery
 from chatbox.store.postgres_accept import AcceptInput, AcceptRow, accept_batch_on_postgres
@@ -149,11 +149,14 @@ class PostgresGroupCommit:
             return [self._alone(_Prepared(requests[0]))]
         started = time.perf_counter()
         batch = [_Prepared(request) for request in requests]
+        queue_name = local_queue_name(self.queue)
         for item in batch:
             request = item.request
             try:
                 item.inputs = [
-                    accept_input(self.queue, request.connection_id, message, inbound_token=request.token)
+                    accept_input(
+                        self.queue, request.connection_id, message, inbound_token=request.token, queue_name=queue_name
+                    )
                     for message in request.messages
                 ]
             except AuthenticationError as exc:

@@ -45,24 +45,21 @@ _PAUSED = MailboxStatus.paused.value
 # in the batch: "first" and "last" below are by it.
 ACCEPT_ROWS = f"""
 WITH input AS (
-    SELECT * FROM unnest(
-        %(connection_id)s::text[], %(token_hash)s::text[], %(external_chat_id)s::text[], %(chat_name)s::text[],
-        %(chat_type)s::text[], %(type_given)s::bool[], %(unread)s::int[], %(external_message_id)s::text[],
-        %(sender_id)s::text[], %(sender_name)s::text[], %(text)s::text[], %(attachments)s::text[],
-        %(reply_to_external_id)s::text[], %(event_type)s::text[], %(sent_at)s::timestamptz[], %(now)s::timestamptz[],
-        %(target_external_id)s::text[], %(reaction)s::text[], %(fresh_chat_id)s::text[], %(message_id)s::text[],
-        %(event_id)s::text[], %(delivery_id)s::text[], %(queue_body)s::text[]
-    ) WITH ORDINALITY AS i(
-        connection_id, token_hash, external_chat_id, chat_name, chat_type, type_given, unread, external_message_id,
-        sender_id, sender_name, text, attachments, reply_to_external_id, event_type, sent_at, now,
-        target_external_id, reaction, fresh_chat_id, message_id, event_id, delivery_id, queue_body, n
-    )
+    -- One JSON array per row, in the order `_rows_of` writes them.
+    SELECT r->>0 AS connection_id, r->>1 AS token_hash, r->>2 AS external_chat_id, r->>3 AS chat_name,
+           r->>4 AS chat_type, (r->>5)::bool AS type_given, (r->>6)::int AS unread, r->>7 AS external_message_id,
+           r->>8 AS sender_id, r->>9 AS sender_name, r->>10 AS text, r->11 AS attachments,
+           r->>12 AS reply_to_external_id, r->>13 AS event_type, (r->>14)::timestamptz AS sent_at,
+           (r->>15)::timestamptz AS now, r->>16 AS target_external_id, nullif(r->17, 'null') AS reaction,
+           r->>18 AS fresh_chat_id, r->>19 AS message_id, r->>20 AS event_id, r->>21 AS delivery_id,
+           r->>22 AS queue_body, n
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(r, n)
 ),
 target AS (
     SELECT c.id, c.account_id, c.platform, c.mailbox_id, c.status, c.inbound_token_hash,
            m.status AS mailbox_status, m.focal_chat_id
     FROM connections c JOIN mailboxes m ON m.id = c.mailbox_id
-    WHERE c.id = ANY(%(connection_ids)s::text[])
+    WHERE c.id = ANY($3::text[])
 ),
 checked AS (
     -- The copy check as a subquery per row: a lookup in the messages' unique index whatever the planner guesses
@@ -128,8 +125,7 @@ message AS (
         (id, chat_id, connection_id, direction, external_id, sender_id, sender_name, text, attachments,
          reply_to_external_id, event_type, sent_at, received_at, target_external_id, reaction, previous_text)
     SELECT message_id, chat_id, connection_id, 'in', external_message_id, sender_id, sender_name, text,
-           CAST(attachments AS jsonb), reply_to_external_id, event_type, sent_at, now, target_external_id,
-           CAST(reaction AS jsonb), NULL
+           attachments, reply_to_external_id, event_type, sent_at, now, target_external_id, reaction, NULL
     FROM placed
 ),
 new_chat_event AS (
@@ -144,15 +140,15 @@ delivery AS (
     INSERT INTO deliveries
         (id, message_id, mailbox_id, chat_id, status, attempts, attempt_log, enqueued_at, created_at, updated_at)
     SELECT delivery_id, message_id, mailbox_id, chat_id, delivery_status, 0, CAST('[]' AS jsonb),
-           CASE WHEN delivery_status = '{_PENDING}' AND CAST(%(queue)s AS text) IS NOT NULL THEN now END,
+           CASE WHEN delivery_status = '{_PENDING}' AND CAST($2 AS text) IS NOT NULL THEN now END,
            now, now
     FROM placed
 ),
 queued AS (
     INSERT INTO queue_messages (queue, group_id, deduplication_id, body, visible_at, receive_count, created_at)
-    SELECT CAST(%(queue)s AS text), chat_id, delivery_id, queue_body, now, 0, now
+    SELECT CAST($2 AS text), chat_id, delivery_id, queue_body, now, 0, now
     FROM placed
-    WHERE delivery_status = '{_PENDING}' AND CAST(%(queue)s AS text) IS NOT NULL
+    WHERE delivery_status = '{_PENDING}' AND CAST($2 AS text) IS NOT NULL
 )
 -- Data-modifying CTEs run whether or not the answer reads them; every row that `placed` holds is written (or the
 -- statement fails), so the answer reads what was written from it.
@@ -163,36 +159,39 @@ ORDER BY c.n
 """
 
 
-def _columns_of(batch: Sequence[AcceptInput]) -> dict[str, Any]:
-    """The statement's parameters: one list per column, in `batch`'s order."""
-    return {
-        "connection_id": [values.connection_id for values in batch],
-        "token_hash": [values.token_hash for values in batch],
-        "external_chat_id": [values.external_chat_id for values in batch],
-        "chat_name": [values.chat_name for values in batch],
-        "chat_type": [values.chat_type for values in batch],
-        "type_given": [values.type_given for values in batch],
-        "unread": [values.unread for values in batch],
-        "external_message_id": [values.external_message_id for values in batch],
-        "sender_id": [values.sender_id for values in batch],
-        "sender_name": [values.sender_name for values in batch],
-        "text": [values.text for values in batch],
-        "attachments": [json.dumps(values.attachments) if values.attachments else "[]" for values in batch],
-        "reply_to_external_id": [values.reply_to_external_id for values in batch],
-        "event_type": [values.event_type for values in batch],
-        "sent_at": [values.sent_at for values in batch],
-        "now": [values.now for values in batch],
-        "target_external_id": [values.target_external_id for values in batch],
-        "reaction": [None if values.reaction is None else json.dumps(values.reaction) for values in batch],
-        "fresh_chat_id": [values.fresh_chat_id for values in batch],
-        "message_id": [values.message_id for values in batch],
-        "event_id": [values.event_id for values in batch],
-        "delivery_id": [values.delivery_id for values in batch],
-        "queue_body": [values.queue_body for values in batch],
-        "connection_ids": list({values.connection_id for values in batch}),
-        # One queue per process: every input names the same one.
-        "queue": batch[0].queue,
-    }
+def _parameters_of(batch: Sequence[AcceptInput]) -> tuple[str, str | None, list[str]]:
+    """The statement's parameters: the rows as one JSON document (encoded in C: one parameter for psycopg to adapt
+    instead of a list per column), the local queue's name (one per process: every input names it) and the
+    connections (looked up by primary key whatever the planner guesses of the rows)."""
+    rows = [
+        [
+            values.connection_id,
+            values.token_hash,
+            values.external_chat_id,
+            values.chat_name,
+            values.chat_type,
+            values.type_given,
+            values.unread,
+            values.external_message_id,
+            values.sender_id,
+            values.sender_name,
+            values.text,
+            values.attachments,
+            values.reply_to_external_id,
+            values.event_type,
+            None if values.sent_at is None else values.sent_at.isoformat(),
+            values.now.isoformat(),
+            values.target_external_id,
+            values.reaction,
+            values.fresh_chat_id,
+            values.message_id,
+            values.event_id,
+            values.delivery_id,
+            values.queue_body,
+        ]
+        for values in batch
+    ]
+    return json.dumps(rows, ensure_ascii=False), batch[0].queue, list({values.connection_id for values in batch})
 
 
 def statements_of(batch: Sequence[AcceptInput]) -> list[tuple[bool, list[AcceptInput]]]:
@@ -244,5 +243,9 @@ def accept_rows_on_postgres(
 
 def _send(connection: psycopg.Connection[Any], set_wise: bool, rows: list[AcceptInput]) -> psycopg.Cursor[Any]:
     if set_wise:
-        return connection.execute(ACCEPT_ROWS, _columns_of(rows))
+        # A raw cursor sends the text as written ($1, $2): psycopg converts placeholders of texts over 4 KiB anew
+        # on every execution.
+        import psycopg  # noqa: PLC0415 - loaded with the Postgres dialect; a SQLite process never needs it
+
+        return psycopg.RawCursor(connection).execute(ACCEPT_ROWS, _parameters_of(rows))
     return connection.execute(ACCEPT_FOR_DRIVER, parameters_of(rows[0]))
