@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from chatbox.domain.errors import AuthenticationError, ConflictError
-from chatbox.domain.normalized import AcceptResult, ChatType, InboundMessage, Reaction
+from chatbox.domain.normalized import AcceptResult, Attachment, ChatType, InboundMessage, Reaction
 from chatbox.runtime import Runtime
 from chatbox.services.group_commit_postgres import AcceptRequest, Outcome, PostgresGroupCommit
 from chatbox.store.database import Database
@@ -356,6 +357,19 @@ def _mixed_batch(open_connection: Json, paused_connection: Json) -> list[Call]:
         ({**c, "inbound_token": p["inbound_token"]}, _text("old", "w-1")),
         (c, _event("focal", "e-2", "edit", "f-0", text="f-0 edited")),
         (c, _text("focal", "f-2")),
+        (
+            c,
+            InboundMessage(
+                external_chat_id="new",
+                external_message_id="a-1",
+                text='quotes " \\ back\\slash, ünïcode 🙂 and\nlines',
+                sender_id="u-1",
+                sender_name="Zoë",
+                sent_at=datetime(2026, 11, 30, 21, 0, 0, 123456, tzinfo=UTC),
+                reply_to_external_id="n-1",
+                attachments=[Attachment(kind="image", url="https://files.example.test/a.png", size=12)],
+            ),
+        ),
     ]
 
 
@@ -395,6 +409,10 @@ def _stored(runtime: Runtime, mailbox_ids: Sequence[str]) -> dict[str, Any]:
                     m.deleted_at is not None,
                     m.event_type,
                     m.target_external_id,
+                    m.sender_id,
+                    m.sender_name,
+                    m.reply_to_external_id,
+                    m.sent_at,
                     str(m.reaction),
                     str(m.attachments),
                 )
@@ -442,3 +460,7 @@ def test_the_multi_row_statement_stores_and_answers_what_the_one_message_stateme
     assert seen[0][1] == seen[1][1]
     assert "AuthenticationError" in seen[0][0]
     assert ("focal", None, "direct", 1, False) in seen[0][1]["chats"]  # the focal chat's count stayed
+    [stored] = [message for message in seen[0][1]["messages"] if message[0] == "a-1"]
+    assert stored[2] == 'quotes " \\ back\\slash, ünïcode 🙂 and\nlines'
+    assert stored[-3:-1] == (datetime(2026, 11, 30, 21, 0, 0, 123456, tzinfo=UTC), "None")
+    assert "https://files.example.test/a.png" in stored[-1]

@@ -1,5 +1,6 @@
 """Group commit for the durable accept on Postgres: the accepts queued while a batch is written form the next
-batch, sent as the one-statement accept per message on ONE connection in ONE transaction, then one commit.
+batch, written on ONE connection in ONE transaction by one multi-row statement (`chatbox.store.
+postgres_batch_accept`; an edit, a deletion or a second copy in the batch adds a statement), then one commit.
 
 On Postgres an accept alone is one autocommit statement, and around it chatbox pays a thread hop, a session, a
 pool checkout and the server a commit (a WAL flush) per message. Batched, a process pays each once per batch,
@@ -10,12 +11,13 @@ commit that holds its message returned (a 202 means committed); the local queue'
 transaction (the statement writes them) and its consumer is woken after the commit; an external queue (SQS) is
 sent the batch's jobs after the commit, and the sweeper re-sends what that send missed.
 
-The statements run in an order sorted by chat, so two processes' batches take the chats' row locks in the same
-order instead of deadlocking on them. A copy of a message later in the same batch sees the first one stored and
-answers as a duplicate. Anything else that fails in the batch (a copy or a new chat stored meanwhile by another
-process or by this process's other batch in flight, which aborts a Postgres transaction; a connection the server
-dropped; a message the server refuses) rolls the whole batch back, and its accepts run again one by one in
-autocommit as they would alone (`chatbox.services.inbound_postgres`), so each gets its own answer or its own error.
+The rows are sorted by chat (and the statement upserts the chats in their key's order), so two processes' batches
+take the chats' row locks in the same order instead of deadlocking on them. A copy of a message later in the same
+batch sees the first one stored and answers as a duplicate. Anything else that fails in the batch (a copy or a new
+chat stored meanwhile by another process or by this process's other batch in flight, which aborts a Postgres
+transaction; a connection the server dropped; a message the server refuses) rolls the whole batch back, and its
+accepts run again one by one in autocommit as they would alone (`chatbox.services.inbound_postgres`), so each gets
+its own answer or its own error.
 """
 
 from __future__ import annotations
