@@ -49,11 +49,13 @@ if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite
 
 log = logging.getLogger(__name__)
 
-# Batches written at once, each on its own connection: while one waits for the server, the next is gathered and
-# sent, so neither the server nor this process idles on the other (measured: with 1 in flight, Postgres/SQLite req/s
-# 0.89x; with 2, 1.53x, at the cost of smaller batches: 0.41 ms of server CPU per accept instead of 0.25). Two
-# batches of one process that touch one chat queue on its row lock, in the same (sorted) order: no deadlock.
-IN_FLIGHT = 2
+# Batches written at once, each on its own connection (two of one process that touch one chat queue on its row lock,
+# in the same sorted order: no deadlock). With one statement per message, 2 paid off: the server took long per batch
+# and the next was gathered meanwhile (Postgres/SQLite req/s 1.53x against 0.89x with 1). With the multi-row
+# statement a batch is short on the server, and 1 writes larger batches for less CPU on both sides: chatbox 0.13-0.19
+# against 0.14-0.26 ms per accept, the server 0.10-0.11 against 0.11-0.14, req/s 0.84-1.60x against 0.76-0.85x of
+# SQLite's, p99 10-51 ms against 18-169 ms (three runs of each, `bench/README.md`).
+IN_FLIGHT = 1
 
 # A backlog beyond this is written in several transactions: each holds its chats' row locks for less time, and the
 # first callers are answered sooner.
