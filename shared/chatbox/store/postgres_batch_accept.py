@@ -48,7 +48,7 @@ _PAUSED = MailboxStatus.paused.value
 # in the batch: "first" and "last" below are by it.
 ACCEPT_ROWS = f"""
 WITH input AS (
-    -- One JSON array per row, in the order `_rows_of` writes them.
+    -- One JSON array per row, in the order `_parameters_of` writes them.
     SELECT r->>0 AS connection_id, r->>1 AS token_hash, r->>2 AS external_chat_id, r->>3 AS chat_name,
            r->>4 AS chat_type, (r->>5)::bool AS type_given, (r->>6)::int AS unread, r->>7 AS external_message_id,
            r->>8 AS sender_id, r->>9 AS sender_name, r->>10 AS text, r->11 AS attachments,
