@@ -5,7 +5,9 @@ REST API (in process), then, on ONE thread, in interleaved rounds:
 
 - `one by one`: `accept_inbound` in its own session, the one-statement accept in autocommit (what Postgres did
   before group commit, minus the thread hop);
-- `batch of N, pipelined`: `PostgresGroupCommit.accept_batch` with N accepts at a time, psycopg's pipeline mode
+- `batch of N, multi-row statement`: `PostgresGroupCommit.accept_batch` with N accepts at a time, the batch in
+  one statement of arrays `unnest`-ed server side (`chatbox.store.postgres_batch_accept`) and its COMMIT, pipelined;
+- `batch of N, pipelined`: the same with the one-message statement once per accept, psycopg's pipeline mode
   (the statements and the COMMIT in one round trip);
 - `batch of N, one by one on the wire`: the same transaction, each statement sent after the previous one's
   answer (what pipeline mode saves).
@@ -69,14 +71,16 @@ class Variant:
     server: list[float] = dataclasses.field(default_factory=list)
 
 
-def _variants(runtime: Runtime, connection_id: str, token: str, sizes: list[int]) -> list[Variant]:
+def _variants(
+    runtime: Runtime, connection_id: str, token: str, sizes: list[int], *, multi_row_only: bool
+) -> list[Variant]:
     def one_by_one(count: int) -> None:
         for _ in range(count):
             with runtime.db.session() as session:
                 accept_inbound(session, runtime.queue, connection_id, _message(), inbound_token=token)
 
-    def batched(size: int, pipelined: bool) -> Callable[[int], None]:
-        committer = PostgresGroupCommit(runtime.db, runtime.queue, pipelined=pipelined)
+    def batched(size: int, pipelined: bool, set_wise: bool = False) -> Callable[[int], None]:
+        committer = PostgresGroupCommit(runtime.db, runtime.queue, pipelined=pipelined, set_wise=set_wise)
 
         def run(count: int) -> None:
             for _ in range(count // size):
@@ -91,8 +95,10 @@ def _variants(runtime: Runtime, connection_id: str, token: str, sizes: list[int]
 
     variants = [Variant("one by one (autocommit statement)", one_by_one)]
     for size in sizes:
+        variants.append(Variant(f"batch of {size}, multi-row statement", batched(size, True, set_wise=True)))
         variants.append(Variant(f"batch of {size}, pipelined", batched(size, True)))
-        variants.append(Variant(f"batch of {size}, one by one on the wire", batched(size, False)))
+        if not multi_row_only:
+            variants.append(Variant(f"batch of {size}, one by one on the wire", batched(size, False)))
     return variants
 
 
@@ -101,6 +107,11 @@ def main() -> int:
     parser.add_argument("--accepts", type=int, default=1024, help="accepts per variant per round (default 1024)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--sizes", default="2,8,32", help="batch sizes (default 2,8,32; alone is one by one)")
+    parser.add_argument(
+        "--multi-row-only",
+        action="store_true",
+        help="per size only the multi-row statement and the one-message statements pipelined",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     with ExitStack() as stack:
@@ -113,7 +124,9 @@ def main() -> int:
         stack.callback(runtime.close)
         upgrade_to_head(runtime.db.engine)
         connection = _connection(runtime)
-        variants = _variants(runtime, connection["id"], connection["inbound_token"], sizes)
+        variants = _variants(
+            runtime, connection["id"], connection["inbound_token"], sizes, multi_row_only=args.multi_row_only
+        )
         for variant in variants:  # warm-up: statements prepared, pools filled
             variant.run(64)
         for _ in range(args.rounds):

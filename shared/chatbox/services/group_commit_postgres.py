@@ -1,5 +1,6 @@
 """Group commit for the durable accept on Postgres: the accepts queued while a batch is written form the next
-batch, sent as the one-statement accept per message on ONE connection in ONE transaction, then one commit.
+batch, written on ONE connection in ONE transaction by one multi-row statement (`chatbox.store.
+postgres_batch_accept`; an edit, a deletion or a second copy in the batch adds a statement), then one commit.
 
 On Postgres an accept alone is one autocommit statement, and around it chatbox pays a thread hop, a session, a
 pool checkout and the server a commit (a WAL flush) per message. Batched, a process pays each once per batch,
@@ -10,12 +11,13 @@ commit that holds its message returned (a 202 means committed); the local queue'
 transaction (the statement writes them) and its consumer is woken after the commit; an external queue (SQS) is
 sent the batch's jobs after the commit, and the sweeper re-sends what that send missed.
 
-The statements run in an order sorted by chat, so two processes' batches take the chats' row locks in the same
-order instead of deadlocking on them. A copy of a message later in the same batch sees the first one stored and
-answers as a duplicate. Anything else that fails in the batch (a copy or a new chat stored meanwhile by another
-process or by this process's other batch in flight, which aborts a Postgres transaction; a connection the server
-dropped; a message the server refuses) rolls the whole batch back, and its accepts run again one by one in
-autocommit as they would alone (`chatbox.services.inbound_postgres`), so each gets its own answer or its own error.
+The rows are sorted by chat (and the statement upserts the chats in their key's order), so two processes' batches
+take the chats' row locks in the same order instead of deadlocking on them. A copy of a message later in the same
+batch sees the first one stored and answers as a duplicate. Anything else that fails in the batch (a copy or a new
+chat stored meanwhile by another process or by this process's other batch in flight, which aborts a Postgres
+transaction; a connection the server dropped; a message the server refuses) rolls the whole batch back, and its
+accepts run again one by one in autocommit as they would alone (`chatbox.services.inbound_postgres`), so each gets
+its own answer or its own error.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.ports.queue import DeliveryJob, DeliveryQueue, InDatabaseQueue, QueueError
 from chatbox.services.inbound import accept_inbound
-from chatbox.services.inbound_postgres import accept_input, answer_of, count_accept
+from chatbox.services.inbound_postgres import accept_input, answer_of, count_accept, local_queue_name
 from chatbox.store.database import Database
 from chatbox.store.models import Delivery
 from chatbox.store.postgres_accept import AcceptInput, AcceptRow, accept_batch_on_postgres
+from chatbox.store.postgres_batch_accept import accept_rows_on_postgres
 from chatbox.store.types import utcnow
 
 if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite process never loads it
@@ -46,11 +49,13 @@ if TYPE_CHECKING:  # imported by the Postgres dialect when it connects; a SQLite
 
 log = logging.getLogger(__name__)
 
-# Batches written at once, each on its own connection: while one waits for the server, the next is gathered and
-# sent, so neither the server nor this process idles on the other (measured: with 1 in flight, Postgres/SQLite req/s
-# 0.89x; with 2, 1.53x, at the cost of smaller batches: 0.41 ms of server CPU per accept instead of 0.25). Two
-# batches of one process that touch one chat queue on its row lock, in the same (sorted) order: no deadlock.
-IN_FLIGHT = 2
+# Batches written at once, each on its own connection (two of one process that touch one chat queue on its row lock,
+# in the same sorted order: no deadlock). With one statement per message, 2 paid off: the server took long per batch
+# and the next was gathered meanwhile (Postgres/SQLite req/s 1.53x against 0.89x with 1). With the multi-row
+# statement a batch is short on the server, and 1 writes larger batches for less CPU on both sides: chatbox 0.13-0.19
+# against 0.14-0.26 ms per accept, the server 0.10-0.11 against 0.11-0.14, req/s 0.84-1.60x against 0.76-0.85x of
+# SQLite's, p99 10-51 ms against 18-169 ms (three runs of each, `bench/README.md`).
+IN_FLIGHT = 1
 
 # A backlog beyond this is written in several transactions: each holds its chats' row locks for less time, and the
 # first callers are answered sooner.
@@ -90,13 +95,21 @@ class PostgresGroupCommit:
     Thread-safe; `accept` is called from event loops, the batches run on `Database.executor`."""
 
     def __init__(
-        self, db: Database, queue: DeliveryQueue, *, pipelined: bool = True, in_flight: int = IN_FLIGHT
+        self,
+        db: Database,
+        queue: DeliveryQueue,
+        *,
+        pipelined: bool = True,
+        in_flight: int = IN_FLIGHT,
+        set_wise: bool = True,
     ) -> None:
         """`pipelined=False` sends each statement after the previous one's answer; `in_flight` batches may be
-        written at once, each on its own connection (both measured in `bench/`)."""
+        written at once, each on its own connection; `set_wise=False` runs the one-message statement per message
+        instead of the multi-row one (all measured in `bench/`)."""
         self.db = db
         self.queue = queue
         self.pipelined = pipelined
+        self.set_wise = set_wise
         self.in_flight = in_flight
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
@@ -140,11 +153,14 @@ class PostgresGroupCommit:
             return [self._alone(_Prepared(requests[0]))]
         started = time.perf_counter()
         batch = [_Prepared(request) for request in requests]
+        queue_name = local_queue_name(self.queue)
         for item in batch:
             request = item.request
             try:
                 item.inputs = [
-                    accept_input(self.queue, request.connection_id, message, inbound_token=request.token)
+                    accept_input(
+                        self.queue, request.connection_id, message, inbound_token=request.token, queue_name=queue_name
+                    )
                     for message in request.messages
                 ]
             except AuthenticationError as exc:
@@ -189,7 +205,8 @@ class PostgresGroupCommit:
             if connection.autocommit:
                 connection.autocommit = False
             try:
-                return accept_batch_on_postgres(connection, inputs, pipelined=self.pipelined)
+                write = accept_rows_on_postgres if self.set_wise else accept_batch_on_postgres
+                return write(connection, inputs, pipelined=self.pipelined)
             except BaseException:
                 _roll_back(pooled, connection)
                 raise

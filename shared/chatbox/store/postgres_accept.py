@@ -228,7 +228,7 @@ def accept_on_postgres(connection: Connection, values: AcceptInput) -> AcceptRow
 
 # The same text in psycopg's own placeholders, for a batch sent on the driver's connection (pipeline mode is
 # psycopg's, below SQLAlchemy). Same text as the one-by-one accept's, so the server prepares it once per connection.
-_ACCEPT_FOR_DRIVER = str(_ACCEPT.compile(dialect=psycopg_dialect.dialect()))  # type: ignore[no-untyped-call]
+ACCEPT_FOR_DRIVER = str(_ACCEPT.compile(dialect=psycopg_dialect.dialect()))  # type: ignore[no-untyped-call]
 
 
 def accept_batch_on_postgres(
@@ -244,10 +244,10 @@ def accept_batch_on_postgres(
     """
     if pipelined:
         with connection.pipeline():
-            cursors = [connection.execute(_ACCEPT_FOR_DRIVER, parameters_of(values)) for values in batch]
+            cursors = [connection.execute(ACCEPT_FOR_DRIVER, parameters_of(values)) for values in batch]
             connection.commit()
         found = [cursor.fetchone() for cursor in cursors]
     else:
-        found = [connection.execute(_ACCEPT_FOR_DRIVER, parameters_of(values)).fetchone() for values in batch]
+        found = [connection.execute(ACCEPT_FOR_DRIVER, parameters_of(values)).fetchone() for values in batch]
         connection.commit()
     return [None if row is None else AcceptRow(*row) for row in found]
