@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from chatbox.store.wal_checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -41,6 +43,8 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # A backstop: the checkpoints are `WalCheckpointer`'s, off the writers' path.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -134,6 +138,9 @@ class Database:
         self.engine = create_db_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor: ThreadPoolExecutor | None = None
+        database = self.engine.url.database
+        sqlite_file = self.engine.dialect.name == "sqlite" and bool(database) and database != ":memory:"
+        self.checkpointer = WalCheckpointer(database) if sqlite_file and database else None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -163,9 +170,17 @@ class Database:
     def session(self) -> Session:
         return self.sessions()
 
+    def committed(self) -> None:
+        """Hot-path writers (the group commit) call this after a commit: on a SQLite file, the WAL is
+        checkpointed soon after on a thread of its own (`WalCheckpointer`), not inside a later commit."""
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
+
     def dispose(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 
