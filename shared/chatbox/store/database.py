@@ -59,11 +59,15 @@ def create_db_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Enough pooled connections for every request thread: an overflow connection is closed on
         # return, and reconnecting (with its pragmas) on every request is a large share of the work.
+        # Last in, first out: the group commit's batches, one after another on the database thread, get the same
+        # connection, whose page cache is still valid (nobody else wrote), instead of the one idle longest, which
+        # re-reads ~140 pages (a `pread` each) per batch of 32 messages.
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 10},
             pool_size=48,
             max_overflow=16,
+            pool_use_lifo=True,
             hide_parameters=True,
         )
         event.listen(engine, "connect", _enable_sqlite_pragmas)
