@@ -66,8 +66,8 @@ def update_to_outcome(data: Mapping[str, Any]) -> IngestOutcome:
 def body_to_outcome(body: bytes) -> IngestOutcome:
     """`update_to_outcome(parse_update_body(body))`, the same answer, in one pass where one pass gives it.
 
-    pydantic parses and validates the JSON at once (`model_validate_json`: about 3 us of the 7 an update's parse
-    took on the event loop), but only for a body whose answer that cannot change: no `\\u0000` to remove,
+    pydantic parses and validates the JSON at once (`model_validate_json`; the whole translation of a text update
+    11.6 -> 10.2 us on the event loop), but only for a body whose answer that cannot change: no `\\u0000` to remove,
     too few brackets to nest past the limit, no `NaN` or `Infinity` (not JSON, though pydantic would take them),
     and strictly typed (pydantic's lax JSON mode would take `"update_id": "12"`). Any other body, and any the one
     pass refuses, goes the two-pass way, which answers it (or refuses it) as before.
