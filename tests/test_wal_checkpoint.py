@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from chatbox.store.database import Database
-from chatbox.store.wal_checkpoint import WAL_AUTOCHECKPOINT_PAGES
+from chatbox.store.wal_checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
 from tests.support.pipeline import eventually
 
 
@@ -45,8 +45,9 @@ def test_a_commit_is_checkpointed_into_the_database_file_by_the_checkpointer(tmp
         database.committed()
 
         eventually(lambda: _rows_in_database_file_alone(path, tmp_path / "after.db") == 3)
-        assert database.checkpointer is not None
-        assert database.checkpointer.checkpoints >= 1
+        checkpointer = database.checkpointer
+        assert checkpointer is not None
+        eventually(lambda: checkpointer.checkpoints >= 1)  # counted once the checkpoint returned
     finally:
         database.dispose()
 
@@ -72,3 +73,24 @@ def test_disposing_the_database_stops_its_checkpointer(tmp_path: Path) -> None:
     thread = checkpointer._thread  # noqa: SLF001 - the thread itself is what must be gone
     assert thread is not None
     assert not thread.is_alive()
+
+
+def test_enough_commits_start_a_checkpoint_before_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "chatbox.db"
+    database = Database(f"sqlite:///{path}")
+    # An interval far beyond the wait below: only the count of commits can start this checkpoint.
+    checkpointer = WalCheckpointer(str(path), commits=3, interval=3600)
+    try:
+        with database.session() as session:
+            session.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+            session.commit()
+            for number in range(3):
+                session.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": f"note {number}"})
+                session.commit()
+                checkpointer.committed()
+
+        eventually(lambda: _rows_in_database_file_alone(path, tmp_path / "copy.db") == 3)
+        eventually(lambda: checkpointer.checkpoints == 1)  # counted once the checkpoint returned
+    finally:
+        checkpointer.stop()
+        database.dispose()
