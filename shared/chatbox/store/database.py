@@ -134,6 +134,14 @@ def _write_lock(engine: Engine) -> AbstractContextManager[object]:
         return lock
 
 
+def _checkpointer_for(engine: Engine) -> WalCheckpointer | None:
+    """A SQLite file's WAL checkpointer (started by its first `committed`); None for anything else."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return WalCheckpointer(database)
+
+
 class Database:
     """An engine plus its session factory; one per process."""
 
@@ -142,9 +150,7 @@ class Database:
         self.engine = create_db_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor: ThreadPoolExecutor | None = None
-        database = self.engine.url.database
-        sqlite_file = self.engine.dialect.name == "sqlite" and bool(database) and database != ":memory:"
-        self.checkpointer = WalCheckpointer(database) if sqlite_file and database else None
+        self.checkpointer = _checkpointer_for(self.engine)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
