@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -16,6 +17,7 @@ from chatbox.runtime import Runtime
 from chatbox.store.models import Delivery, Mailbox, Message, QueueMessage, ServiceEvent
 from tests.conftest import AccountKey
 from tests.support.api import create_connection, create_mailbox
+from tests.support.pipeline import eventually
 
 
 def _message(number: int) -> InboundMessage:
@@ -97,3 +99,19 @@ def test_an_archived_mailbox_is_refused_without_failing_the_accepts_beside_it(
     assert all(isinstance(result, ConflictError) for result in refused), refused
     assert _count(runtime, Message) == 10
     assert _count(runtime, Delivery) == 10
+
+
+def test_a_batch_on_sqlite_is_checkpointed_by_the_checkpointer_thread_not_its_commit(
+    client: TestClient, account: AccountKey, runtime: Runtime
+) -> None:
+    checkpointer = runtime.db.checkpointer
+    if checkpointer is None:
+        pytest.skip("Postgres has no write-ahead log of SQLite's to checkpoint")
+    mailbox = create_mailbox(client, account, webhook_url="https://agent.example.test/hook")
+    connection = create_connection(client, account, mailbox["id"], platform="signal")
+    before = checkpointer.checkpoints
+
+    results = asyncio.run(_accept_together(runtime, connection, [_message(number) for number in range(8)]))
+
+    assert [r for r in results if not isinstance(r, AcceptResult)] == []
+    eventually(lambda: checkpointer.checkpoints > before)

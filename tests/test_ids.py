@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from chatbox.domain.ids import encode_id_body, hash_token, is_valid_id, new_id, new_token, token_matches
 
 
@@ -37,3 +40,41 @@ def test_tokens_match_their_hash_only() -> None:
     assert token.startswith("mcp_")
     assert token_matches(token, hash_token(token))
     assert not token_matches(new_token("mcp"), hash_token(token))
+
+
+def test_ids_made_in_different_milliseconds_carry_fresh_random_parts() -> None:
+    # More ids than one block of randomness holds, each in a millisecond of its own: the random part (the low 80
+    # bits) is never a repeat, across the blocks.
+    random_parts = set()
+    for _ in range(600):
+        made = new_id("message")
+        random_parts.add(decode_random_part(made))
+        time.sleep(0.0011)
+
+    assert len(random_parts) == 600
+
+
+def test_a_forked_child_does_not_repeat_its_parents_next_ids() -> None:
+    new_id("message")  # the parent holds a block of randomness, mostly unused
+    time.sleep(0.002)  # both next ids in a later millisecond: each takes a random part, none counts on from the last
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.close(reader)
+        os.write(writer, new_id("message").encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child_id = pipe.read()
+    os.waitpid(child, 0)
+    parent_id = new_id("message")
+
+    assert decode_random_part(child_id) != decode_random_part(parent_id)
+
+
+def decode_random_part(made: str) -> int:
+    crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = 0
+    for digit in made.partition("_")[2]:
+        value = value * 32 + crockford.index(digit)
+    return value & ((1 << 80) - 1)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
 from chatbox.domain.errors import InvalidInputError
 from chatbox.domain.normalized import MAX_TEXT, ChatType
-from connectors.telegram.translate import parse_update_body, reply_message_id, update_to_outcome
-from tests.support.payloads import load_payload
+from chatbox.ports.ingest import IngestOutcome
+from connectors.telegram.translate import body_to_outcome, parse_update_body, reply_message_id, update_to_outcome
+from tests.support.payloads import PAYLOADS, load_payload
 
 
 def test_private_text_message_becomes_a_direct_chat_message() -> None:
@@ -193,3 +195,59 @@ def test_a_message_beyond_inbound_bounds_is_ignored_not_stored(change: dict[str,
 
     assert outcome.messages == ()
     assert outcome.ignored == "a message chatbox cannot represent"
+
+
+def _two_pass(body: bytes) -> IngestOutcome | str:
+    try:
+        return update_to_outcome(parse_update_body(body))
+    except InvalidInputError as exc:
+        return exc.message
+
+
+def _one_pass(body: bytes) -> IngestOutcome | str:
+    try:
+        return body_to_outcome(body)
+    except InvalidInputError as exc:
+        return exc.message
+
+
+_TEXT_UPDATE = (
+    '{"update_id": 7, "message": {"message_id": 3, "date": 1764170418, "chat": {"id": 55, "type": "private", '
+    '"first_name": "Ada"}, "from": {"id": 55, "is_bot": false, "first_name": "Ada"}, "text": "%s"}%s}'
+)
+_AWKWARD_BODIES = {
+    "nul-escape-removed": (_TEXT_UPDATE % ("a\\u0000b", "")).encode(),
+    "nan-in-an-unknown-field": (_TEXT_UPDATE % ("hi", ', "x": NaN')).encode(),
+    "infinity-in-an-unknown-field": (_TEXT_UPDATE % ("hi", ', "x": -Infinity')).encode(),
+    "nested-past-the-limit": (_TEXT_UPDATE % ("hi", ', "x": ' + "[" * 70 + "]" * 70)).encode(),
+    "nested-within-the-limit": (_TEXT_UPDATE % ("hi", ', "x": ' + "[" * 40 + "]" * 40)).encode(),
+    "lone-surrogate": (_TEXT_UPDATE % ("\\ud800", "")).encode(),
+    "update-id-as-text": b'{"update_id": "12"}',
+    "update-id-true": b'{"update_id": true}',
+    "update-id-float": b'{"update_id": 12.0}',
+    "date-as-text": (_TEXT_UPDATE % ("hi", "")).replace("1764170418", '"1764170418"').encode(),
+    "duplicate-keys": b'{"update_id": 1, "update_id": 2}',
+    "not-utf8": b'{"update_id": 1, "x": "\xff"}',
+    "trailing-garbage": b'{"update_id": 1} x',
+    "array": b"[]",
+    "empty": b"",
+    "huge-date": (_TEXT_UPDATE % ("hi", "")).replace("1764170418", "99999999999999999999").encode(),
+    "text-saying-nan": (_TEXT_UPDATE % ("NaN and Infinity", "")).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_AWKWARD_BODIES))
+def test_an_update_parsed_in_one_pass_is_answered_as_in_two(name: str) -> None:
+    body = _AWKWARD_BODIES[name]
+
+    assert _one_pass(body) == _two_pass(body)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    sorted(path.stem for path in (PAYLOADS / "telegram").glob("*.json")),
+)
+def test_each_recorded_update_is_answered_in_one_pass_as_in_two(payload: str) -> None:
+    body = json.dumps(load_payload("telegram", payload)).encode()
+
+    assert _one_pass(body) == _two_pass(body)

@@ -41,10 +41,9 @@ from connectors.telegram.bot_api import BotApiClient, BotApiError
 from connectors.telegram.spec import TelegramMode, TelegramSendOptions
 from connectors.telegram.translate import (
     ALLOWED_UPDATES,
+    body_to_outcome,
     message_external_id,
-    parse_update_body,
     reply_message_id,
-    update_to_outcome,
 )
 
 PLATFORM = "telegram"
@@ -97,7 +96,7 @@ class TelegramConnector:
             raise WebhookForbiddenError("wrong X-Telegram-Bot-Api-Secret-Token")
 
     def parse(self, connection: ConnectionContext, request: WebhookRequest) -> IngestOutcome:  # noqa: ARG002
-        return update_to_outcome(parse_update_body(request.body))
+        return body_to_outcome(request.body)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

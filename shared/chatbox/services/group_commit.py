@@ -83,9 +83,13 @@ class GroupCommitter:
             self._scheduled = False
         if not batch:
             return
+        _settle(self._commit(batch))
+        # After the answers: the checkpoint it may start runs on its own thread, but its start need not delay them.
+        self.db.committed()
+
+    def _commit(self, batch: list[_Pending]) -> list[_Settled]:
         if len(batch) == 1 and self.write_batch is None:
-            _settle([self._run_alone(batch[0])])
-            return
+            return [self._run_alone(batch[0])]
         try:
             with self.db.session() as session, Database.write_lock_for(session):
                 outcomes = self._write(session, batch)
@@ -93,11 +97,10 @@ class GroupCommitter:
                     self.before_commit(session)
                 session.commit()
         except Exception:  # noqa: BLE001 - whatever it was, each accept is tried again on its own
-            _settle([self._run_alone(item) for item in batch])
-            return
+            return [self._run_alone(item) for item in batch]
         if self.after_commit is not None:
             self.after_commit()
-        _settle([(item, ok, value) for item, (ok, value) in zip(batch, outcomes, strict=True)])
+        return [(item, ok, value) for item, (ok, value) in zip(batch, outcomes, strict=True)]
 
     def _write(self, session: Session, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         if self.write_batch is not None:
