@@ -11,7 +11,8 @@ without the GIL) once `COMMITS_PER_CHECKPOINT` commits have been made since the 
 seconds after the first of fewer: under the Telegram bench about a dozen checkpoints a second of at most ~1,500
 pages each, and a quiet database about one a second (one sync per checkpoint). Small checkpoints often keep the
 slowest requests faster than big ones seldom (p99 under the bench, per `COMMITS_PER_CHECKPOINT`: 8 -> 11 ms,
-16 -> 12-14 ms, 32 -> 16 ms, 64 -> 15-20 ms, no thread (the writers' backstop alone) -> 31 ms). The writers keep a backstop:
+16 -> 12-14 ms, 32 -> 16 ms, 64 -> 15-20 ms, no thread (the writers' backstop alone) -> 31 ms).
+The writers keep a backstop:
 `WAL_AUTOCHECKPOINT_PAGES` (set on every connection, `chatbox.store.database`) is above what the thread leaves
 behind, so a writer checkpoints only when this thread falls behind or is not running (a process that commits no
 group-commit batch, such as the delivery worker: its writes are few). Durability does not depend on checkpoints:
