@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import weakref
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +36,8 @@ class LocalQueue:
     instead of waiting for its next poll.
     """
 
+    _wake_socket: socket.socket | None
+
     def __init__(
         self,
         db: Database,
@@ -51,6 +54,15 @@ class LocalQueue:
         self.wake_path = wake_path
         self.queue = queue
         self.dead_letter_queue = dead_letter_queue
+        # One unbound socket for every wake-up: the group commit wakes the consumer after each batch, and a socket
+        # opened and closed per wake-up cost the database thread three system calls more. Datagrams need no
+        # connection, so threads share it; it closes when the queue is collected (or at exit).
+        self._wake_socket = None
+        self._wake_address = str(wake_path)
+        if wake_path is not None:
+            self._wake_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._wake_socket.setblocking(False)
+            weakref.finalize(self, self._wake_socket.close)
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -106,13 +118,11 @@ class LocalQueue:
 
     def wake(self) -> None:
         """Nudge a consumer waiting on the wake socket; harmless when none listens."""
-        if self.wake_path is None:
+        if self._wake_socket is None:
             return
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.setblocking(False)
-                sock.sendto(b"1", str(self.wake_path))
-        except OSError:
+            self._wake_socket.sendto(b"1", self._wake_address)
+        except OSError:  # nobody listens, or the consumer has wake-ups enough queued already
             pass
 
     # -- consumer side -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,9 @@ from chatbox.services.group_commit_postgres import PostgresGroupCommit
 from chatbox.services.inbound import accept_inbound
 from chatbox.services.sqlite_batch_accept import AcceptRequest, accept_batch, table_queue_of
 from chatbox.store.database import Database
+
+if TYPE_CHECKING:
+    import sqlite3
 
 
 class Accepts(Protocol):
@@ -79,9 +82,7 @@ class _BatchedAccept:
     queue: DeliveryQueue
     request: AcceptRequest
 
-    def __call__(self, session: Session, commit: bool) -> list[AcceptResult]:
-        if not commit:
-            raise ValueError("a batch of accepts is written by `accept_batch`; alone, an accept commits")
+    def __call__(self, session: Session) -> list[AcceptResult]:
         request = self.request
         return _accept_all(session, self.queue, request.connection_id, request.messages, request.token)
 
@@ -104,8 +105,8 @@ class GroupCommitAccepts:
         )
         return results
 
-    def _write_batch(self, session: Session, works: Sequence[AcceptWork]) -> list[tuple[bool, Any]]:
+    def _write_batch(self, raw: sqlite3.Connection, works: Sequence[AcceptWork]) -> list[tuple[bool, Any]]:
         requests = [work.request for work in works if isinstance(work, _BatchedAccept)]
         if len(requests) != len(works):
             raise TypeError("a group commit of accepts holds only accepts")
-        return accept_batch(session, self.queue, requests, table_queue=self._table_queue)
+        return accept_batch(raw, requests, table_queue=self._table_queue)

@@ -1,5 +1,6 @@
-"""Group commit for the durable accept: whatever accepts are queued when the database thread gets to them are
-written in one transaction and committed once, then each caller is answered.
+"""Group commit for the durable accept on SQLite: whatever accepts are queued when the database thread gets to
+them are written in one transaction on the raw `sqlite3` connection and committed once, then each caller is
+answered.
 
 On SQLite the commit and the transaction's bookkeeping are most of an accept's cost, and every write already
 goes through one thread (`Database.executor`), so requests that arrive while a batch is written simply form the
@@ -17,19 +18,21 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.store.database import Database
 
-# One accept: given a session and whether to commit it, returns the caller's result (or raises its error).
-AcceptWork = Callable[[Session, bool], Any]
-# A whole batch's accepts written at once in the session (uncommitted): per work, in order, (True, its result) or
-# (False, the AuthenticationError or ConflictError it raises); anything it raises runs the batch one by one.
-BatchWrite = Callable[[Session, Sequence[AcceptWork]], list[tuple[bool, Any]]]
-_EXPECTED = (AuthenticationError, ConflictError)  # raised before anything is written
+if TYPE_CHECKING:
+    import sqlite3
+
+# One accept run alone: given a session, commits it and returns the caller's result (or raises its error).
+AcceptWork = Callable[[Session], Any]
+# A whole batch's accepts written at once on the raw connection, in the committer's transaction (uncommitted): per
+# work, in order, (True, its result) or (False, the error to raise to its caller, with nothing of it written);
+# anything it raises runs the batch one by one.
+BatchWrite = Callable[["sqlite3.Connection", Sequence[AcceptWork]], list[tuple[bool, Any]]]
 
 
 @dataclass
@@ -46,19 +49,12 @@ class GroupCommitter:
     """Runs accepts on the database thread, many to a commit. Thread-safe; `submit` is called from event loops."""
 
     def __init__(
-        self,
-        db: Database,
-        *,
-        before_commit: Callable[[Session], None] | None = None,
-        write_batch: BatchWrite | None = None,
-        after_commit: Callable[[], None] | None = None,
+        self, db: Database, *, write_batch: BatchWrite, after_commit: Callable[[], None] | None = None
     ) -> None:
-        """`before_commit` finishes a batch's writes in its session (an error there runs the batch one by one).
-        `write_batch`, when given, writes a batch (of any size, one included) instead of calling each work with
-        `commit=False`; the works still run alone with `commit=True` when the batch fails. `after_commit` runs
+        """`write_batch` writes a batch (of any size, one included) on the raw SQLite connection; each work runs
+        alone (called with a session of its own, which it commits) when the batch fails. `after_commit` runs
         once a batch is committed, before its callers are answered."""
         self.db = db
-        self.before_commit = before_commit
         self.write_batch = write_batch
         self.after_commit = after_commit
         self._pending: list[_Pending] = []
@@ -88,35 +84,21 @@ class GroupCommitter:
         self.db.committed()
 
     def _commit(self, batch: list[_Pending]) -> list[_Settled]:
-        if len(batch) == 1 and self.write_batch is None:
-            return [self._run_alone(batch[0])]
         try:
-            with self.db.session() as session, Database.write_lock_for(session):
-                outcomes = self._write(session, batch)
-                if self.before_commit is not None:
-                    self.before_commit(session)
-                session.commit()
+            # No ORM Session: the batch's statements are the raw connection's, and a Session's bookkeeping around
+            # them cost the database thread a tenth of its time.
+            with self.db.sqlite_write_transaction() as raw:
+                outcomes = self.write_batch(raw, [item.work for item in batch])
         except Exception:  # noqa: BLE001 - whatever it was, each accept is tried again on its own
             return [self._run_alone(item) for item in batch]
         if self.after_commit is not None:
             self.after_commit()
         return [(item, ok, value) for item, (ok, value) in zip(batch, outcomes, strict=True)]
 
-    def _write(self, session: Session, batch: list[_Pending]) -> list[tuple[bool, Any]]:
-        if self.write_batch is not None:
-            return self.write_batch(session, [item.work for item in batch])
-        outcomes: list[tuple[bool, Any]] = []
-        for item in batch:
-            try:
-                outcomes.append((True, item.work(session, False)))
-            except _EXPECTED as exc:
-                outcomes.append((False, exc))
-        return outcomes
-
     def _run_alone(self, item: _Pending) -> _Settled:
         try:
             with self.db.session() as session:
-                value = item.work(session, True)
+                value = item.work(session)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
             return item, False, exc
         return item, True, value

@@ -77,7 +77,8 @@ class Recent(Generic[K, V]):
         self.max_bytes = max_bytes
         self._size_of = size_of
         self._bytes = 0
-        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        # key -> (when it was put, value, its size): the size is kept so an eviction need not estimate it again.
+        self._items: OrderedDict[K, tuple[float, V, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -90,9 +91,7 @@ class Recent(Generic[K, V]):
 
     def _forget(self, key: K) -> None:
         # Called with the lock held, for a key that is present.
-        del self._items[key]
-        if self._size_of is not None:
-            self._bytes -= self._size_of(key)
+        self._bytes -= self._items.pop(key)[2]
 
     def _over(self) -> bool:
         if len(self._items) > self.capacity:
@@ -114,9 +113,9 @@ class Recent(Generic[K, V]):
         with self._lock:
             if key in self._items:
                 self._forget(key)
-            self._items[key] = (time.monotonic(), value)
-            if self._size_of is not None:
-                self._bytes += self._size_of(key)
+            size = 0 if self._size_of is None else self._size_of(key)
+            self._items[key] = (time.monotonic(), value, size)
+            self._bytes += size
             while self._items and self._over():
                 self._forget(next(iter(self._items)))
 

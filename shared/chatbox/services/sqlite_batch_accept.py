@@ -11,8 +11,9 @@ The answers equal `chatbox.services.inbound.accept_inbound`'s for each accept ru
   and one `new_chat` service event is written per chat the batch created;
 - an edit keeps the text its target had before it (`previous_text`) and an edit or deletion marks its target,
   in order, so an edit of a message earlier in the same batch sees it;
-- each new message gets its delivery, held when the mailbox is paused; the others' jobs are staged in the
-  local queue's table (or `DeliveryQueue.stage`), all of them in one statement each.
+- each new message gets its delivery, held when the mailbox is paused; the others' jobs are written to the
+  local queue's table, all of them in one statement (a queue outside the database sends after the commit: such
+  a batch raises BatchConflictError and its accepts run alone).
 
 Whatever else goes wrong raises, and the group commit rolls the batch back and runs its accepts one by one.
 """
@@ -20,12 +21,11 @@ Whatever else goes wrong raises, and the group commit rolls the batch back and r
 from __future__ import annotations
 
 import copy
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.ids import is_valid_id, new_id, token_matches
@@ -46,7 +46,6 @@ from chatbox.store.sqlite_accept import (
     insert_queue_rows,
     mark_deleted,
     mark_edited,
-    raw_connection,
     read_target,
     sqlite_datetime,
     sqlite_json,
@@ -119,18 +118,18 @@ class _Plan:
 
 
 def accept_batch(
-    db: Session, queue: DeliveryQueue, requests: Sequence[AcceptRequest], *, table_queue: str | None
+    raw: sqlite3.Connection, requests: Sequence[AcceptRequest], *, table_queue: str | None
 ) -> list[Outcome]:
-    """Write the accepts of `requests` in `db`'s transaction (the caller holds the write lock and commits);
+    """Write the accepts of `requests` in `raw`'s transaction (the caller holds the write lock and commits);
     one outcome per request, in order.
 
     Args:
-        table_queue: the name of `queue` when it keeps its jobs in the database's `queue_messages` table (an
-            `InDatabaseQueue`, `table_queue_of`): their rows are written here, and the caller wakes the queue
-            after the commit. None: `queue.stage` is asked, and BatchConflictError raised when it cannot stage.
+        table_queue: the name of the delivery queue when it keeps its jobs in the database's `queue_messages`
+            table (an `InDatabaseQueue`, `table_queue_of`): their rows are written here, and the caller wakes the
+            queue after the commit. None: a queue outside the database sends its jobs after the commit, so a batch
+            with jobs raises BatchConflictError (its accepts run alone, and `accept_inbound` sends them).
     """
     started = time.perf_counter()
-    raw = raw_connection(db)
     now = sqlite_datetime(utcnow())
     plan = _plan(raw, requests)
     for chat in plan.chats.values():
@@ -141,14 +140,14 @@ def accept_batch(
     jobs = [
         None if item.held else DeliveryJob(delivery_id=new_id("delivery"), group_id=item.chat.id) for item in plan.new
     ]
-    staged = _stage(db, raw, queue, table_queue, [job for job in jobs if job is not None], now)
+    staged = _stage(raw, table_queue, [job for job in jobs if job is not None], now)
     insert_deliveries(raw, [_delivery_row(item, job, staged, now) for item, job in zip(plan.new, jobs, strict=True)])
     insert_new_chat_events(raw, [_event_row(chat, now) for chat in plan.chats.values() if chat.created])
     _count(plan, time.perf_counter() - started)
     return plan.outcomes
 
 
-def _plan(raw: Any, requests: Sequence[AcceptRequest]) -> _Plan:
+def _plan(raw: sqlite3.Connection, requests: Sequence[AcceptRequest]) -> _Plan:
     """Admit each request, tell copies from new messages, and gather the chats the new ones go to."""
     plan = _Plan()
     targets: dict[str, TargetRow | None] = {}
@@ -187,7 +186,7 @@ def _plan(raw: Any, requests: Sequence[AcceptRequest]) -> _Plan:
 
 
 def _admit(
-    raw: Any, targets: dict[str, TargetRow | None], connection_id: str, token: str | None
+    raw: sqlite3.Connection, targets: dict[str, TargetRow | None], connection_id: str, token: str | None
 ) -> TargetRow | Exception:
     """The connection to accept on, or the error its caller gets (`accept_inbound`'s, whatever the reason)."""
     if connection_id not in targets:
@@ -203,7 +202,7 @@ def _admit(
 
 
 def _known_copies(
-    raw: Any, admitted: list[tuple[AcceptRequest, TargetRow, list[AcceptResult]]]
+    raw: sqlite3.Connection, admitted: list[tuple[AcceptRequest, TargetRow, list[AcceptResult]]]
 ) -> dict[tuple[str, str], str]:
     wanted: dict[str, set[str]] = {}
     for request, _, _ in admitted:
@@ -248,7 +247,7 @@ def _touch(chat: _Chat, now: str) -> ChatTouch:
     )
 
 
-def _write_messages(raw: Any, new: list[_New], now: str) -> None:
+def _write_messages(raw: sqlite3.Connection, new: list[_New], now: str) -> None:
     """Insert the new messages in one statement, but in order around an edit or a deletion: those read and
     change their target, which may be a message of the same batch."""
     pending: list[MessageRow] = []
@@ -300,19 +299,15 @@ def table_queue_of(queue: DeliveryQueue) -> str | None:
     return queue.queue if isinstance(queue, InDatabaseQueue) else None
 
 
-def _stage(
-    db: Session, raw: Any, queue: DeliveryQueue, table_queue: str | None, jobs: list[DeliveryJob], now: str
-) -> bool:
+def _stage(raw: sqlite3.Connection, table_queue: str | None, jobs: list[DeliveryJob], now: str) -> bool:
     """Put the jobs in the queue within the transaction; True when they are (their deliveries are enqueued)."""
     if not jobs:
         return False
-    if table_queue is not None:
-        # The local queue's rows, written here as its `stage` would (its consumer is woken after the commit).
-        rows: list[QueueRow] = [(table_queue, job.group_id, job.delivery_id, job.body(), now, now) for job in jobs]
-        insert_queue_rows(raw, rows)
-        return True
-    if not queue.stage(db, jobs):
+    if table_queue is None:
         raise BatchConflictError("an external queue's send waits for the commit: accept alone")
+    # The local queue's rows, written here as its `stage` would (its consumer is woken after the commit).
+    rows: list[QueueRow] = [(table_queue, job.group_id, job.delivery_id, job.body(), now, now) for job in jobs]
+    insert_queue_rows(raw, rows)
     return True
 
 

@@ -7,8 +7,8 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
+    import sqlite3
     from concurrent.futures import ThreadPoolExecutor
 
     from chatbox.store.wal_checkpoint import WalCheckpointer
@@ -191,6 +192,36 @@ class Database:
 
     def session(self) -> Session:
         return self.sessions()
+
+    @contextmanager
+    def sqlite_write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on a pooled connection's own `sqlite3` connection, under the write lock, with no
+        ORM Session around it: committed when the block ends, rolled back if it raises, and the connection
+        handed back to the pool either way.
+
+        For the group commit's batch (`chatbox.services.group_commit`), whose statements are SQL text on the raw
+        connection already: a Session around them (its autobegin, connection checkout and commit machinery) cost
+        more Python on the database thread than its statements did. The transaction starts as the driver starts
+        it under a Session too: `sqlite3` issues a deferred `BEGIN` before the first write, and the write lock,
+        held from before the first read, keeps cooperating writers out until the commit.
+
+        Raises TypeError when the database is not SQLite."""
+        import sqlite3  # only a SQLite process loads it (see `_enable_sqlite_pragmas`)
+
+        pooled = self.engine.raw_connection()
+        try:
+            raw = pooled.driver_connection
+            if not isinstance(raw, sqlite3.Connection):
+                raise TypeError("the database is not SQLite")
+            with _write_lock(self.engine):
+                try:
+                    yield raw
+                    raw.commit()
+                except BaseException:
+                    raw.rollback()
+                    raise
+        finally:
+            pooled.close()
 
     def committed(self) -> None:
         """Hot-path writers (the group commit) call this after a commit: on a SQLite file, the WAL is

@@ -1,4 +1,5 @@
-"""The statements of a batched accept on SQLite, run on the raw `sqlite3` connection beneath a session.
+"""The statements of a batched accept on SQLite, run on a pooled connection's raw `sqlite3` connection
+(`Database.sqlite_write_transaction`).
 
 The group commit (`chatbox.services.sqlite_batch_accept`) writes many accepts in one transaction on the one
 database thread; through SQLAlchemy each statement cost more Python (compiled-cache lookup, parameter and result
@@ -19,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from chatbox.domain.schemas import EventType
 
@@ -72,15 +71,6 @@ _INSERT_QUEUE_ROW = """
 INSERT INTO queue_messages (queue, group_id, deduplication_id, body, visible_at, receive_count, created_at)
 VALUES (?, ?, ?, ?, ?, 0, ?)
 """
-
-
-def raw_connection(db: Session) -> sqlite3.Connection:
-    """The `sqlite3` connection of the session's connection: its writes share the session's transaction, so
-    `db.commit()` commits them and closing the session uncommitted rolls them back."""
-    dbapi = db.connection().connection.dbapi_connection
-    if not isinstance(dbapi, sqlite3.Connection):
-        raise TypeError("the session is not on SQLite")
-    return dbapi
 
 
 def sqlite_datetime(value: datetime) -> str:

@@ -8,8 +8,11 @@ their wall time on checkpoints, and under load the slowest batches were those.
 
 Here a thread of its own runs a PASSIVE checkpoint (it never blocks a writer or a reader, and sqlite3 runs it
 without the GIL) once `COMMITS_PER_CHECKPOINT` commits have been made since the last one, or `CHECKPOINT_INTERVAL`
-seconds after the first of fewer: under load about three checkpoints a second of ~6,000 pages each, and a quiet
-database about one a second, so the syncs stay few (one per checkpoint). The writers keep a backstop:
+seconds after the first of fewer: under the Telegram bench about a dozen checkpoints a second of at most ~1,500
+pages each, and a quiet database about one a second (one sync per checkpoint). Small checkpoints often keep the
+slowest requests faster than big ones seldom (p99 under the bench, per `COMMITS_PER_CHECKPOINT`: 8 -> 11 ms,
+16 -> 12-14 ms, 32 -> 16 ms, 64 -> 15-20 ms, no thread (the writers' backstop alone) -> 31 ms).
+The writers keep a backstop:
 `WAL_AUTOCHECKPOINT_PAGES` (set on every connection, `chatbox.store.database`) is above what the thread leaves
 behind, so a writer checkpoints only when this thread falls behind or is not running (a process that commits no
 group-commit batch, such as the delivery worker: its writes are few). Durability does not depend on checkpoints:
@@ -28,8 +31,8 @@ log = logging.getLogger(__name__)
 # the log grows to it even with the thread running (the log restarts from its beginning only when a writer finds
 # everything copied), but by then the thread has copied nearly all of it: the writer's checkpoint is small.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
-# A batch of 32 messages writes about 90 pages: 64 batches stay well under the backstop.
-COMMITS_PER_CHECKPOINT = 64
+# A batch of 32 messages writes about 90 pages: 16 batches stay well under the backstop.
+COMMITS_PER_CHECKPOINT = 16
 CHECKPOINT_INTERVAL = 1.0
 
 
