@@ -6,7 +6,10 @@
    plus `mcp` for the MCP function). Every measurement is `python -c <import>` wall time minus
    `python -c pass`, median of --runs, the candidates interleaved round by round so that machine
    noise hits them alike. What is not measured: reading the secrets from Secrets Manager (a network
-   call at cold start on Lambda, not reproducible here).
+   call at cold start on Lambda, not reproducible here). Beside each function, its libraries alone: every module
+   its handler's import loads that is not chatbox's own code (listed by importing the handler once), imported by
+   name in the same order. That floor is what no change to chatbox's code can go under; "Nx its libraries" is
+   what chatbox's own code adds on top of it.
 2. Import and first request. The same, plus one typical first invocation in the same process, as a cold
    start serves it (FastAPI analyses the routes of an included router when a request first walks through
    it, so part of the app's set-up is paid here): the api function answers `GET /v1/mailboxes` with an API
@@ -89,6 +92,22 @@ def list_mailboxes() -> dict:
 lambda_handler = mangum.Mangum(app, lifespan="off")
 """
 
+# A function's libraries alone: every module its handler's import loads that is not chatbox's own code, imported in the
+# order the handler first imports it. What no change to chatbox's code can take below (the "floor" in the report).
+OWN_PACKAGES = ("chatbox", "connectors", "functions", "handler")
+LIST_LIBRARIES = """
+import json, sys
+print(json.dumps([name for name in sys.modules if name not in loaded and name.split(".")[0] not in {own!r}]))
+"""
+# With the cyclic collector off, as the handlers compose (chatbox.adapters.cold_start): a floor, not a baseline.
+LIBRARIES = """
+import gc, importlib
+gc.disable()
+for name in {modules!r}:
+    importlib.import_module(name)
+"""
+FLOOR = " libraries"  # the label suffix of a function's libraries-alone candidate
+
 # The targets of the issue "Serverless deployment".
 TARGET_IMPORT_RATIO = 1.25
 TARGET_PACKAGE_MB = 100.0  # bytecode included (issue "A deploy that works the first time")
@@ -151,6 +170,17 @@ def run_once(candidate: Candidate, env: dict[str, str], cwd: Path) -> tuple[floa
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def libraries_alone(candidate: Candidate, env: dict[str, str], cwd: Path) -> Candidate:
+    """`candidate` (a function's handler import) without chatbox: the modules its import loads from libraries and the
+    standard library, listed by importing the handler once, imported by name in the same order."""
+    if candidate.path:
+        env = {**env, "PYTHONPATH": os.pathsep.join(str(path) for path in candidate.path)}
+    code = "import sys\nloaded = set(sys.modules)\n" + candidate.code + LIST_LIBRARIES.format(own=OWN_PACKAGES)
+    listed = subprocess.run([*INTERPRETER, "-c", code], env=env, cwd=cwd, check=True, capture_output=True, text=True)
+    modules = json.loads(listed.stdout.strip().splitlines()[-1])
+    return Candidate(candidate.label + FLOOR, LIBRARIES.format(modules=modules), candidate.path)
 
 
 def measure_imports(
@@ -304,12 +334,21 @@ def report_ratios(wall: dict[str, float], cpu: dict[str, float], suffix: str = "
         if label is None:
             verdict = f"<= {TARGET_IMPORT_RATIO}: " + ("ok" if ratio <= TARGET_IMPORT_RATIO else "MISSED")
             label = f"functions/{name}" + (" (vs baseline+mcp)" if name.startswith("mcp") else "")
+            floor = name + FLOOR + suffix
+            if floor in wall:
+                verdict += f"; {wall[key] / wall[floor]:.2f}x its libraries"
         else:
             verdict = ""
         say(
             f"   {label:<36} {wall[key] * 1000:8.0f} {ratio:6.2f} {cpu[key] * 1000:8.0f} {cpu[key] / cpu[base]:6.2f}"
             f"  {verdict}".rstrip()
         )
+        floor = name + FLOOR + suffix
+        if floor in wall:
+            say(
+                f"   {'  its libraries alone (floor)':<36} {wall[floor] * 1000:8.0f} {wall[floor] / wall[base]:6.2f}"
+                f" {cpu[floor] * 1000:8.0f} {cpu[floor] / cpu[base]:6.2f}"
+            )
 
 
 def tree_size(path: Path) -> int:
@@ -390,8 +429,10 @@ def main() -> None:
             candidates = [Candidate("baseline", BASELINE), Candidate("baseline+mcp", BASELINE_MCP)] + [
                 Candidate(name, f"import functions.{name}.handler") for name in FUNCTIONS
             ]
+        handlers = [c for c in candidates if c.label in FUNCTIONS]
         if not args.import_only:
             candidates += with_first_request(candidates, seed_database(env), layered=bool(args.layers))
+        candidates += [libraries_alone(c, env, home) for c in handlers]
         wall, cpu = measure_imports(candidates, args.runs, env, home)
         say(f"\n1. import time, median of {args.runs}, interpreter start-up subtracted")
         report_ratios(wall, cpu)

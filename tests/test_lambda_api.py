@@ -205,3 +205,36 @@ def test_unknown_route_is_a_json_404(lambda_handler: LoadedHandler) -> None:
 
     assert response["statusCode"] == 404
     assert "code" in body_of(response)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/ingest/telegram/con_01JD0000000000000000000000", "/v1/connections/con_01JD0000000000000000000000/messages"],
+)
+def test_other_methods_on_the_ingest_routes_are_a_json_405_allow_post(lambda_handler: LoadedHandler, path: str) -> None:
+    # The template sends these routes' POSTs to the inbound function; other methods reach this one.
+    event = v2_event("GET", path, route_key="ANY /v1/{proxy+}")
+
+    response = lambda_handler(event)
+
+    assert response["statusCode"] == 405, response["body"]
+    assert response["headers"]["allow"] == "POST"
+    assert body_of(response)["code"] == "method_not_allowed"
+
+
+def test_an_ingest_post_that_reaches_the_api_function_is_served_as_the_inbound_function_serves_it(
+    lambda_handler: LoadedHandler,
+) -> None:
+    path = "/v1/connections/con_01JD0000000000000000000000/messages"
+    event = v2_event(
+        "POST",
+        path,
+        route_key="ANY /v1/{proxy+}",
+        headers={"authorization": "Bearer inb_" + "x" * 40, "content-type": "application/json"},
+        body=b'{"external_chat_id": "c1", "external_message_id": "m1", "text": "hi"}',
+    )
+
+    response = lambda_handler(event)
+
+    assert response["statusCode"] == 401, response["body"]
+    assert body_of(response)["code"] == "unauthorized"

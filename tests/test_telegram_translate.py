@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from chatbox.domain.errors import InvalidInputError
-from chatbox.domain.normalized import MAX_TEXT, ChatType
+from chatbox.domain.normalized import ChatType
+from chatbox.domain.untrusted import MAX_TEXT
 from chatbox.ports.ingest import IngestOutcome
 from connectors.telegram.translate import body_to_outcome, parse_update_body, reply_message_id, update_to_outcome
 from tests.support.payloads import PAYLOADS, load_payload

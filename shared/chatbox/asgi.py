@@ -14,17 +14,23 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from chatbox.runtime import Runtime
-from chatbox.web.app import create_api
+from chatbox.web.app import HandedOn, create_api
 from chatbox.web.middleware import MetricsMiddleware
 
 
 def create_app(
-    runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, mcp: bool = True, fast_lane: bool = True
+    runtime: Runtime,
+    routers: Sequence[APIRouter] | None = None,
+    *,
+    mcp: bool = True,
+    fast_lane: bool = True,
+    handed_on: HandedOn | None = None,
 ) -> FastAPI:
     """The REST app of `routers` (all of them by default), plus the MCP endpoints (`/mcp/{mailbox_id}`,
     `/mcp/admin/{account_id}`) unless `mcp=False`; the hot ingest routes in the fast lane
-    (`chatbox.web.fast_ingest`) unless `fast_lane=False`."""
-    app = create_api(runtime, routers, fast_lane=fast_lane)
+    (`chatbox.web.fast_ingest`) unless `fast_lane=False`; the requests of `handed_on`'s route templates to the app
+    it builds on the first of them."""
+    app = create_api(runtime, routers, fast_lane=fast_lane, handed_on=handed_on)
     if mcp:
         # Imported here so an API-only composition never loads the MCP SDK.
         from chatbox.mcp.routes import mcp_routes

@@ -20,15 +20,16 @@ from chatbox.ports.queue import DeliveryQueue
 from chatbox.ports.webhook_sender import WebhookSender
 from chatbox.services.attachments import link_signer
 from chatbox.services.connector_programs import PortPicker
-from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
-from chatbox.services.event_dispatch import EventDispatcher
 from chatbox.services.quotas import AccountLimits
 from chatbox.services.throttle import AuthThrottle, ThrottlePolicy
 from chatbox.store.database import Database
 
 if TYPE_CHECKING:
     # The ingest path (its accept statements for each database) loads with the first ingest: the api and mcp
-    # functions' cold starts never serve one.
+    # functions' cold starts never serve one. The deliverer and the event dispatcher load with their first use too
+    # (the delivery function imports them with its batch code; the api and mcp functions rarely need them).
+    from chatbox.services.delivery_attempt import Deliverer
+    from chatbox.services.event_dispatch import EventDispatcher
     from chatbox.services.ingest import IngestDispatcher
 
 
@@ -81,6 +82,8 @@ class Runtime:
     def deliverer(self) -> Deliverer:
         """The webhook deliverer, built on first use."""
         if self._deliverer is None:
+            from chatbox.services.delivery_attempt import Deliverer, DeliveryPolicy
+
             settings = self.settings
             self._deliverer = Deliverer(
                 self.db,
@@ -100,6 +103,8 @@ class Runtime:
         """The service-event sender, built on first use with an HTTP client of its own: a slow event subscriber
         never holds a connection message deliveries wait for."""
         if self._events is None:
+            from chatbox.services.event_dispatch import EventDispatcher
+
             self._events = EventDispatcher(self.db, self.vault, self.webhook_sender())
         return self._events
 

@@ -14,13 +14,12 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from chatbox.domain.untrusted import NoNul
+from chatbox.domain.untrusted import MAX_TEXT, NoNul
 
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), NoNul]
 ShortText = Annotated[str, StringConstraints(max_length=255), NoNul]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
-MAX_TEXT = 65_536
 # A message's time, in UTC: a platform's clock says 1970 or later, and a year short of datetime's last keeps a
 # value inside every backend's range once shown in any time zone.
 EARLIEST_SENT_AT = datetime(1970, 1, 1, tzinfo=UTC)

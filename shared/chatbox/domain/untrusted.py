@@ -27,6 +27,8 @@ from pydantic import AfterValidator
 from chatbox.domain.errors import InvalidInputError
 
 NUL = "\x00"
+MAX_TEXT = 65_536
+"""Longest message text chatbox takes, in characters: from a platform, from the agent, in an edit."""
 PLATFORM_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects taken in a platform's push (real ones nest about ten deep)."""
 

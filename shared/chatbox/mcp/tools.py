@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from chatbox.domain.normalized import MAX_TEXT
+from chatbox.domain.untrusted import MAX_TEXT
 from chatbox.ports.platforms import PlatformRegistry, PlatformSpec
 from chatbox.runtime import Runtime
 from chatbox.services import focus, sending

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatbox.domain.errors import ChatboxError
-from chatbox.domain.normalized import InboundMessage
 from chatbox.ports.connector import ConnectionContext, Connector
+
+if TYPE_CHECKING:
+    # The normalized message models load with what parses or stores messages, not with the contract.
+    from chatbox.domain.normalized import InboundMessage
 
 
 class WebhookUnauthenticatedError(ChatboxError):

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from chatbox.domain.normalized import InboundMessage
 from chatbox.ports.connector import ConnectionContext
+
+if TYPE_CHECKING:
+    # The normalized message models load with what parses or stores messages, not with the contract.
+    from chatbox.domain.normalized import InboundMessage
 
 RECEIVE_MODE = "receive_mode"
 WEBHOOK_RECEIVE = "webhook"

@@ -31,15 +31,18 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_settings import BaseSettings
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError
 from chatbox.ports.connector import ConnectionContext, Connector
-from chatbox.ports.ingest import WebhookConnector
 from chatbox.ports.live import LiveSource
+
+if TYPE_CHECKING:
+    # Only the webhook platforms' ingest loads the ingest port (and the normalized message models under it).
+    from chatbox.ports.ingest import WebhookConnector
 
 PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 

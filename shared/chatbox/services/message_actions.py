@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from chatbox.domain.errors import ConnectorUnavailableError, InvalidInputError, NotFoundError
 from chatbox.domain.ids import is_valid_id
-from chatbox.domain.normalized import MAX_TEXT
+from chatbox.domain.untrusted import MAX_TEXT
 from chatbox.domain.vault import Vault
 from chatbox.ports.connector import ConnectionContext, Connector
 from chatbox.ports.message_actions import (

@@ -35,8 +35,8 @@ from chatbox.domain.errors import (
     UnknownOutcomeError,
 )
 from chatbox.domain.ids import new_id
-from chatbox.domain.normalized import MAX_TEXT
 from chatbox.domain.schemas import ConnectionStatus
+from chatbox.domain.untrusted import MAX_TEXT
 from chatbox.domain.vault import Vault
 from chatbox.ports.connector import ConnectionContext, Connector, OutboundMessage, SentMessage
 from chatbox.ports.platforms import PlatformRegistry

@@ -1,6 +1,7 @@
 """The domain's tables. One migration history (chatbox/store/migrations) serves every backend."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: SQLAlchemy would eval() each of the ~140 `Mapped[...]` strings when it
+# maps the classes, which costs every cold start about 5 ms more than reading the annotations Python already built.
 
 from datetime import datetime
 from typing import Any, cast

@@ -1,31 +1,11 @@
-"""Every REST router, in the order `chatbox dev`, `chatbox api` and the API function serve them."""
+"""Every REST router, in the order `chatbox dev` and `chatbox api` serve them: the management API's, then the ingest
+routes (the api function serves the first and hands the second on, see `functions/api/handler.py`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chatbox.web.routes import (
-    api_keys,
-    attachments,
-    connections,
-    credentials,
-    event_subscriptions,
-    health,
-    inbound,
-    ingest,
-    mailboxes,
-    platforms,
-)
+from chatbox.web.management_routers import MANAGEMENT_ROUTERS
+from chatbox.web.routes import inbound, ingest
 
-API_ROUTERS: tuple[APIRouter, ...] = (
-    health.router,
-    mailboxes.router,
-    connections.router,
-    platforms.router,
-    credentials.router,
-    api_keys.router,
-    event_subscriptions.router,
-    attachments.router,
-    inbound.router,
-    ingest.router,
-)
+API_ROUTERS: tuple[APIRouter, ...] = (*MANAGEMENT_ROUTERS, inbound.router, ingest.router)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -11,7 +11,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chatbox import __version__
 from chatbox.runtime import Runtime
 from chatbox.web.errors import install_error_handlers
-from chatbox.web.fast_ingest import INBOUND_ROUTE, INGEST_ROUTE, FastIngest
+from chatbox.web.ingest_paths import INBOUND_ROUTE, INGEST_ROUTE
+from chatbox.web.lazy import LazyRoutes
 from chatbox.web.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from chatbox.web.openapi import install_platform_openapi
 
@@ -22,23 +23,36 @@ Lists paginate with `limit` and `cursor` (pass back `next_cursor`).
 """
 
 
+# Route templates, and how to build the app that serves them when one of their requests first arrives.
+HandedOn = tuple[Sequence[str], Callable[[], ASGIApp]]
+
+
 class ChatboxAPI(FastAPI):
     """A FastAPI app whose hot routes, when it serves them, are taken by the fast lane (`chatbox.web.fast_ingest`)
     before FastAPI sees the request (its per-request telemetry check, middleware, exception handlers and router);
     everything else goes through FastAPI as before."""
 
-    def __init__(self, runtime: Runtime, *, ingest: bool, inbound: bool, **options: Any) -> None:
+    def __init__(
+        self, runtime: Runtime, *, ingest: bool, inbound: bool, handed_on: HandedOn | None = None, **options: Any
+    ) -> None:
         super().__init__(**options)
         self.state.runtime = runtime
         self.fast_routes = (ingest, inbound)
+        self.handed_on = handed_on
         self.served: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.served is None:
             ingest, inbound = self.fast_routes
-            behind = super().__call__
-            lane = ingest or inbound
-            self.served = FastIngest(behind, self.state.runtime, ingest=ingest, inbound=inbound) if lane else behind
+            served: ASGIApp = super().__call__
+            if ingest or inbound:
+                # Loaded with the first request of an app that has a lane, never by one without (the api function).
+                from chatbox.web.fast_ingest import FastIngest
+
+                served = FastIngest(served, self.state.runtime, ingest=ingest, inbound=inbound)
+            if self.handed_on is not None:
+                served = LazyRoutes(served, *self.handed_on)
+            self.served = served
         await self.served(scope, receive, send)
 
 
@@ -51,10 +65,17 @@ def _serves(routers: Sequence[APIRouter], template: str) -> bool:
     )
 
 
-def create_api(runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, fast_lane: bool = True) -> FastAPI:
+def create_api(
+    runtime: Runtime,
+    routers: Sequence[APIRouter] | None = None,
+    *,
+    fast_lane: bool = True,
+    handed_on: HandedOn | None = None,
+) -> FastAPI:
     """The REST app of `routers` (all of `API_ROUTERS` by default), with JSON errors, the body-size limit and
     request metrics; its hot routes in the fast lane unless `fast_lane=False` (what the lane's tests compare
-    it with)."""
+    it with). `handed_on`: route templates whose requests go to an app built on the first of them instead
+    (`chatbox.web.lazy.LazyRoutes`)."""
     if routers is None:
         # Imported here so a function that serves a few routes (inbound) never loads the management routers.
         from chatbox.web.api_routers import API_ROUTERS
@@ -64,6 +85,7 @@ def create_api(runtime: Runtime, routers: Sequence[APIRouter] | None = None, *, 
         runtime,
         ingest=fast_lane and _serves(routers, INGEST_ROUTE),
         inbound=fast_lane and _serves(routers, INBOUND_ROUTE),
+        handed_on=handed_on,
         title="chatbox",
         version=__version__,
         description=DESCRIPTION,

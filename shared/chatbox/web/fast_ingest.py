@@ -27,6 +27,8 @@ from chatbox.ports import metrics
 from chatbox.ports.ingest import WebhookRequest
 from chatbox.runtime import Runtime
 from chatbox.services.throttle import client_address
+from chatbox.web.ingest_paths import INBOUND_ROUTE, INGEST_ROUTE  # also the request metrics' route labels
+from chatbox.web.lazy import route_path
 from chatbox.web.middleware import MAX_BODY_BYTES, too_large
 from chatbox.web.problems import (
     ErrorAnswer,
@@ -34,10 +36,6 @@ from chatbox.web.problems import (
     database_unavailable_answer,
     validation_answer,
 )
-
-# The FastAPI routes' templates: the request metrics' route labels.
-INGEST_ROUTE = "/v1/ingest/{platform}/{connection_id}"
-INBOUND_ROUTE = "/v1/connections/{connection_id}/messages"
 
 _JSON = b"application/json"
 _SERVER_ERROR = b"Internal Server Error"
@@ -80,7 +78,7 @@ class FastIngest:
 
     def _route(self, scope: Scope) -> tuple[str, tuple[str, str]] | None:
         """The matched template and its two path parameters, as Starlette's router would match them."""
-        parts = _route_path(scope).split("/")
+        parts = route_path(scope).split("/")
         if len(parts) != 5 or parts[0] or parts[1] != "v1" or not parts[3]:
             return None
         if self.ingest and parts[2] == "ingest" and parts[4]:
@@ -156,17 +154,6 @@ class FastIngest:
         except (ChatboxError, OperationalError) as exc:
             return _error(exc)
         return 202, result.model_dump_json().encode(), _JSON, []
-
-
-def _route_path(scope: Scope) -> str:
-    """The path below the app's root path, as Starlette routes it."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if not root_path or not path.startswith(root_path):
-        return path
-    if path == root_path:
-        return ""
-    return path[len(root_path) :] if path[len(root_path)] == "/" else path
 
 
 def _headers(scope: Scope) -> dict[str, str]:
