@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from chatbox.asgi import create_app
@@ -267,3 +267,31 @@ def account(runtime: Runtime) -> AccountKey:
 @pytest.fixture
 def other_account(runtime: Runtime) -> AccountKey:
     return make_account(runtime, "globex")
+
+
+@pytest.fixture
+def admin(runtime: Runtime) -> Iterator[Engine]:
+    """Connections of our own beside the runtime's pool (another process, an operator)."""
+    engine = create_engine(runtime.db.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def refusing_poison(admin: Engine) -> Iterator[None]:
+    """The server refuses to store a message whose text is `poison` (a trigger; the schema is left as it was)."""
+    with admin.connect() as db:
+        db.execute(
+            text(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.text = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$"
+            )
+        )
+        db.execute(
+            text("CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+        )
+    try:
+        yield
+    finally:
+        with admin.connect() as db:
+            db.execute(text("DROP FUNCTION refuse_poison() CASCADE"))

@@ -538,8 +538,9 @@ def test_each_function_imports_only_what_its_cold_start_needs(function: str, tmp
 
 # The database the template gives every function: Postgres (a URL from its secret). Nothing connects at import.
 TEMPLATE_DB_URL = "postgresql+psycopg://chatbox:secret@chatbox-db.cluster-abc.eu-west-1.rds.amazonaws.com:5432/chatbox"
-# What no function loads on Postgres: SQLite's dialect and driver. What the api and mcp functions do not load at cold
-# start on any database: the ingest path (its accepts for each database), which they document but never serve.
+# What no function loads on Postgres: SQLite's dialect and driver. What the api function does not load at cold start
+# on any database: the ingest path (its routers, the fast lane, its accepts), composed only if an ingest request
+# reaches it (the template sends their POSTs to the inbound function).
 SQLITE_ONLY = ("sqlalchemy.dialects.sqlite", "sqlite3", "chatbox.store.sqlite_accept")
 INGEST_PATH = (
     "chatbox.services.ingest",

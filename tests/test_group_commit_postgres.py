@@ -6,16 +6,15 @@ stored and gives the culprit its own answer."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from chatbox.domain.normalized import AcceptResult, InboundMessage
 from chatbox.ports.queue import DeliveryJob, QueueError, QueueRecord
@@ -40,14 +39,6 @@ def db_url(postgres_database: PostgresTestDatabase) -> str:
 def connection(client: TestClient, account: AccountKey) -> dict[str, Any]:
     mailbox = create_mailbox(client, account, webhook_url="https://agent.example.test/hook")
     return create_connection(client, account, mailbox["id"], platform="signal")
-
-
-@pytest.fixture
-def admin(runtime: Runtime) -> Iterator[Engine]:
-    """Connections of our own beside the runtime's pool (another process, an operator)."""
-    engine = create_engine(runtime.db.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    yield engine
-    engine.dispose()
 
 
 def _message(external_id: str, chat: str = "c-1", text: str | None = None) -> InboundMessage:
@@ -155,26 +146,6 @@ def _waiting_on_a_lock(admin: Engine) -> bool:
             )
         ).scalar_one()
     return waiting > 0
-
-
-@pytest.fixture
-def refusing_poison(admin: Engine) -> Iterator[None]:
-    """The server refuses to store a message whose text is `poison` (a trigger; the schema is left as it was)."""
-    with admin.connect() as db:
-        db.execute(
-            text(
-                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.text = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$"
-            )
-        )
-        db.execute(
-            text("CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
-        )
-    try:
-        yield
-    finally:
-        with admin.connect() as db:
-            db.execute(text("DROP FUNCTION refuse_poison() CASCADE"))
 
 
 @pytest.mark.usefixtures("refusing_poison")

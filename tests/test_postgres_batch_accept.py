@@ -7,16 +7,15 @@ and a message the server refuses, which fails alone once the batch runs one by o
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, select, text, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 from chatbox.domain.errors import AuthenticationError, ConflictError
 from chatbox.domain.normalized import AcceptResult, Attachment, ChatType, InboundMessage, Reaction
@@ -35,13 +34,6 @@ Call = tuple[Json, InboundMessage]
 def db_url(postgres_database: PostgresTestDatabase) -> str:
     """Postgres only: SQLite's batch is `tests/test_sqlite_batch_accept.py`."""
     return postgres_database.fresh()
-
-
-@pytest.fixture
-def admin(runtime: Runtime) -> Iterator[Engine]:
-    engine = create_engine(runtime.db.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    yield engine
-    engine.dispose()
 
 
 def _text(chat: str, external_id: str, body: str | None = None, **fields: Any) -> InboundMessage:
@@ -250,26 +242,6 @@ def test_paused_and_archived_mailboxes_and_refused_tokens_beside_open_ones_in_on
     assert statuses == {(False, "pending", False), (True, "held", True)}
     assert queued == pending and len(pending) == 2
     assert events == 3  # c-1 of the open mailbox, c-1 and c-2 of the paused one
-
-
-@pytest.fixture
-def refusing_poison(admin: Engine) -> Iterator[None]:
-    """The server refuses to store a message whose text is `poison` (a trigger; the schema is left as it was)."""
-    with admin.connect() as db:
-        db.execute(
-            text(
-                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.text = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$"
-            )
-        )
-        db.execute(
-            text("CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
-        )
-    try:
-        yield
-    finally:
-        with admin.connect() as db:
-            db.execute(text("DROP FUNCTION refuse_poison() CASCADE"))
 
 
 @pytest.mark.usefixtures("refusing_poison")
